@@ -11,7 +11,11 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 
 def _registrars() -> list[Registrar]:
     # Imported here so that `duban --help` stays fast and one broken feature cannot hide the others' help.
-    return []
+    from duban.catalog.cli import register as catalog
+    from duban.launcher import register as launcher
+    from duban.workcal.cli import register as workcal
+
+    return [catalog, workcal, launcher]
 
 
 def build_parser() -> argparse.ArgumentParser:

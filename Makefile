@@ -1,0 +1,32 @@
+# The two commands: `make run` (the whole system on embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+
+.PHONY: run test venv lock openapi clean
+
+$(BIN)/.synced: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --silent --no-audit --no-fund
+
+venv: $(BIN)/.synced
+
+run: venv
+	$(BIN)/duban run
+
+test: venv node_modules/.package-lock.json
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Re-resolve the pinned dependencies after editing pyproject.toml.
+lock: venv
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock
+
+clean:
+	rm -rf $(VENV) node_modules .run

@@ -1,0 +1,121 @@
+"""Kafka plumbing shared by the services: topic creation, producers, the faust app and dead letters.
+
+Topics are always created explicitly: Tansu (the local broker) does not auto-create them, and in
+production the partition count is a decision, not an accident of the first producer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from pathlib import Path
+
+import faust
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from prometheus_client import Counter
+
+from duban.settings import ServiceSettings
+
+DEAD_LETTERS = Counter(
+    "duban_dead_letters_total", "Events moved to a dead-letter topic because they can never be applied",
+    ["consumer", "topic", "reason"],
+)
+
+
+def all_topics(settings: ServiceSettings) -> list[str]:
+    main = [settings.topic_dept_events, settings.topic_tracker_changes]
+    return main + [t + settings.dead_letter_suffix for t in main]
+
+
+async def ensure_topics(settings: ServiceSettings, names: Iterable[str] | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in (names or all_topics(settings)) if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics([
+                    NewTopic(n, settings.topic_partitions, settings.topic_replication) for n in missing])
+            except TopicAlreadyExistsError:
+                pass  # a concurrent start created them first
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: ServiceSettings, **overrides) -> AIOKafkaProducer:
+    options = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "acks": "all",
+        "enable_idempotence": settings.kafka_enable_idempotence,
+        "linger_ms": 2,
+        "request_timeout_ms": 10_000,
+    }
+    options.update(overrides)
+    return AIOKafkaProducer(**options)
+
+
+async def wait_for_broker(settings: ServiceSettings, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            await admin.list_topics()
+            return
+        except Exception:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.3)
+        finally:
+            await admin.close()
+
+
+def make_faust_app(settings: ServiceSettings, app_id: str) -> faust.App:
+    """A faust app used only as a thin consumer runtime: no tables, no web server, no topic declaration.
+
+    State lives in PostgreSQL; `at_least_once` plus each service's processed-events ledger gives
+    exactly-once effect."""
+    datadir = Path(settings.data_dir) / "faust" / app_id
+    datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
+    return faust.App(
+        app_id,
+        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        processing_guarantee="at_least_once",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        store="memory://",
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
+        broker_session_timeout=settings.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
+        broker_commit_every=500,
+        broker_commit_interval=1.0,
+        producer_acks=-1,
+        datadir=str(datadir),
+        logging_config=None,
+    )
+
+
+def raw_topic(app: faust.App, name: str) -> faust.TopicT:
+    return app.topic(name, key_serializer="raw", value_serializer="raw", internal=False)
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer, *, consumer: str, topic: str, partition: int, offset: int,
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]], reason: str, error: str,
+    suffix: str = ".dlq",
+) -> None:
+    """Publish an event that can never be applied, with why and where it came from, then count it."""
+    dlq_headers = [h for h in headers if not h[0].startswith("dlq_")] + [
+        ("dlq_reason", reason.encode()),
+        ("dlq_error", error[:2000].encode()),
+        ("dlq_origin_topic", topic.encode()),
+        ("dlq_origin_partition", str(partition).encode()),
+        ("dlq_origin_offset", str(offset).encode()),
+        ("dlq_consumer", consumer.encode()),
+    ]
+    await producer.send_and_wait(topic + suffix, value, key=key, headers=dlq_headers)
+    DEAD_LETTERS.labels(consumer=consumer, topic=topic, reason=reason).inc()

@@ -1,0 +1,44 @@
+"""A demo feed of realistic department events, posted to intake the way department systems do."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import structlog
+
+from duban.catalog import load_catalog
+
+log = structlog.get_logger(__name__)
+
+NOTES = ["已完成方案制定，正在推进落实", "已召开专题协调会", "系统已上线试运行", "已按期完成阶段目标", "正在协调相关单位"]
+
+
+def progress_event(rng: random.Random, now: datetime) -> dict:
+    catalog = load_catalog()
+    task = rng.choice(catalog.tasks)
+    percent = rng.randrange(10, 101, 10)
+    return {
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": f"/departments/{task.lead[0]}",
+        "type": "duban.task.progress-reported.v1", "subject": task.id, "time": now.isoformat(),
+        "datacontenttype": "application/json",
+        "data": {"status": "done" if percent == 100 else "in_progress", "percent": percent, "note": rng.choice(NOTES)},
+    }
+
+
+async def run_demo_feed(intake_url: str, *, interval_s: float = 2.0, seed: int | None = None) -> None:
+    rng = random.Random(seed)
+    async with httpx.AsyncClient(base_url=intake_url, timeout=10.0) as client:
+        while True:
+            now = datetime.now(timezone.utc) - timedelta(seconds=1)
+            batch = [progress_event(rng, now) for _ in range(rng.randint(1, 4))]
+            try:
+                response = await client.post("/v1/events", json=batch,
+                                             headers={"content-type": "application/cloudevents-batch+json"})
+                log.info("demo events posted", count=len(batch), status=response.status_code)
+            except httpx.HTTPError as exc:
+                log.warning("demo post failed", error=str(exc))
+            await asyncio.sleep(interval_s)

@@ -1,0 +1,78 @@
+"""Events on Kafka: CloudEvents Kafka protocol binding, binary content mode.
+
+The record value is `data` as JSON, every other attribute travels in a `ce_<name>` header,
+`datacontenttype` in `content-type`, and the record key is the event's subject (task, case or
+indicator id) so that one aggregate's events stay in one partition, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
+
+from duban.events.models import Event
+from duban.events.registry import parse_event
+
+Headers = list[tuple[str, bytes]]
+
+_FORMAT = JSONFormat()
+
+
+class KafkaRecordError(ValueError):
+    """A record that cannot be read as a CloudEvent of this system (dead-letter it, do not retry)."""
+
+
+def to_kafka(event: Event | Mapping[str, Any]) -> tuple[bytes, bytes, Headers]:
+    """The (key, value, headers) of the record that carries `event`.
+
+    An event in structured form is validated first (raises InvalidEvent), so nothing that breaks
+    its contract reaches a topic.
+    """
+    if not isinstance(event, Event):
+        event = parse_event(event)
+    attributes = {name: value for name, value in event if name != "data" and value is not None}
+    # Optional fields left at their default are omitted: the contract refuses null for them.
+    data = event.data.model_dump(mode="json", by_alias=True, exclude_defaults=True)
+    key = event.subject.encode("utf-8")
+    message = ce_kafka.to_binary(CloudEvent(attributes, data), _FORMAT, key_mapper=lambda _: key)
+    return key, message.value, list(message.headers.items())
+
+
+def _structured(attributes: dict[str, Any], data: Any) -> dict[str, Any]:
+    # Used as the SDK's event factory instead of its CloudEvent class, which would fill a missing
+    # id with a fresh UUID and a missing time with "now": that would defeat de-duplication by
+    # (source, id) and put a wrong instant on SLA clocks. Validation is left to validate_event.
+    event = dict(attributes)
+    if isinstance(event.get("time"), datetime):
+        time = event["time"].isoformat()
+        event["time"] = time[: -len("+00:00")] + "Z" if time.endswith("+00:00") else time
+    if data is not None:
+        event["data"] = data
+    return event
+
+
+def from_kafka(key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]]) -> dict[str, Any]:
+    """The event of a record, in structured form, ready for `validate_event` / `parse_event`.
+
+    Binary mode is the contract; a structured-mode record (content-type
+    application/cloudevents+json) is read as well, as the CloudEvents binding asks of receivers.
+    Raises KafkaRecordError when the record cannot be decoded or its key is not its subject.
+    """
+    # The key is routing, not an event attribute: it is checked against the subject below rather
+    # than handed to the SDK, which would add it to the event as a `partitionkey` extension.
+    message = ce_kafka.KafkaMessage(headers=dict(headers), key=None, value=value)
+    try:
+        event: dict[str, Any] = ce_kafka.from_kafka(message, _FORMAT, _structured)
+    except (ValueError, TypeError, AttributeError) as error:
+        # The SDK's parsers surface bad UTF-8, JSON, time text or a non-object structured
+        # envelope as whichever of these their failing step raises.
+        raise KafkaRecordError(f"undecodable CloudEvent record: {error}") from error
+    subject = event.get("subject")
+    if key is not None and isinstance(subject, str) and key != subject.encode("utf-8"):
+        raise KafkaRecordError(f"record key {key!r} is not the event subject {subject!r}")
+    return event

@@ -1,0 +1,50 @@
+"""RFC 9457 problem details for every HTTP error a Duban service returns."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://duban.gulou.gov.cn/problems/"
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document; `extra` members are added to the body."""
+
+    def __init__(self, status: int, kind: str, detail: str, *, headers: dict[str, str] | None = None, **extra) -> None:
+        super().__init__(detail)
+        self.status, self.kind, self.detail = status, kind, detail
+        self.headers, self.extra = headers or {}, extra
+
+
+def problem_response(status: int, kind: str, detail: str, *, instance: str | None = None,
+                     headers: dict[str, str] | None = None, **extra) -> JSONResponse:
+    body = {"type": PROBLEM_BASE + kind, "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.kind, exc.detail, instance=request.url.path, headers=exc.headers,
+                                **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        return problem_response(exc.status_code, kind, str(exc.detail), instance=request.url.path,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": "/".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return problem_response(422, "invalid-request", "the request's parameters are invalid",
+                                instance=request.url.path, errors=errors)

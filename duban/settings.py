@@ -1,0 +1,35 @@
+"""Configuration shared by every service, read from `DUBAN_*` environment variables.
+
+Each service subclasses `ServiceSettings` for its own port and knobs, so one settings object
+describes one process (see docs/runbooks/configuration.md for the full list)."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DUBAN_", extra="ignore")
+
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/duban"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Tansu (the local broker) has no idempotent producer; production Kafka does.
+    kafka_enable_idempotence: bool = False
+    # Tansu answers JoinGroup after half the rebalance timeout, so the launcher lowers it locally.
+    kafka_rebalance_timeout_s: float = 60.0
+    kafka_session_timeout_s: float = 30.0
+    topic_dept_events: str = "duban.dept-events"
+    topic_tracker_changes: str = "duban.tracker-changes"
+    topic_partitions: int = 12
+    topic_replication: int = 1
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    # Liveness fails when the service's main loop has not ticked for this long.
+    liveness_stale_after_s: float = 60.0
+    data_dir: str = ".run"
+
+    @property
+    def dead_letter_suffix(self) -> str:
+        return ".dlq"

@@ -1,0 +1,99 @@
+"""The shape shared by the stream processors (tracker, metrics, notifier): a FastAPI process whose
+lifespan runs a faust consumer that applies events through the ledger, an optional outbox relay,
+and the ops endpoints. Each service supplies only its domain: handler, routers, start-up work."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+import structlog
+from fastapi import APIRouter, FastAPI
+
+from duban.broker import make_faust_app, make_producer, raw_topic
+from duban.consumer import BatchResult, Handler, LedgerConsumer, attach_agent
+from duban.events.registry import validate_or_raise
+from duban.logs import configure_logging
+from duban.ops import Liveness, add_ops_routes
+from duban.outbox import OutboxRelay
+from duban.pg import create_pool
+from duban.problems import install_problem_handlers
+from duban.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class StreamService:
+    name: str
+    settings: ServiceSettings
+    schema: str
+    group: str
+    source_topic: str
+    make_handler: Callable[[asyncpg.Pool], Handler]
+    routers: Sequence[APIRouter] = ()
+    on_start: Callable[[asyncpg.Pool], Awaitable[None]] | None = None
+    relay_topic: str | None = None
+    batch_size: int = 500
+    background: list[Callable[[asyncpg.Pool], Awaitable[None]]] = field(default_factory=list)
+    after_batch: Callable[[BatchResult], None] | None = None
+
+    def create_app(self) -> FastAPI:
+        configure_logging(self.name, level=self.settings.log_level, json=self.settings.log_json)
+        liveness = Liveness(self.settings.liveness_stale_after_s)
+        state: dict = {}
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI):
+            pool = await create_pool(self.settings.database_url, self.schema)
+            producer = make_producer(self.settings)
+            await producer.start()
+            app.state.pool = state["pool"] = pool
+            if self.on_start:
+                await self.on_start(pool)
+            faust_app = make_faust_app(self.settings, self.group)
+            consumer = LedgerConsumer(name=self.name, pool=pool, producer=producer,
+                                      handler=self.make_handler(pool), validate=validate_or_raise)
+            if self.after_batch:
+                consumer.on_applied.append(self.after_batch)
+            attach_agent(faust_app, raw_topic(faust_app, self.source_topic), consumer, batch_size=self.batch_size)
+            state["faust"] = faust_app
+            tasks = [asyncio.create_task(job(pool), name=job.__name__) for job in self.background]
+            if self.relay_topic:
+                relay = OutboxRelay(pool, producer, schema=self.schema, topic=self.relay_topic,
+                                    source=f"/services/{self.name}")
+                tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
+            tasks.append(asyncio.create_task(liveness.beat_every(
+                1.0, lambda: not faust_app.should_stop and not any(t.done() for t in tasks[:-1])), name="heartbeat"))
+            await faust_app.start()
+            log.info("started", topic=self.source_topic, group=self.group, port=self.settings.http_port)
+            try:
+                yield
+            finally:
+                # Stop consuming first: faust commits the offsets of the batches already applied.
+                await faust_app.stop()
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await producer.stop()
+                await pool.close()
+                log.info("stopped")
+
+        app = FastAPI(title=f"Duban {self.name}", lifespan=lifespan)
+        install_problem_handlers(app)
+        for router in self.routers:
+            app.include_router(router)
+
+        async def database_answers() -> None:
+            await state["pool"].fetchval("SELECT 1")
+
+        async def consumer_joined() -> None:
+            faust_app = state["faust"]
+            if faust_app.rebalancing or not faust_app.consumer.assignment():
+                raise RuntimeError("consumer has no partitions assigned yet")
+
+        add_ops_routes(app, liveness, {"postgresql": database_answers, "kafka-consumer": consumer_joined})
+        return app

