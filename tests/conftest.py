@@ -81,3 +81,11 @@ def unique_topics() -> ServiceSettings:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(items) -> None:
+    # A test that takes the session database is a database test, whether or not its author said so:
+    # CI runs these again against an external PostgreSQL 15.
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
