@@ -1,40 +1,70 @@
-"""Metrics: turns tracker change events into the plan's figures on /metrics."""
+"""Metrics: turns tracker change events into the plan's indicators, on /metrics and /v1/indicators."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import asyncpg
+import structlog
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from duban.catalog import load_catalog
-from duban.consumer import InboundEvent
 from duban.streamservice import StreamService
+from duban.workcal import OfficeHours
+from services.metrics import store
+from services.metrics.api import make_router
+from services.metrics.consumers import ConsumerLag, report_consumer
+from services.metrics.exposition import IndicatorCollector, take_snapshot
+from services.metrics.handlers import VALUE_REPORTED, MetricsHandlers
+from services.metrics.indicators import check_supported
 from services.metrics.settings import MetricsSettings
-from services.metrics.tasks import TASK_UPDATED, TaskCountCollector, apply_task_updated
+from services.metrics.tasks import TaskCountCollector
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
     catalog = load_catalog()
-    collector = TaskCountCollector()
-    REGISTRY.register(collector)
+    check_supported(catalog)
+    hours = OfficeHours.from_env()
+    handlers = MetricsHandlers(catalog, hours)
+    tasks, indicators, lag = TaskCountCollector(), IndicatorCollector(), ConsumerLag(settings)
+    for collector in (tasks, indicators, lag):
+        REGISTRY.register(collector)
     changed = asyncio.Event()
 
-    async def handle(conn: asyncpg.Connection, event: InboundEvent) -> None:
-        if event.type == TASK_UPDATED:
-            await apply_task_updated(conn, event, catalog)
-
-    async def keep_collector_fresh(pool: asyncpg.Pool) -> None:
-        await collector.refresh(pool)
+    async def keep_snapshots_fresh(pool: asyncpg.Pool) -> None:
         while True:
-            await changed.wait()
             changed.clear()
-            await collector.refresh(pool)
+            try:
+                await tasks.refresh(pool)
+                async with pool.acquire() as conn:
+                    indicators.snapshot = await take_snapshot(
+                        conn, catalog, hours, now=datetime.now(timezone.utc), exposed_years=settings.exposed_years,
+                        approx_tolerance=settings.approx_tolerance)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                # /metrics keeps the last snapshot (its timestamp shows its age); /readyz reports the database.
+                log.warning("snapshot refresh failed", error=f"{type(exc).__name__}: {exc}")
+            try:
+                await asyncio.wait_for(changed.wait(), timeout=settings.snapshot_max_age_s)
+            except TimeoutError:
+                pass  # open cases age with the clock: refresh anyway
+
+    def after_batch(_result) -> None:
+        changed.set()
+
+    async def reclock(pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            if done := await store.reclock_uncovered(conn, catalog, hours):
+                log.info("cases given a clock by the current calendar", cases=done, calendar=hours.calendar.version)
 
     return StreamService(
         name="metrics", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
-        source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handle,
-        background=[keep_collector_fresh], after_batch=lambda result: changed.set(),
+        source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handlers,
+        routers=[make_router(catalog, hours, settings)], on_start=reclock,
+        background=[keep_snapshots_fresh, lag.run, report_consumer(settings, handlers, VALUE_REPORTED, after_batch)],
+        after_batch=after_batch,
     ).create_app()

@@ -1,0 +1,106 @@
+"""The metrics service's second input, and the lag of every stream processor's consumer group.
+
+Indicator reports (`duban.indicator.value-reported.v1`) are department events: the tracker does not
+re-announce them, so this service reads them from the department topic in a consumer group of its
+own, passing only that type to the ledger (docs/decisions/004-metrics-indicator-reports.md)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from duban.broker import make_faust_app, make_producer, raw_topic
+from duban.consumer import BatchResult, Delivery, Handler, LedgerConsumer
+from duban.events.registry import validate_or_raise
+from services.metrics.settings import MetricsSettings
+
+log = structlog.get_logger(__name__)
+
+
+def report_consumer(settings: MetricsSettings, handler: Handler, event_type: str,
+                    on_applied: Callable[[BatchResult], None]) -> Callable[[asyncpg.Pool], asyncio.Future]:
+    """A background job: consume `event_type` from the department topic through the ledger."""
+    wanted = [("ce_type", event_type.encode())]
+
+    async def consume_reports(pool: asyncpg.Pool) -> None:
+        faust_app = make_faust_app(settings, settings.reports_consumer_group)
+        producer = make_producer(settings)
+        await producer.start()
+        consumer = LedgerConsumer(name="metrics-reports", pool=pool, producer=producer, handler=handler,
+                                  validate=validate_or_raise)
+        consumer.on_applied.append(on_applied)
+
+        async def agent(stream):
+            async for events in stream.take_events(500, within=0.05):
+                # Everything else on the topic is the tracker's business: acknowledged, not recorded.
+                deliveries = [d for d in map(Delivery.from_faust, events)
+                              if any(h in wanted for h in d.headers)]
+                if deliveries:
+                    await consumer.apply(deliveries)
+
+        faust_app.agent(raw_topic(faust_app, settings.topic_dept_events), name="metrics-reports-apply")(agent)
+        await faust_app.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await faust_app.stop()
+            await producer.stop()
+
+    return consume_reports
+
+
+class ConsumerLag(Collector):
+    """`duban_consumer_lag{group,topic,partition}`: log-end offset minus the group's committed offset,
+    polled from the broker, so one service reports every group and a stopped consumer still shows."""
+
+    def __init__(self, settings: MetricsSettings) -> None:
+        self.settings = settings
+        self.lags: dict[tuple[str, str, int], int] = {}
+
+    async def poll(self, admin: AIOKafkaAdminClient, reader: AIOKafkaConsumer) -> dict[tuple[str, str, int], int]:
+        lags = {}
+        topics = await reader.topics()
+        for group, topic in self.settings.watched_groups().items():
+            if topic not in topics:
+                continue
+            partitions = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            ends = await reader.end_offsets(partitions)
+            starts = await reader.beginning_offsets(partitions)
+            for tp in partitions:
+                offset = committed.get(tp)
+                # No commit yet: the group starts from the earliest offset (consumer_auto_offset_reset).
+                position = offset.offset if offset is not None and offset.offset >= 0 else starts[tp]
+                lags[(group, topic, tp.partition)] = max(0, ends[tp] - position)
+        return lags
+
+    async def run(self, _pool: asyncpg.Pool) -> None:
+        bootstrap = self.settings.kafka_bootstrap
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await admin.start()
+        await reader.start()
+        try:
+            while True:
+                try:
+                    self.lags = await self.poll(admin, reader)
+                except Exception as exc:  # a broker hiccup: keep the last figures, try again next round
+                    log.warning("consumer lag poll failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(self.settings.lag_poll_interval_s)
+        finally:
+            await reader.stop()
+            await admin.close()
+
+    def collect(self):
+        family = GaugeMetricFamily("duban_consumer_lag", "Events on the topic the group has not committed yet",
+                                   labels=["group", "topic", "partition"])
+        for (group, topic, partition), lag in sorted(self.lags.items()):
+            family.add_metric([group, topic, str(partition)], lag)
+        yield family

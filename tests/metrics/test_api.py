@@ -1,0 +1,66 @@
+"""/v1/indicators: figures and the cases behind them, problem+json on bad requests."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from duban.problems import install_problem_handlers
+from services.metrics.api import make_router
+from services.metrics.settings import MetricsSettings
+from tests.metrics.conftest import CATALOG, HOURS
+
+pytestmark = pytest.mark.database
+
+REFUND, TAX = "export_tax_refund", "tax-bureau"
+
+
+@pytest.fixture
+async def client(pool):
+    app = FastAPI()
+    app.state.pool = pool
+    install_problem_handlers(app)
+    app.include_router(make_router(CATALOG, HOURS, MetricsSettings()))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://metrics") as client:
+        yield client
+
+
+async def test_indicator_lists_its_cases_and_clocks(feed, client):
+    await feed.closed("R1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00")
+    await feed.closed("R2", REFUND, TAX, "2021-09-16 09:00", "2021-09-22 10:00")
+    await feed.closed("R3", REFUND, TAX, "2021-10-08 09:00", "2021-10-15 10:00")
+
+    listing = (await client.get("/v1/indicators", params={"period": "2021"})).json()
+    refund = next(i for i in listing["items"] if i["indicator"] == "export_tax_refund_days")
+    assert (refund["value"], refund["samples"], refund["compliant"], refund["light"]) == (3.333333, 3, True, "green")
+    assert [d["department"] for d in refund["departments"]] == [TAX]
+    assert len(listing["items"]) == len(CATALOG.indicators)
+
+    page = (await client.get("/v1/indicators/export_tax_refund_days",
+                             params={"period": "2021-Q4", "limit": 1, "offset": 1})).json()
+    assert (page["value"], page["samples"]) == (3.5, 2)
+    assert page["cases"]["total"] == 2 and [c["case_id"] for c in page["cases"]["items"]] == ["R3"]
+    assert page["cases"]["items"][0]["working_days"] == 6
+    assert [h["value"] for h in page["history"]] == [1.0, 3.5]
+
+
+async def test_uncovered_cases_are_surfaced(feed, client):
+    await feed.closed("U1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00")
+    listing = (await client.get("/v1/indicators", params={"period": "2027"})).json()
+    assert listing["calendar"]["uncovered_cases"] == {REFUND: 1}
+    detail = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2027"})).json()
+    assert (detail["value"], detail["unmeasured"], detail["compliant"]) == (None, 1, None)
+    assert "2027" in detail["cases"]["items"][0]["clock_error"]
+
+
+@pytest.mark.parametrize(("path", "params", "status", "kind"), [
+    ("/v1/indicators/no_such_thing", {}, 404, "indicator-not-found"),
+    ("/v1/indicators/export_tax_refund_days", {"department": "education"}, 404, "department-not-found"),
+    ("/v1/indicators", {"period": "2021-Q5"}, 422, "invalid-request"),
+])
+async def test_problems(client, path, params, status, kind):
+    response = await client.get(path, params=params)
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith(kind)

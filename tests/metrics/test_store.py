@@ -1,0 +1,202 @@
+"""Cases, running sums, published values and their history in a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+
+from duban.consumer import PermanentEventError
+from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
+from services.metrics import store
+from services.metrics.exposition import IndicatorCollector, take_snapshot
+from tests.metrics.conftest import CATALOG, HOURS, at, tracker_event
+
+pytestmark = pytest.mark.database
+
+REFUND, TAX = "export_tax_refund", "tax-bureau"
+
+
+async def sums(pool, indicator: str, period: str, department: str = "all"):
+    return await pool.fetchrow("SELECT * FROM indicator_sums WHERE indicator_id = $1 AND period = $2"
+                               " AND department = $3", indicator, period, department)
+
+
+async def history(pool, indicator: str, period: str, department: str = "all"):
+    return [(r["value"], r["samples"]) for r in await pool.fetch(
+        "SELECT value, samples FROM indicator_history WHERE indicator_id = $1 AND period = $2 AND department = $3"
+        " ORDER BY id", indicator, period, department)]
+
+
+async def exposition(pool, now: datetime) -> str:
+    collector = IndicatorCollector()
+    async with pool.acquire() as conn:
+        collector.snapshot = await take_snapshot(conn, CATALOG, HOURS, now=now, exposed_years=2,
+                                                 approx_tolerance=0.05)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return generate_latest(registry).decode()
+
+
+async def test_mean_working_days_across_national_day(feed, pool):
+    await feed.closed("R1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00")  # 1 working day
+    await feed.closed("R2", REFUND, TAX, "2021-09-16 09:00", "2021-09-22 10:00")  # 3
+    await feed.closed("R3", REFUND, TAX, "2021-10-08 09:00", "2021-10-15 10:00")  # 6
+    year = await sums(pool, "export_tax_refund_days", "2021")
+    assert (year["n"], year["total"], year["value"]) == (3, 10.0, pytest.approx(3.333333))
+    assert (await sums(pool, "export_tax_refund_days", "2021-10"))["value"] == 3.5  # R1 and R3
+    assert (await sums(pool, "export_tax_refund_days", "2021-Q3", TAX))["value"] == 3.0
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'R1'")
+    assert (case["calendar_days"], case["working_days"], case["calendar_version"]) == (8, 1, HOURS.calendar.version)
+
+
+async def test_paused_time_is_excluded(feed, pool):
+    await feed.closed("B1", "building_permit", "construction", "2021-11-01 09:00", "2021-11-12 10:00",
+                      pauses=[("2021-11-02 09:00", "2021-11-09 09:00", "expert_review")])
+    case = await pool.fetchrow("SELECT working_days, paused_intervals FROM cases WHERE case_id = 'B1'")
+    assert case["working_days"] == 4
+    assert (await sums(pool, "building_permit_days", "2021"))["value"] == 4.0
+
+
+async def test_ratio_and_max_steps(feed, pool):
+    for i, (instantly, trips) in enumerate(((True, 0), (True, 1), (False, 0), (False, 0))):
+        await feed.closed(f"S{i}", "service_item", "admin-service-center", "2021-03-01 09:00", "2021-03-01 09:20",
+                          instantly=instantly, trips=trips)
+    assert (await sums(pool, "instant_item_ratio", "2021"))["value"] == 0.5
+    assert (await sums(pool, "zero_trip_ratio", "2021-03"))["value"] == 0.75
+    for case_id, steps in (("P1", 2), ("P2", 4), ("P3", 3)):
+        await feed.closed(case_id, "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00",
+                          "2021-05-10 09:00", steps=steps)
+    assert (await sums(pool, "power_connection_steps", "2021"))["value"] == 4.0
+    # The tracker corrects P2: the maximum is recomputed from the remaining cases.
+    await feed.closed("P2", "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00",
+                      "2021-05-10 09:00", steps=2)
+    year = await sums(pool, "power_connection_steps", "2021")
+    assert (year["n"], year["value"]) == (3, 3.0)
+    text = await exposition(pool, at("2021-05-20 12:00"))
+    assert 'duban_indicator_compliant{department="all",indicator="power_connection_steps",period="2021",' \
+           'unit="steps"} 1.0' in text
+
+
+async def test_empty_period_exports_no_value_and_no_nan(pool):
+    text = await exposition(pool, at("2021-11-26 12:00"))
+    assert "NaN" not in text
+    labels = 'department="all",indicator="export_tax_refund_days",period="2021",unit="working_days"'
+    assert f"duban_indicator_samples{{{labels}}} 0.0" in text
+    assert f"duban_indicator_target{{{labels}}} 7.0" in text
+    for absent in ("value", "compliant", "forecast", "light"):
+        assert f"duban_indicator_{absent}{{{labels}}}" not in text
+
+
+async def test_late_close_changes_its_month_and_year_and_keeps_the_old_value(feed, pool):
+    await feed.closed("L1", REFUND, TAX, "2021-10-11 09:00", "2021-10-13 09:00")  # 2 working days
+    await feed.closed("L2", REFUND, TAX, "2021-10-11 09:00", "2021-10-15 09:00")  # 4
+    before = {p: await sums(pool, "export_tax_refund_days", p) for p in ("2021", "2021-09", "2021-10")}
+    assert before["2021"]["value"] == 3.0 and before["2021-09"] is None
+    # A September case reaches the service late, after October's were counted.
+    await feed.closed("L0", REFUND, TAX, "2021-09-06 09:00", "2021-09-15 09:00")  # 7
+    after = {p: await sums(pool, "export_tax_refund_days", p) for p in ("2021", "2021-09", "2021-10")}
+    assert after["2021"]["value"] == pytest.approx(13 / 3, abs=1e-6)
+    assert after["2021"]["as_of"] > before["2021"]["as_of"]
+    assert after["2021-09"]["value"] == 7.0
+    assert after["2021-10"]["as_of"] == before["2021-10"]["as_of"]  # untouched
+    assert await history(pool, "export_tax_refund_days", "2021") == [(2.0, 1), (3.0, 2), (pytest.approx(13 / 3), 3)]
+
+
+async def test_open_cases_flag_a_certain_breach(feed, pool):
+    await feed.closed("F1", REFUND, TAX, "2021-11-01 09:00", "2021-11-03 09:00")  # 2 working days
+    await feed.opened("F2", REFUND, TAX, "2021-10-08 09:00")  # by Fri 2021-11-26: 36 working days (Sat 10-09 is 调休)
+    text = await exposition(pool, at("2021-11-26 12:00"))
+    labels = 'department="all",indicator="export_tax_refund_days",period="2021",unit="working_days"'
+    assert f"duban_indicator_value{{{labels}}} 2.0" in text
+    assert f"duban_indicator_open_cases{{{labels}}} 1.0" in text
+    assert f"duban_indicator_forecast{{{labels}}} 19.0" in text  # (2 + 36) / 2
+    assert f"duban_indicator_forecast_breach{{{labels}}} 1.0" in text
+    assert f"duban_indicator_light{{{labels}}} 1.0" in text  # yellow: forecast to miss
+    # An ended period ignores open cases: they will close in a later one.
+    assert 'duban_indicator_open_cases{department="all",indicator="export_tax_refund_days",period="2021-10"' not in text
+
+
+async def test_uncovered_year_stores_the_case_without_a_clock(feed, pool):
+    await feed.closed("U1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00", trips=0)
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'U1'")
+    assert case["working_days"] is None and case["uncovered_year"] == 2027 and "2027" in case["clock_error"]
+    year = await sums(pool, "export_tax_refund_days", "2027")
+    assert (year["n"], year["unmeasured"], year["value"]) == (0, 1, None)
+    text = await exposition(pool, at("2026-12-30 12:00"))
+    assert 'duban_calendar_uncovered_cases{case_type="export_tax_refund",status="closed"} 1.0' in text
+    assert "duban_calendar_covers_next_year 0.0" in text
+    assert 'duban_calendar_covered_year{year="2026"} 1.0' in text
+
+
+async def test_cancelling_a_closed_case_takes_it_out(feed, pool):
+    await feed.closed("C1", REFUND, TAX, "2021-10-11 09:00", "2021-10-13 09:00")
+    await feed.closed("C2", REFUND, TAX, "2021-10-11 09:00", "2021-10-15 09:00")
+    await feed.send(tracker_event("duban.tracker.case.cancelled.v1", "C2", {
+        "department": TAX, "case_type": REFUND, "opened_at": at("2021-10-11 09:00").isoformat(),
+        "cancelled_at": at("2021-10-16 09:00").isoformat(), "reason": "applicant withdrew"}))
+    year = await sums(pool, "export_tax_refund_days", "2021")
+    assert (year["n"], year["value"]) == (1, 2.0)
+    buckets = await pool.fetch("SELECT le, count FROM case_duration_buckets WHERE count <> 0")
+    assert [(b["le"], b["count"]) for b in buckets] == [(3.0, 1)]
+
+
+async def test_reported_figures_latest_wins_and_only_from_the_reporter(feed, pool):
+    def report(value: float, time: str, source: str = "/departments/tax-bureau", unit: str = "hours_per_year"):
+        return {"specversion": "1.0", "id": f"r-{value}-{time[:10]}", "source": source,
+                "type": "duban.indicator.value-reported.v1", "subject": "annual_tax_hours", "time": at(time).isoformat(),
+                "datacontenttype": "application/json", "data": {"period": "2021", "value": value, "unit": unit}}
+
+    await feed.send(report(95.0, "2021-06-30 10:00"))
+    await feed.send(report(88.0, "2021-11-30 10:00"))
+    await feed.send(report(92.0, "2021-09-30 10:00"))  # late, older: recorded, not current
+    row = await sums(pool, "annual_tax_hours", "2021")
+    assert (row["value"], row["n"]) == (88.0, 3)
+    with pytest.raises(PermanentEventError) as refused:
+        await feed.send(report(10.0, "2021-12-01 10:00", source="/departments/education"))
+    assert refused.value.reason == "not_the_reporter"
+    with pytest.raises(PermanentEventError) as refused:
+        await feed.send(report(10.0, "2021-12-01 10:00", unit="count"))
+    assert refused.value.reason == "wrong_unit"
+
+
+async def test_impossible_clock_is_refused(feed):
+    with pytest.raises(PermanentEventError) as refused:
+        await feed.closed("X1", REFUND, TAX, "2021-10-15 09:00", "2021-10-11 09:00")
+    assert refused.value.reason == "impossible_clock"
+
+
+async def test_rebuild_matches_the_event_path(feed, pool):
+    await feed.closed("E1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00")
+    await feed.closed("E2", REFUND, TAX, "2021-09-16 09:00", "2021-09-22 10:00")
+    await feed.closed("E3", "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00",
+                      "2021-05-10 09:00", steps=5)
+    columns = "indicator_id, period, department, n, total, maximum, unmeasured, value"
+    incremental = await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3")
+    buckets = await pool.fetch("SELECT * FROM case_duration_buckets ORDER BY 1, 2, 3")
+    async with pool.acquire() as conn:
+        assert await store.rebuild(conn, CATALOG, cause="test rebuild") == 3
+    assert await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3") == incremental
+    assert await pool.fetch("SELECT * FROM case_duration_buckets ORDER BY 1, 2, 3") == buckets
+    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'test rebuild'") == 0
+
+
+
+
+async def test_a_new_calendar_year_gives_stored_cases_their_clock(feed, pool, tmp_path):
+    await feed.closed("U2", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00",
+                      pauses=[("2026-12-29 09:00", "2026-12-30 09:00", "supplement")])
+    (tmp_path / "calendar").mkdir()
+    (tmp_path / "calendar" / "2027.yaml").write_text(
+        'year: 2027\nsource: "test data: New Year only"\nholidays:\n  - {name: 元旦, from: 2027-01-01, to: 2027-01-03}\n')
+    hours = OfficeHours(WorkingCalendar(tmp_path / "calendar"), OfficeSchedule.default())
+    async with pool.acquire() as conn:
+        assert await store.reclock_uncovered(conn, CATALOG, hours) == 1
+        assert await store.reclock_uncovered(conn, CATALOG, hours) == 0
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'U2'")
+    # Dec 29, 30, 31, Jan 4, 5, 6 = 6 working days, minus the paused Dec 30 = 5.
+    assert (case["working_days"], case["clock_error"]) == (5, None)
+    year = await sums(pool, "export_tax_refund_days", "2027")
+    assert (year["n"], year["unmeasured"], year["value"]) == (1, 0, 5.0)
+    assert await history(pool, "export_tax_refund_days", "2027") == [(5.0, 1)]
