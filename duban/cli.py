@@ -13,9 +13,10 @@ def _registrars() -> list[Registrar]:
     # Imported here so that `duban --help` stays fast and one broken feature cannot hide the others' help.
     from duban.catalog.cli import register as catalog
     from duban.launcher import register as launcher
+    from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
 
-    return [catalog, workcal, launcher]
+    return [catalog, workcal, launcher, topics]
 
 
 def build_parser() -> argparse.ArgumentParser:

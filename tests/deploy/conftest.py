@@ -1,0 +1,99 @@
+"""What the deployment tests share: the rendered manifests, the compose file, and the DUBAN_*
+settings the code actually reads, derived from the settings classes and the modules' *_ENV names."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from duban.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "deploy" / "k8s"
+OVERLAYS = ("local", "production")
+SERVICES = ("intake", "tracker", "metrics", "notifier")
+
+
+def settings_class(service: str) -> type[ServiceSettings]:
+    """The one ServiceSettings subclass defined in services/<service>/settings.py."""
+    module = importlib.import_module(f"services.{service}.settings")
+    found = [c for _, c in inspect.getmembers(module, inspect.isclass)
+             if issubclass(c, ServiceSettings) and c is not ServiceSettings and c.__module__ == module.__name__]
+    assert len(found) == 1, f"services/{service}/settings.py should define one settings class, found {found}"
+    return found[0]
+
+
+def default_port(service: str) -> int:
+    return settings_class(service).model_fields["http_port"].default
+
+
+def _env_names(cls: type[BaseSettings]) -> set[str]:
+    prefix = cls.model_config.get("env_prefix", "")
+    return {(prefix + name).upper() for name in cls.model_fields}
+
+
+def _module_env_constants() -> set[str]:
+    """DUBAN_* names read straight from the environment: module constants such as
+    CONTRACTS_DIR_ENV = "DUBAN_CONTRACTS_DIR" in duban/ and services/."""
+    names = set()
+    for path in [*(ROOT / "duban").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str) and node.value.value.startswith("DUBAN_")
+                    and any(isinstance(t, ast.Name) and t.id.endswith("_ENV") for t in node.targets)):
+                names.add(node.value.value)
+    return names
+
+
+def known_env_names() -> set[str]:
+    names = _env_names(ServiceSettings) | _module_env_constants()
+    for service in SERVICES:
+        names |= _env_names(settings_class(service))
+    return names
+
+
+def kustomize(path: Path) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl:
+        command = [kubectl, "kustomize", str(path)]
+    elif shutil.which("kustomize"):
+        command = [shutil.which("kustomize"), "build", str(path)]
+    else:
+        raise AssertionError("kustomize is needed: install kubectl (it carries `kubectl kustomize`) or kustomize")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+@pytest.fixture(scope="session", params=OVERLAYS)
+def overlay(request) -> tuple[str, list[dict]]:
+    return request.param, kustomize(K8S / "overlays" / request.param)
+
+
+@pytest.fixture(scope="session")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+def of_kind(docs: list[dict], kind: str) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_specs(docs: list[dict]) -> dict[str, dict]:
+    return {f"{d['kind']}/{d['metadata']['name']}": d["spec"]["template"]["spec"]
+            for d in docs if d["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")}
+
+
+def service_of(deployment: dict) -> str:
+    """The service a Deployment runs, read from its command `python -m services.<name>`."""
+    command = deployment["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[:2] == ["python", "-m"] and command[2].startswith("services."), command
+    return command[2].removeprefix("services.")
