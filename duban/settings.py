@@ -15,7 +15,7 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Tansu (the local broker) has no idempotent producer; production Kafka does.
     kafka_enable_idempotence: bool = False
-    # Tansu answers JoinGroup after half the rebalance timeout, so the launcher lowers it locally.
+    # A faust worker waits ≈ 30 s to join a group on Tansu with the default timeouts; the launcher lowers them locally.
     kafka_rebalance_timeout_s: float = 60.0
     kafka_session_timeout_s: float = 30.0
     topic_dept_events: str = "duban.dept-events"
