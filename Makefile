@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test venv lock openapi clean
+.PHONY: run test venv lock openapi openapi-intake clean
 
 $(BIN)/.synced: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test: venv node_modules/.package-lock.json
 # Re-resolve the pinned dependencies after editing pyproject.toml.
 lock: venv
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock
+
+# Every service's OpenAPI document, generated from its app; tests fail when a committed one drifts.
+openapi: openapi-intake
+
+openapi-intake: venv
+	$(BIN)/python -m services.intake.openapi > contracts/openapi/intake.json
 
 clean:
 	rm -rf $(VENV) node_modules .run

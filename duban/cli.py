@@ -15,8 +15,9 @@ def _registrars() -> list[Registrar]:
     from duban.launcher import register as launcher
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
+    from services.intake.keys import register as keys
 
-    return [catalog, workcal, launcher, topics]
+    return [catalog, workcal, launcher, topics, keys]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,16 +29,29 @@ def progress_event(rng: random.Random, now: datetime) -> dict:
     }
 
 
-async def run_demo_feed(intake_url: str, *, interval_s: float = 2.0, seed: int | None = None) -> None:
+def demo_departments() -> set[str]:
+    """The departments the demo feed posts as (each task's first lead department)."""
+    return {task.lead[0] for task in load_catalog().tasks}
+
+
+async def run_demo_feed(intake_url: str, keys: dict[str, str], *, interval_s: float = 2.0,
+                        seed: int | None = None) -> None:
+    """Post progress events the way department systems do: each department its own batch, with
+    its own API key (`keys`: department code → token)."""
     rng = random.Random(seed)
     async with httpx.AsyncClient(base_url=intake_url, timeout=10.0) as client:
         while True:
             now = datetime.now(timezone.utc) - timedelta(seconds=1)
-            batch = [progress_event(rng, now) for _ in range(rng.randint(1, 4))]
-            try:
-                response = await client.post("/v1/events", json=batch,
-                                             headers={"content-type": "application/cloudevents-batch+json"})
-                log.info("demo events posted", count=len(batch), status=response.status_code)
-            except httpx.HTTPError as exc:
-                log.warning("demo post failed", error=str(exc))
+            batches: dict[str, list[dict]] = {}
+            for event in (progress_event(rng, now) for _ in range(rng.randint(1, 4))):
+                batches.setdefault(event["source"].removeprefix("/departments/"), []).append(event)
+            for department, batch in batches.items():
+                try:
+                    response = await client.post("/v1/events", json=batch, headers={
+                        "content-type": "application/cloudevents-batch+json",
+                        "authorization": f"Bearer {keys[department]}"})
+                    log.info("demo events posted", department=department, count=len(batch),
+                             status=response.status_code)
+                except httpx.HTTPError as exc:
+                    log.warning("demo post failed", error=str(exc))
             await asyncio.sleep(interval_s)

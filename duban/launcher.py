@@ -43,7 +43,7 @@ class ServiceSpec:
 
 
 SERVICES = (
-    ServiceSpec("intake", 1, None),
+    ServiceSpec("intake", 1, "intake"),
     ServiceSpec("tracker", 2, "tracker"),
     ServiceSpec("metrics", 3, "metrics"),
     ServiceSpec("notifier", 4, "notifier"),
@@ -98,7 +98,7 @@ class Stack:
                         "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
                        self.env, self.run_dir / "tansu.log")
         self.children.append(("tansu", tansu))
-        # Tansu answers JoinGroup after half the rebalance timeout: keep it short on one machine.
+        # With faust's default timeouts a join takes ≈ 30 s on Tansu (docs/decisions/001): keep them short here.
         self.env.setdefault("DUBAN_KAFKA_REBALANCE_TIMEOUT_S", "4")
         self.env.setdefault("DUBAN_KAFKA_SESSION_TIMEOUT_S", "10")
         return address
@@ -168,9 +168,13 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> Non
         print("Duban is running. Ctrl-C stops everything.", flush=True)
         feed = None
         if demo:
-            from duban.demo import run_demo_feed
+            from duban.demo import demo_departments, run_demo_feed
+            from services.intake.keys import provision_keys
 
-            feed = asyncio.create_task(run_demo_feed(stack.url("intake")))
+            # The demo departments post with keys of their own, as real department systems do.
+            intake_schema = next(spec.schema for spec in SERVICES if spec.name == "intake")
+            keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], intake_schema, demo_departments(), "demo")
+            feed = asyncio.create_task(run_demo_feed(stack.url("intake"), keys))
         await stop.wait()
         if feed:
             feed.cancel()

@@ -1,63 +1,81 @@
-"""Intake: the HTTP front door. Department systems POST CloudEvents; intake validates them against
-the contracts and publishes them to Kafka in binary mode, answering 202 only once the broker
-acknowledged every event."""
+"""Intake: the HTTP front door. Department systems POST CloudEvents with their department's key;
+intake checks who is speaking, what they may say and that it keeps its contract, drops repeats,
+publishes the rest to Kafka in binary mode and answers 202 only once the broker acknowledged them.
 
-from __future__ import annotations
+The order of the checks is the order of their cost: key (401), media type (415), body size (413),
+JSON (400), batch size (413), rate (429), contract (400), catalog rules (403), repeats (409), broker (503).
+"""
 
 import asyncio
-import json
+import math
 from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
+import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from aiokafka.errors import KafkaError
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
+from pydantic import BaseModel
 
 from duban.broker import make_producer
-from duban.events.kafka import to_kafka
-from duban.events.registry import validate_event
+from duban.catalog import load_catalog
+from duban.events import Event, InvalidEvent, parse_event, to_kafka
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
-from duban.problems import Problem, install_problem_handlers
+from duban.pg import create_pool
+from duban.problems import Problem, install_problem_handlers, problem_response
+from services.intake import keys, ledger, openapi
+from services.intake.binding import events_from, read_body
+from services.intake.ratelimit import RateLimiter
+from services.intake.rules import SOURCE_PREFIX, refusal
 from services.intake.settings import IntakeSettings
 
 log = structlog.get_logger(__name__)
 
 ACCEPTED = Counter("duban_intake_events_accepted_total", "Events published to Kafka", ["type"])
-REJECTED = Counter("duban_intake_events_rejected_total", "Events refused", ["reason"])
+DUPLICATES = Counter("duban_intake_events_duplicate_total", "Repeats of accepted events, answered and not published")
+REJECTED = Counter("duban_intake_requests_rejected_total", "Requests refused, by problem type", ["reason"])
 
-STRUCTURED = "application/cloudevents+json"
-BATCH = "application/cloudevents-batch+json"
+# Errors that mean "the database is not answering", as opposed to a bug in a query.
+DATABASE_DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                 asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 
 
-def _parse_body(content_type: str, body: bytes) -> list[dict]:
-    media_type = content_type.split(";")[0].strip().lower()
-    if media_type not in (STRUCTURED, BATCH):
-        raise Problem(415, "unsupported-media-type", f"send {STRUCTURED} or {BATCH}, not {media_type or 'nothing'}")
-    try:
-        parsed = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise Problem(400, "malformed-json", f"the body is not JSON: {exc}") from exc
-    if media_type == BATCH:
-        if not isinstance(parsed, list) or not parsed:
-            raise Problem(400, "malformed-batch", "a batch is a non-empty JSON array of CloudEvents")
-        return parsed
-    if not isinstance(parsed, dict):
-        raise Problem(400, "malformed-event", "a structured CloudEvent is a JSON object")
-    return [parsed]
+class Accepted(BaseModel):
+    """The events published now, and the repeats of events accepted before (not published again)."""
+
+    accepted: list[str]
+    duplicates: list[str]
+
+
+def _event_id(event: Any) -> str | None:
+    return event.get("id") if isinstance(event, dict) and isinstance(event.get("id"), str) else None
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     configure_logging("intake", level=settings.log_level, json=settings.log_json)
+    catalog = load_catalog()
     liveness = Liveness(settings.liveness_stale_after_s)
+    limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    retry_after = {"Retry-After": str(settings.retry_after_s)}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        producer = make_producer(settings)
-        await producer.start()
-        app.state.producer = producer
+        pool = await create_pool(settings.database_url, settings.schema_name)
+        # The producer gives up on a record after the publish timeout, so a 503 is final: a record
+        # the request stopped waiting for is not sent later behind the department's back.
+        producer = make_producer(settings, request_timeout_ms=int(settings.publish_timeout_s * 1000))
+        try:
+            await producer.start()
+        except BaseException:
+            await pool.close()
+            raise
+        app.state.pool, app.state.producer = pool, producer
         heartbeat = asyncio.create_task(liveness.beat_every(1.0, lambda: True))
         log.info("started", port=settings.http_port)
         try:
@@ -65,37 +83,133 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         finally:
             heartbeat.cancel()
             await producer.stop()  # flushes what is in flight before closing
+            await pool.close()
 
-    app = FastAPI(title="Duban intake", lifespan=lifespan)
+    app = FastAPI(title="Duban intake", version="1", lifespan=lifespan,
+                  description="The front door for department systems: CloudEvents in, Kafka out. See docs/intake.md.")
     install_problem_handlers(app)
 
-    @app.post("/v1/events", status_code=202)
-    async def post_events(request: Request) -> JSONResponse:
-        events = _parse_body(request.headers.get("content-type", ""), await request.body())
-        if len(events) > settings.max_batch_events:
-            raise Problem(413, "batch-too-large", f"at most {settings.max_batch_events} events per batch")
-        failures = []
-        for index, event in enumerate(events):
-            errors = validate_event(event) if isinstance(event, dict) else [{"path": "", "message": "not an object"}]
-            if errors:
-                failures.append({"index": index, "errors": [e if isinstance(e, dict) else e.as_dict() for e in errors]})
-        if failures:
-            REJECTED.labels("invalid").inc(len(events))
-            raise Problem(400, "invalid-events", "the batch was refused whole: fix the listed events and resend",
-                          invalid=failures)
-        producer: AIOKafkaProducer = request.app.state.producer
-        futures = []
-        for event in events:
-            key, value, headers = to_kafka(event)
-            futures.append(await producer.send(settings.topic_dept_events, value, key=key, headers=headers))
-        await asyncio.gather(*futures)
-        for event in events:
-            ACCEPTED.labels(event["type"]).inc()
-        return JSONResponse({"accepted": [e["id"] for e in events]}, status_code=202)
+    answer_problem = app.exception_handlers[Problem]
 
-    add_ops_routes(app, liveness, {"kafka": lambda: request_metadata(app)})
+    @app.exception_handler(Problem)
+    async def _counted_problem(request: Request, exc: Problem):
+        REJECTED.labels(exc.kind).inc()
+        return await answer_problem(request, exc)
+
+    for error in DATABASE_DOWN:
+        @app.exception_handler(error)
+        async def _database_down(request: Request, exc: Exception):
+            log.warning("database unavailable", error=repr(exc))
+            REJECTED.labels("database-unavailable").inc()
+            return problem_response(503, "database-unavailable", "the database is not answering; resend the same"
+                                    " request later", instance=request.url.path, headers=retry_after)
+
+    bearer = HTTPBearer(auto_error=False, scheme_name="departmentKey",
+                        description="The department's API key (`duban keys create <department>`): dbk_<department>_…")
+
+    async def caller(request: Request,
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+        """The department whose key signs the request."""
+        if credentials is None:
+            raise Problem(401, "unauthenticated", "send the department's API key as `Authorization: Bearer <key>`",
+                          headers={"WWW-Authenticate": 'Bearer realm="duban-intake"'})
+        department = await keys.authenticate(request.app.state.pool, credentials.credentials)
+        if department is None:
+            raise Problem(401, "unauthenticated", "the API key is unknown, revoked or expired",
+                          headers={"WWW-Authenticate": 'Bearer realm="duban-intake", error="invalid_token"'})
+        return department
+
+    @app.post("/v1/events", status_code=202, response_model=Accepted, summary="Post department events",
+              responses=openapi.problem_responses(),
+              openapi_extra={"requestBody": openapi.request_body(settings.max_batch_events)})
+    async def post_events(request: Request, department: Annotated[str, Depends(caller)]) -> Accepted:
+        body = await read_body(request, settings.max_body_bytes)
+        events = events_from(request.headers, body)
+        if len(events) > settings.max_batch_events:
+            raise Problem(413, "batch-too-large", f"at most {settings.max_batch_events} events per batch,"
+                          f" this one has {len(events)}")
+        wait = limiter.take(department, len(events))
+        if wait:
+            raise Problem(429, "rate-limited", f"{department} may post {settings.rate_limit_per_s:g} events per"
+                          f" second (bursts of {settings.rate_limit_burst}); resend after Retry-After",
+                          headers={"Retry-After": str(math.ceil(wait))})
+        models = _contract_checked(events)
+        _authorised(catalog, department, events)
+        source = SOURCE_PREFIX + department
+        digests = [ledger.payload_hash(event) for event in events]
+        fresh, duplicates, conflicts = ledger.sort_out(
+            events, digests, await ledger.known(request.app.state.pool, source, [e["id"] for e in events]))
+        if conflicts:
+            raise Problem(409, "id-conflict", "an id was used before for a different event: a retry must repeat"
+                          " the event exactly, a new event needs a new id", events=conflicts)
+        acked = await _publish(request.app.state.producer, settings.topic_dept_events,
+                               [models[index] for index in fresh])
+        await ledger.record(request.app.state.pool, source,
+                            [(events[index], digests[index]) for index, ok in zip(fresh, acked) if ok])
+        if not all(acked):
+            raise Problem(503, "broker-unavailable", "the broker did not acknowledge every event; resend the same"
+                          " request: events already accepted come back as duplicates, not twice",
+                          headers=retry_after)
+        DUPLICATES.inc(len(duplicates))
+        return Accepted(accepted=[events[index]["id"] for index in fresh], duplicates=duplicates)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["components"]["schemas"].update(openapi.event_components(), Problem=openapi.PROBLEM_SCHEMA)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = custom_openapi
+
+    async def database_answers() -> None:
+        await app.state.pool.fetchval("SELECT 1")
+
+    async def broker_answers() -> None:
+        await app.state.producer.client.fetch_all_metadata()
+
+    add_ops_routes(app, liveness, {"database": database_answers, "kafka": broker_answers})
     return app
 
 
-async def request_metadata(app: FastAPI) -> None:
-    await app.state.producer.client.fetch_all_metadata()
+def _contract_checked(events: list[Any]) -> list[Event]:
+    """The model of every event, or 400 listing each failing field of each failing event."""
+    models, invalid = [], []
+    for index, event in enumerate(events):
+        try:
+            models.append(parse_event(event))
+        except InvalidEvent as error:
+            invalid.append({"index": index, "id": _event_id(event), "errors": [e.as_dict() for e in error.errors]})
+    if invalid:
+        raise Problem(400, "invalid-events", "events break their contract; nothing was accepted: fix them and resend"
+                      " the whole request", events=invalid)
+    return models
+
+
+def _authorised(catalog, department: str, events: list[dict[str, Any]]) -> None:
+    forbidden = [{"index": index, "id": event["id"], "reason": reason}
+                 for index, event in enumerate(events) if (reason := refusal(catalog, department, event))]
+    if forbidden:
+        raise Problem(403, "forbidden", f"{department} may not post these events; nothing was accepted",
+                      events=forbidden)
+
+
+async def _publish(producer: AIOKafkaProducer, topic: str, models: list[Event]) -> list[bool]:
+    """Publish in order, wait for the broker, and say which events it acknowledged: all of them,
+    unless it failed, and then possibly some (a batch spans partitions, which fail independently)."""
+    futures = []
+    try:
+        for model in models:
+            key, value, headers = to_kafka(model)
+            futures.append(await producer.send(topic, value, key=key, headers=headers))
+    except KafkaError as error:
+        log.warning("publish failed", error=repr(error))
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    acked = [not isinstance(result, BaseException) for result in results]
+    acked += [False] * (len(models) - len(acked))  # never handed to the producer
+    for model, ok, result in zip(models, acked, results + [None] * len(models)):
+        if ok:
+            ACCEPTED.labels(model.type).inc()
+        elif result is not None:
+            log.warning("publish failed", error=repr(result), event_id=model.id)
+    return acked

@@ -47,7 +47,8 @@ def stack(tmp_path_factory):
         raise AssertionError("launcher exited before the system was ready:\n" + "".join(lines) + logs)
     urls = {name: f"http://127.0.0.1:{base_port + offset}"
             for name, offset in (("intake", 1), ("tracker", 2), ("metrics", 3), ("notifier", 4))}
-    yield launcher, urls, run_dir
+    database_url = next(line.split()[1] for line in lines if line.startswith("PostgreSQL "))
+    yield launcher, urls, run_dir, database_url
     if launcher.poll() is None:
         launcher.kill()
 
@@ -59,8 +60,17 @@ def progress_event(task_id: str, department: str, percent: int) -> dict:
             "data": {"status": "in_progress", "percent": percent, "note": "企业开办一表填报已上线"}}
 
 
+def department_key(database_url: str, department: str) -> str:
+    """A key made the way an operator makes one: `duban keys create`, which prints only the token."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
+    created = subprocess.run([sys.executable, "-m", "duban.cli", "keys", "create", department],
+                             cwd=ROOT, env=dict(env, DUBAN_DATABASE_URL=database_url),
+                             capture_output=True, text=True, timeout=60, check=True)
+    return created.stdout.strip()
+
+
 def test_every_service_is_ready(stack):
-    _launcher, urls, _run_dir = stack
+    _launcher, urls, _run_dir, _database_url = stack
     for name, url in urls.items():
         response = httpx.get(url + "/readyz")
         assert response.status_code == 200, (name, response.text)
@@ -68,10 +78,11 @@ def test_every_service_is_ready(stack):
 
 
 def test_event_flows_from_intake_to_tracker_and_metrics(stack):
-    _launcher, urls, _run_dir = stack
+    _launcher, urls, _run_dir, database_url = stack
     event = progress_event("T07", "market-regulation", 60)
     response = httpx.post(urls["intake"] + "/v1/events", json=event,
-                          headers={"content-type": "application/cloudevents+json"})
+                          headers={"content-type": "application/cloudevents+json",
+                                   "authorization": f"Bearer {department_key(database_url, 'market-regulation')}"})
     assert response.status_code == 202, response.text
     assert event["id"] in response.json()["accepted"]
 
@@ -91,7 +102,7 @@ def test_event_flows_from_intake_to_tracker_and_metrics(stack):
 
 
 def test_stopping_leaves_no_process_behind(stack):
-    launcher, _urls, run_dir = stack
+    launcher, _urls, run_dir, _database_url = stack
     family = psutil.Process(launcher.pid).children(recursive=True)
     # The embedded PostgreSQL runs detached (pg_ctl), so it is no child: follow it by its pid file.
     postmaster = psutil.Process(int((Path(run_dir) / "pg" / "postmaster.pid").read_text().split()[0]))

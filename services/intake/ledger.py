@@ -1,0 +1,73 @@
+"""The accepted-events ledger: which (source, id) the broker has acknowledged, and with what payload.
+
+A row is written only after the broker acknowledged the event. A crash (or a lost database write)
+between the two means the event is on the topic but not here, so the department's retry publishes
+it again; every consumer keys its processed-events ledger on the same (source, id), so the second
+copy has no effect. Writing the row first would be worse: a broker failure after it would turn the
+retry into a "duplicate" of an event that was never published, which is a lost event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import asyncpg
+
+_DEFAULT_CONTENT_TYPE = "application/json"
+
+
+def payload_hash(event: Mapping[str, Any]) -> bytes:
+    """SHA-256 of what the event says, apart from its key (source, id): a repeat must say the same.
+    datacontenttype is left out when it is the default, so the same event posted in structured
+    mode (where it is optional) and in binary mode (where Content-Type carries it) compares equal."""
+    said = {name: value for name, value in event.items() if name not in ("source", "id")}
+    if said.get("datacontenttype") == _DEFAULT_CONTENT_TYPE:
+        del said["datacontenttype"]
+    return hashlib.sha256(json.dumps(said, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+                          .encode("utf-8")).digest()
+
+
+def sort_out(events: list[Mapping[str, Any]], digests: list[bytes],
+             previous: Mapping[str, bytes]) -> tuple[list[int], list[str], list[dict[str, Any]]]:
+    """Split one source's events into the indices to publish, the ids of repeats (of an event accepted
+    before, or earlier in the same batch) and the conflicts: an id that came with a different payload."""
+    seen = dict(previous)
+    fresh, duplicates, conflicts = [], [], []
+    for index, (event, digest) in enumerate(zip(events, digests, strict=True)):
+        before = seen.get(event["id"])
+        if before is None:
+            seen[event["id"]] = digest
+            fresh.append(index)
+        elif before == digest:
+            duplicates.append(event["id"])
+        else:
+            where = "was accepted before" if event["id"] in previous else "is used earlier in this batch"
+            conflicts.append({"index": index, "id": event["id"], "reason": f"id {event['id']!r} {where} for an"
+                              " event with a different type, subject, time or data"})
+    return fresh, duplicates, conflicts
+
+
+async def known(pool: asyncpg.Pool, source: str, ids: list[str]) -> dict[str, bytes]:
+    """id → payload hash of the events among `ids` already accepted from `source` (one query)."""
+    rows = await pool.fetch("SELECT id, payload_hash FROM accepted_events WHERE source = $1 AND id = ANY($2::text[])",
+                            source, ids)
+    return {row["id"]: row["payload_hash"] for row in rows}
+
+
+async def record(pool: asyncpg.Pool, source: str, events: Iterable[tuple[Mapping[str, Any], bytes]]) -> None:
+    """Record acknowledged events (one statement). A concurrent request that published the same
+    event first already wrote its row: the second copy on the topic is deduplicated downstream."""
+    ids, types, subjects, hashes = [], [], [], []
+    for event, digest in events:
+        ids.append(event["id"])
+        types.append(event["type"])
+        subjects.append(event["subject"])
+        hashes.append(digest)
+    if ids:
+        await pool.execute(
+            "INSERT INTO accepted_events (source, id, type, subject, payload_hash)"
+            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) ON CONFLICT DO NOTHING",
+            source, ids, types, subjects, hashes)

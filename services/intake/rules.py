@@ -1,0 +1,60 @@
+"""Who may say what: a department posts only as itself, and only about what the plan catalog gives it.
+
+These rules apply to events that already passed their contract (validate_event), so the fields
+they read are present and well-formed. The district office has no rights beyond its own: it
+supervises, and an indicator report counts only from the department that feeds the indicator
+(the metrics service dead-letters any other), so letting it post for others would let one key
+forge every department's record (docs/decisions/001-intake-authentication.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from duban.catalog.models import Catalog
+
+SOURCE_PREFIX = "/departments/"
+
+
+def refusal(catalog: Catalog, department: str, event: Mapping[str, Any]) -> str | None:
+    """Why `department` may not post `event`, or None when it may."""
+    own_source = SOURCE_PREFIX + department
+    if event["source"] != own_source:
+        return f"source {event['source']!r} is not yours: this key posts as {own_source!r}"
+    kind = event["type"].split(".")[1]  # duban.<kind>.<name>.v<n>
+    if kind == "task":
+        return _task_refusal(catalog, department, event["subject"])
+    if kind == "case":
+        return _case_refusal(catalog, department, event["data"]["case_type"])
+    if kind == "indicator":
+        return _indicator_refusal(catalog, department, event["subject"])
+    return f"{event['type']} is not a department event"
+
+
+def _task_refusal(catalog: Catalog, department: str, task_id: str) -> str | None:
+    if catalog.may_report_task(department, task_id):
+        return None
+    task = catalog.task(task_id)
+    responsible = ", ".join(task.responsible) or "none"
+    return (f"{department} is neither lead nor responsible unit of {task_id}"
+            f" (lead: {', '.join(task.lead)}; responsible: {responsible})")
+
+
+def _case_refusal(catalog: Catalog, department: str, case_type: str) -> str | None:
+    senders = catalog.case_type_departments(case_type)
+    if department in senders:
+        return None
+    return f"{department} does not feed {case_type} cases (sent by {', '.join(sorted(senders))})"
+
+
+def _indicator_refusal(catalog: Catalog, department: str, indicator_id: str) -> str | None:
+    try:
+        indicator = catalog.indicator(indicator_id)
+    except KeyError:
+        return f"no indicator {indicator_id!r} in the plan catalog"
+    if indicator.feed.kind != "report":
+        return f"{indicator_id} is computed from {indicator.feed.case_type} cases, not reported"
+    if department not in indicator.feed.departments:
+        return f"{department} does not report {indicator_id} (reported by {', '.join(indicator.feed.departments)})"
+    return None
