@@ -1,26 +1,29 @@
-"""Notifier: lights and escalation of overdue work."""
+"""Notifier: escalation of overdue work (DESIGN §5) and its notices on WeCom, DingTalk, e-mail and webhooks."""
 
 from __future__ import annotations
 
-import asyncpg
 from fastapi import FastAPI
 
 from duban.catalog import load_catalog
-from duban.consumer import InboundEvent
 from duban.streamservice import StreamService
-from services.notifier.lights import TASK_UPDATED, apply_task_updated
+from duban.workcal import OfficeHours
+from services.notifier.api import make_router
+from services.notifier.handlers import NotifierHandler
+from services.notifier.routes import Routes
+from services.notifier.scheduler import scheduling_job
 from services.notifier.settings import NotifierSettings
 
 
 def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     settings = settings or NotifierSettings()
     catalog = load_catalog()
-
-    async def handle(conn: asyncpg.Connection, event: InboundEvent) -> None:
-        if event.type == TASK_UPDATED:
-            await apply_task_updated(conn, event, catalog)
-
+    hours = OfficeHours.from_env()
+    # A routes file that does not load stops the start: better than notices silently going nowhere.
+    routes = Routes.load(settings.notifier_routes, catalog)
+    handler = NotifierHandler(catalog)
     return StreamService(
         name="notifier", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
-        source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handle,
+        source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handler,
+        routers=[make_router(hours, settings, settings.clock)],
+        background=[scheduling_job(catalog, hours, routes, settings, settings.clock)],
     ).create_app()

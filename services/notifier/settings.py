@@ -1,3 +1,8 @@
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import AwareDatetime, Field, SecretStr
+
 from duban.settings import ServiceSettings
 
 
@@ -5,3 +10,38 @@ class NotifierSettings(ServiceSettings):
     http_port: int = 8004
     schema_name: str = "notifier"
     consumer_group: str = "duban-notifier"
+
+    # The ladder (DESIGN §5), in working days.
+    escalation_red_days_to_top: int = Field(5, ge=1)
+    escalation_unacknowledged_days_to_top: int = Field(3, ge=1)
+    escalation_repeat_every_days: int = Field(5, ge=1)
+    # An acknowledgement pauses escalation until a time at most this many working days ahead.
+    acknowledge_max_days: int = Field(10, ge=1)
+    # The department the top level (督办) addresses.
+    top_department: str = "district-office"
+
+    # Who receives what: department code -> channel addresses (docs/notifier.md). None: nobody yet.
+    notifier_routes: Path | None = None
+    # How often the scheduler looks for due escalations and deliveries.
+    scheduler_interval_s: float = Field(15.0, gt=0)
+    # Robots accept this many messages per rolling minute (WeCom and DingTalk: 20).
+    robot_messages_per_minute: int = Field(20, ge=1)
+    # A delivery is dead after this many failed attempts; the waits between them double up to the maximum.
+    delivery_max_attempts: int = Field(6, ge=1)
+    delivery_retry_initial_s: float = Field(30.0, gt=0)
+    delivery_retry_max_s: float = Field(1800.0, gt=0)
+    delivery_timeout_s: float = Field(10.0, gt=0)
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_sender: str = "duban@gulou.gov.cn"
+
+    # Escalate as of this instant instead of the wall clock (drills, what-if, tests).
+    fixed_now: AwareDatetime | None = None
+
+    def clock(self) -> datetime:
+        return self.fixed_now or datetime.now(timezone.utc)

@@ -1,0 +1,129 @@
+"""The escalations' read API and acknowledgement; errors are RFC 9457 problem documents."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from duban.problems import Problem
+from duban.workcal import OfficeHours
+from services.notifier import store
+from services.notifier.escalation import LEVEL_NAMES, civil, midnight
+from services.notifier.settings import NotifierSettings
+
+DELIVERY_COLUMNS = ("id, level, window_start, channel, recipient, departments, status, not_before, attempts,"
+                    " last_error, created_at, finished_at")
+
+
+def get_pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+
+
+class Acknowledgement(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(min_length=1, max_length=100, description="who acknowledges, e.g. 区发改局 张三")
+    until: AwareDatetime = Field(description="escalation pauses until this instant")
+    note: str | None = Field(None, max_length=2000)
+
+
+def escalation_view(row: asyncpg.Record, deliveries: list[asyncpg.Record] | None = None) -> dict:
+    view = {k: row[k] for k in row.keys()}
+    view["level_name"] = LEVEL_NAMES[row["level"]]
+    view["open"] = row["resolved_at"] is None
+    if deliveries is not None:
+        view["deliveries"] = [dict(d) for d in deliveries]
+    return view
+
+
+def make_router(hours: OfficeHours, settings: NotifierSettings, clock: Callable[[], datetime]) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+
+    async def one(conn: asyncpg.Connection, escalation_id: int, *, lock: bool = False) -> asyncpg.Record:
+        row = await conn.fetchrow(f"SELECT {store.ESCALATION_COLUMNS} FROM escalations WHERE id = $1"
+                                  + (" FOR UPDATE" if lock else ""), escalation_id)
+        if row is None:
+            raise Problem(404, "escalation-not-found", f"no escalation {escalation_id}")
+        return row
+
+    async def with_deliveries(conn: asyncpg.Connection, row: asyncpg.Record) -> dict:
+        deliveries = await conn.fetch(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE escalation_id = $1 ORDER BY id",
+                                      row["id"])
+        return escalation_view(row, deliveries)
+
+    @router.get("/escalations")
+    async def list_escalations(
+        pool: Pool,
+        level: Annotated[int | None, Query(ge=1, le=3)] = None,
+        department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
+                                                description="a unit of the task, or addressed at the current level")] = None,
+        open: Annotated[bool | None, Query(description="true: unresolved only; false: resolved only")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        where = ("($1::int IS NULL OR level = $1) AND ($2::text IS NULL OR $2 = ANY(units || addressees))"
+                 " AND ($3::bool IS NULL OR (resolved_at IS NULL) = $3)")
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(f"SELECT {store.ESCALATION_COLUMNS} FROM escalations WHERE {where}"
+                                    " ORDER BY id DESC LIMIT $4 OFFSET $5", level, department, open, limit, offset)
+            total = await conn.fetchval(f"SELECT count(*) FROM escalations WHERE {where}", level, department, open)
+            counts = await conn.fetch("SELECT escalation_id, status, count(*) AS n FROM deliveries"
+                                      " WHERE escalation_id = ANY($1) GROUP BY escalation_id, status", [r["id"] for r in rows])
+        by_escalation: dict[int, dict[str, int]] = {}
+        for c in counts:
+            by_escalation.setdefault(c["escalation_id"], {})[c["status"]] = c["n"]
+        return {"items": [{**escalation_view(r), "deliveries": by_escalation.get(r["id"], {})} for r in rows],
+                "total": total, "limit": limit, "offset": offset}
+
+    @router.get("/escalations/{escalation_id}")
+    async def get_escalation(pool: Pool, escalation_id: int) -> dict:
+        async with pool.acquire() as conn:
+            return await with_deliveries(conn, await one(conn, escalation_id))
+
+    @router.post("/escalations/{escalation_id}/acknowledge")
+    async def acknowledge(pool: Pool, escalation_id: int, body: Acknowledgement) -> dict:
+        now = clock()
+        # The end of the last working day allowed.
+        latest = midnight(hours.calendar.add_working_days(civil(now), settings.acknowledge_max_days) + timedelta(days=1))
+        if body.until <= now:
+            raise Problem(422, "acknowledgement-in-the-past", "until must lie in the future", now=now.isoformat())
+        if body.until > latest:
+            raise Problem(422, "acknowledgement-too-long",
+                          f"an acknowledgement pauses escalation for at most {settings.acknowledge_max_days} working days",
+                          latest=latest.isoformat())
+        async with pool.acquire() as conn, conn.transaction():
+            row = await one(conn, escalation_id, lock=True)
+            if row["resolved_at"] is not None:
+                raise Problem(409, "escalation-resolved", f"escalation {escalation_id} was resolved at "
+                              f"{row['resolved_at'].isoformat()}; there is nothing to acknowledge")
+            await conn.execute(
+                "UPDATE escalations SET acknowledged_at = $2, acknowledged_by = $3, acknowledged_note = $4,"
+                " acknowledged_until = $5, next_check_at = $5 WHERE id = $1",
+                escalation_id, now, body.by, body.note, body.until)
+            await store.cancel_pending(conn, escalation_id, "acknowledged")
+            return await with_deliveries(conn, await one(conn, escalation_id))
+
+    @router.get("/deliveries")
+    async def list_deliveries(
+        pool: Pool,
+        status: Literal["pending", "sent", "dead", "cancelled"] | None = None,
+        channel: Literal["wecom", "dingtalk", "email", "webhook"] | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                f"SELECT escalation_id, item, notice, {DELIVERY_COLUMNS} FROM deliveries WHERE ($1::text IS NULL OR"
+                " status = $1) AND ($2::text IS NULL OR channel = $2) ORDER BY id DESC LIMIT $3 OFFSET $4",
+                status, channel, limit, offset)
+        return {"items": [{**dict(r), "notice": json.loads(r["notice"])} for r in rows], "limit": limit, "offset": offset}
+
+    return router

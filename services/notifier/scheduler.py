@@ -1,0 +1,205 @@
+"""The scheduled side of the notifier: escalations advance as working days pass, and due notices go
+out in office hours, within the robots' rate limits, with retries.
+
+Safe on any number of replicas: each escalation and each delivery is claimed with
+`SELECT … FOR UPDATE SKIP LOCKED` inside the transaction that acts on it, and a notice is planned at
+most once per (item, level, window, channel, recipient) by the deliveries table's unique key."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+import httpx
+import structlog
+from prometheus_client import Counter, Gauge
+
+from duban.catalog import Catalog
+from duban.consumer import TRANSIENT_ERRORS
+from duban.workcal import CalendarCoverageError, OfficeHours
+from services.notifier import store
+from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
+from services.notifier.escalation import Policy, addressees, evaluate
+from services.notifier.messages import Notice, build_notice
+from services.notifier.routes import Routes
+from services.notifier.settings import NotifierSettings
+
+log = structlog.get_logger(__name__)
+
+DELIVERIES = Counter("duban_notifier_deliveries_total", "Delivery attempts and their outcome",
+                     ["channel", "outcome"])  # sent, retry, dead, cancelled, rate_limited
+QUEUE_DEPTH = Gauge("duban_notifier_queue_depth", "Notices waiting to be sent", ["channel"])
+DEAD = Gauge("duban_notifier_dead_deliveries", "Notices given up on (see GET /v1/deliveries?status=dead)", ["channel"])
+OPEN = Gauge("duban_notifier_escalations_open", "Open escalations by level", ["level"])
+UNROUTED = Counter("duban_notifier_unrouted_total", "Notices for a department with no address for the level",
+                   ["department", "level"])
+CALENDAR_GAPS = Counter("duban_notifier_calendar_gaps_total",
+                        "Escalations not evaluated because the working-day calendar lacks a year", ["year"])
+
+CHANNELS = ("wecom", "dingtalk", "email", "webhook")
+CLAIM_BATCH = 100
+# An escalation the calendar cannot evaluate is looked at again this much later (the gap is surfaced meanwhile).
+CALENDAR_RETRY = timedelta(hours=1)
+
+
+def delivery_key(row: asyncpg.Record) -> str:
+    return f"{row['item']}/{row['level']}/{row['window_start']}/{row['channel']}/{row['recipient']}"
+
+
+@dataclass
+class Scheduler:
+    catalog: Catalog
+    hours: OfficeHours
+    routes: Routes
+    channels: dict[str, Channel]
+    settings: NotifierSettings
+
+    @property
+    def policy(self) -> Policy:
+        s = self.settings
+        return Policy(s.escalation_red_days_to_top, s.escalation_unacknowledged_days_to_top,
+                      s.escalation_repeat_every_days)
+
+    async def run_once(self, pool: asyncpg.Pool, now: datetime) -> None:
+        await self.evaluate_due(pool, now)
+        await self.deliver_due(pool, now)
+        await self.refresh_gauges(pool)
+
+    # -- escalations -----------------------------------------------------------------------------
+
+    async def evaluate_due(self, pool: asyncpg.Pool, now: datetime) -> int:
+        """Advance every escalation whose next check is due; plan the notices their windows call for."""
+        evaluated = 0
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                rows = await store.claim_due_escalations(conn, now, CLAIM_BATCH)
+                for row in rows:
+                    await self._evaluate(conn, row, now)
+            evaluated += len(rows)
+            if len(rows) < CLAIM_BATCH:
+                return evaluated
+
+    async def _evaluate(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
+        try:
+            ev = evaluate(store.ladder_of(row), now, self.hours.calendar, self.policy)
+            not_before = self.hours.next_office_time(now)
+        except CalendarCoverageError as exc:
+            CALENDAR_GAPS.labels(str(exc.year)).inc()
+            log.error("working-day calendar lacks a year; escalation not evaluated", item=row["item"], year=exc.year)
+            await store.update_ladder(conn, row["id"], store.ladder_of(row), deadline=row["deadline"],
+                                      next_check_at=now + CALENDAR_RETRY)
+            return
+        await store.update_ladder(conn, row["id"], ev.ladder, deadline=row["deadline"], next_check_at=ev.next_check)
+        if ev.window is None:
+            return
+        task = self.catalog.task(row["task_id"])
+        departments = addressees(ev.ladder.level, task, self.settings.top_department)
+        await store.set_addressees(conn, row["id"], list(departments))
+        notice = build_notice(self.catalog, escalation_id=row["id"], item=row["item"], task_id=task.id,
+                              light=ev.ladder.light, level=ev.ladder.level, deadline=row["deadline"],
+                              departments=list(departments))
+        reached, unrouted = self.routes.plan(departments, ev.ladder.level)
+        for target, codes in reached.items():
+            if await store.plan_delivery(conn, escalation_id=row["id"], item=row["item"], level=ev.ladder.level,
+                                         window=ev.window, channel=target.channel, recipient=target.recipient,
+                                         departments=codes, notice=notice.as_json(), not_before=not_before, now=now):
+                log.info("notice planned", item=row["item"], level=ev.ladder.level, window=str(ev.window),
+                         recipient=target.recipient, not_before=not_before.isoformat())
+        for code in unrouted:
+            UNROUTED.labels(code, str(ev.ladder.level)).inc()
+            log.warning("no address for a department; notice not sent", department=code, item=row["item"],
+                        level=ev.ladder.level, window=str(ev.window))
+
+    # -- deliveries ------------------------------------------------------------------------------
+
+    async def deliver_due(self, pool: asyncpg.Pool, now: datetime) -> int:
+        """Send every due notice, one transaction each; returns how many were looked at."""
+        handled = 0
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                row = await store.claim_due_delivery(conn, now)
+                if row is None:
+                    return handled
+                await self._deliver(conn, row, now)
+            handled += 1
+
+    async def _deliver(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
+        channel = row["channel"]
+        if row["resolved_at"] is not None or is_acknowledged_row(row, now):
+            await store.finish(conn, row["id"], "cancelled", now, "resolved" if row["resolved_at"] else "acknowledged")
+            DELIVERIES.labels(channel, "cancelled").inc()
+            return
+        if not self.hours.is_office_time(now):
+            await store.postpone(conn, row["id"], self.hours.next_office_time(now))
+            return
+        target = self.routes.target(row["recipient"])
+        if target is None:
+            await store.finish(conn, row["id"], "dead", now, f"no route for {row['recipient']} any more")
+            DELIVERIES.labels(channel, "dead").inc()
+            return
+        if channel in RATE_LIMITED:
+            free_at = await store.robot_slot(conn, row["recipient"], now, self.settings.robot_messages_per_minute)
+            if free_at is not None:
+                await store.postpone(conn, row["id"], self.hours.next_office_time(free_at))
+                DELIVERIES.labels(channel, "rate_limited").inc()
+                return
+        try:
+            await self.channels[channel].send(target, Notice.from_json(json.loads(row["notice"])), delivery_key(row))
+        except DeliveryError as exc:
+            await self._failed(conn, row, now, exc)
+            return
+        await store.record_attempt(conn, row["id"], status="sent", error=None, not_before=None, now=now)
+        DELIVERIES.labels(channel, "sent").inc()
+        log.info("notice sent", item=row["item"], level=row["level"], recipient=row["recipient"])
+
+    async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime, exc: DeliveryError) -> None:
+        attempts = row["attempts"] + 1
+        s = self.settings
+        if exc.transient and attempts < s.delivery_max_attempts:
+            wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
+            retry_at = self.hours.next_office_time(now + timedelta(seconds=wait))
+            await store.record_attempt(conn, row["id"], status="pending", error=str(exc), not_before=retry_at, now=now)
+            DELIVERIES.labels(row["channel"], "retry").inc()
+            log.warning("notice not delivered; will retry", recipient=row["recipient"], attempt=attempts,
+                        retry_at=retry_at.isoformat(), error=str(exc))
+            return
+        await store.record_attempt(conn, row["id"], status="dead", error=str(exc), not_before=None, now=now)
+        DELIVERIES.labels(row["channel"], "dead").inc()
+        log.error("notice given up", recipient=row["recipient"], attempts=attempts, error=str(exc))
+
+    async def refresh_gauges(self, pool: asyncpg.Pool) -> None:
+        async with pool.acquire() as conn:
+            levels, waiting = await store.counts(conn)
+        by_level = {r["level"]: r["n"] for r in levels}
+        for level in (1, 2, 3):
+            OPEN.labels(str(level)).set(by_level.get(level, 0))
+        by_status = {(r["channel"], r["status"]): r["n"] for r in waiting}
+        for channel in CHANNELS:
+            QUEUE_DEPTH.labels(channel).set(by_status.get((channel, "pending"), 0))
+            DEAD.labels(channel).set(by_status.get((channel, "dead"), 0))
+
+
+def is_acknowledged_row(row: asyncpg.Record, now: datetime) -> bool:
+    return row["acknowledged_until"] is not None and now < row["acknowledged_until"]
+
+
+def scheduling_job(catalog: Catalog, hours: OfficeHours, routes: Routes, settings: NotifierSettings,
+                   clock: Callable[[], datetime]):
+    """The StreamService background job: a round every `scheduler_interval_s`; a failed round is
+    logged and the next one starts over (every step is idempotent)."""
+
+    async def escalate_and_deliver(pool: asyncpg.Pool) -> None:
+        async with httpx.AsyncClient(timeout=settings.delivery_timeout_s) as client:
+            scheduler = Scheduler(catalog, hours, routes, make_channels(settings, client), settings)
+            while True:
+                try:
+                    await scheduler.run_once(pool, clock())
+                except TRANSIENT_ERRORS as exc:
+                    log.warning("scheduler round failed; retrying at the next one", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(settings.scheduler_interval_s)
+
+    return escalate_and_deliver

@@ -1,0 +1,125 @@
+"""The notifier schema's escalations and deliveries: the SQL, kept apart from the ladder's rules."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+
+import asyncpg
+
+from services.notifier.escalation import Ladder
+
+ESCALATION_COLUMNS = (
+    "id, item, kind, task_id, light, level, deadline, opened_at, level_since, red_since, units, addressees,"
+    " acknowledged_at, acknowledged_by, acknowledged_note, acknowledged_until, resolved_at, next_check_at")
+
+
+def ladder_of(row: asyncpg.Record) -> Ladder:
+    return Ladder(row["light"], row["level"], row["level_since"], row["red_since"], row["acknowledged_until"],
+                  row["resolved_at"])
+
+
+async def open_escalation(conn: asyncpg.Connection, item: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {ESCALATION_COLUMNS} FROM escalations WHERE item = $1 AND resolved_at IS NULL FOR UPDATE", item)
+
+
+async def open_deadlines(conn: asyncpg.Connection, task_id: str, kind: str) -> list[date]:
+    return [r["deadline"] for r in await conn.fetch(
+        "SELECT deadline FROM escalations WHERE task_id = $1 AND kind = $2 AND resolved_at IS NULL", task_id, kind)]
+
+
+async def insert_escalation(conn: asyncpg.Connection, *, item: str, kind: str, task_id: str, ladder: Ladder,
+                            deadline: date, units: list[str]) -> None:
+    await conn.execute(
+        "INSERT INTO escalations (item, kind, task_id, light, level, deadline, opened_at, level_since, red_since,"
+        " units, next_check_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $7)",
+        item, kind, task_id, ladder.light, ladder.level, deadline, ladder.level_since, ladder.red_since, units)
+
+
+async def update_ladder(conn: asyncpg.Connection, escalation_id: int, ladder: Ladder, *, deadline: date,
+                        next_check_at: datetime) -> None:
+    await conn.execute(
+        "UPDATE escalations SET light = $2, level = $3, level_since = $4, red_since = $5, acknowledged_until = $6,"
+        " resolved_at = $7, deadline = $8, next_check_at = $9 WHERE id = $1",
+        escalation_id, ladder.light, ladder.level, ladder.level_since, ladder.red_since, ladder.acknowledged_until,
+        ladder.resolved_at, deadline, next_check_at)
+    if ladder.resolved_at is not None:
+        await cancel_pending(conn, escalation_id, "resolved")
+
+
+async def cancel_pending(conn: asyncpg.Connection, escalation_id: int, why: str) -> None:
+    """Notices not yet sent are moot once the item is resolved or acknowledged."""
+    await conn.execute("UPDATE deliveries SET status = 'cancelled', last_error = $2 WHERE escalation_id = $1"
+                       " AND status = 'pending'", escalation_id, why)
+
+
+async def claim_due_escalations(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
+    # SKIP LOCKED: a replica passes over the rows another is evaluating instead of waiting for them.
+    return await conn.fetch(
+        f"SELECT {ESCALATION_COLUMNS} FROM escalations WHERE resolved_at IS NULL AND next_check_at <= $1"
+        " ORDER BY next_check_at, id LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+
+
+async def set_addressees(conn: asyncpg.Connection, escalation_id: int, addressees: list[str]) -> None:
+    await conn.execute("UPDATE escalations SET addressees = $2 WHERE id = $1", escalation_id, addressees)
+
+
+async def plan_delivery(conn: asyncpg.Connection, *, escalation_id: int, item: str, level: int, window: date,
+                        channel: str, recipient: str, departments: list[str], notice: dict, not_before: datetime,
+                        now: datetime) -> bool:
+    """Record a notice to send; False when this (item, level, window, channel, recipient) exists already."""
+    status = await conn.execute(
+        "INSERT INTO deliveries (escalation_id, item, level, window_start, channel, recipient, departments, notice,"
+        " not_before, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT DO NOTHING",
+        escalation_id, item, level, window, channel, recipient, departments, json.dumps(notice, ensure_ascii=False),
+        not_before, now)
+    return status == "INSERT 0 1"
+
+
+async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT d.id, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
+        " e.resolved_at, e.acknowledged_until FROM deliveries d JOIN escalations e ON e.id = d.escalation_id"
+        " WHERE d.status = 'pending' AND d.not_before <= $1 ORDER BY d.not_before, d.id LIMIT 1"
+        " FOR UPDATE OF d SKIP LOCKED", now)
+
+
+async def postpone(conn: asyncpg.Connection, delivery_id: int, not_before: datetime) -> None:
+    await conn.execute("UPDATE deliveries SET not_before = $2 WHERE id = $1", delivery_id, not_before)
+
+
+async def finish(conn: asyncpg.Connection, delivery_id: int, status: str, now: datetime, error: str | None = None) -> None:
+    await conn.execute("UPDATE deliveries SET status = $2, finished_at = $3, last_error = $4 WHERE id = $1",
+                       delivery_id, status, now, error)
+
+
+async def record_attempt(conn: asyncpg.Connection, delivery_id: int, *, status: str, error: str | None,
+                         not_before: datetime | None, now: datetime) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET attempts = attempts + 1, status = $2::text, last_error = $3,"
+        " not_before = coalesce($4::timestamptz, not_before),"
+        " finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $5::timestamptz END"
+        " WHERE id = $1", delivery_id, status, error, not_before, now)
+
+
+async def robot_slot(conn: asyncpg.Connection, recipient: str, now: datetime, per_minute: int) -> datetime | None:
+    """Take one of a robot's sends in the rolling minute ending now; or, when all are spent, return when
+    the oldest comes back. The transaction lock serialises replicas on one robot."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"duban-notifier-robot:{recipient}")
+    await conn.execute("DELETE FROM robot_sends WHERE recipient = $1 AND sent_at <= $2::timestamptz - interval '1 minute'",
+                       recipient, now)
+    recent = await conn.fetch("SELECT sent_at FROM robot_sends WHERE recipient = $1 AND sent_at > $2::timestamptz - interval '1 minute'"
+                              " ORDER BY sent_at DESC LIMIT $3", recipient, now, per_minute)
+    if len(recent) >= per_minute:
+        return recent[-1]["sent_at"] + timedelta(minutes=1)
+    await conn.execute("INSERT INTO robot_sends (recipient, sent_at) VALUES ($1, $2)", recipient, now)
+    return None
+
+
+async def counts(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """Open escalations per level, and deliveries waiting or dead per channel (for the gauges)."""
+    levels = await conn.fetch("SELECT level, count(*) AS n FROM escalations WHERE resolved_at IS NULL GROUP BY level")
+    waiting = await conn.fetch("SELECT channel, status, count(*) AS n FROM deliveries WHERE status IN ('pending', 'dead')"
+                               " GROUP BY channel, status")
+    return levels, waiting

@@ -1,0 +1,89 @@
+"""The ladder as plain functions over the real working-day calendar (National Day 2021: 1–7 October
+off, Sunday 26 September and Saturday 9 October worked)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
+
+from services.notifier.escalation import (
+    Ladder,
+    Policy,
+    addressees,
+    evaluate,
+    milestone_deadline,
+    on_light,
+    task_deadline,
+)
+from tests.notifier.conftest import CATALOG, HOURS, at
+
+CAL, POLICY = HOURS.calendar, Policy()
+T17 = CATALOG.task("T17")
+
+
+def test_yellow_opens_level_1_and_red_raises_to_level_2():
+    yellow = on_light(None, "yellow", at("2021-09-24 10:00"))
+    assert (yellow.light, yellow.level, yellow.red_since) == ("yellow", 1, None)
+    red = on_light(yellow, "red", at("2021-09-26 09:00"))
+    assert (red.light, red.level, red.red_since, red.level_since) == ("red", 2, at("2021-09-26 09:00"), at("2021-09-26 09:00"))
+    assert on_light(red, "red", at("2021-09-27 09:00")) is red
+    assert on_light(None, "green", at("2021-09-27 09:00")) is None
+    assert on_light(red, "green", at("2021-09-28 09:00")).resolved_at == at("2021-09-28 09:00")
+
+
+def test_catching_up_from_red_steps_back_to_a_reminder():
+    red = on_light(None, "red", at("2021-09-26 09:00"))
+    back = on_light(red, "yellow", at("2021-09-28 09:00"))
+    assert (back.level, back.red_since, back.level_since) == (1, None, at("2021-09-28 09:00"))
+
+
+def test_red_acknowledgement_is_dropped_when_yellow_turns_red():
+    yellow = replace(on_light(None, "yellow", at("2021-09-24 10:00")), acknowledged_until=at("2021-09-30 10:00"))
+    assert on_light(yellow, "red", at("2021-09-27 09:00")).acknowledged_until is None
+
+
+def test_level_2_unacknowledged_for_3_working_days_reaches_level_3():
+    red = on_light(None, "red", at("2021-09-26 09:00"))  # a 调休 Sunday, itself not counted
+    assert evaluate(red, at("2021-09-28 23:59"), CAL, POLICY).ladder.level == 2
+    ev = evaluate(red, at("2021-09-29 00:00"), CAL, POLICY)  # 27, 28, 29
+    assert (ev.ladder.level, ev.ladder.level_since, ev.window) == (3, at("2021-09-29 00:00"), date(2021, 9, 29))
+
+
+def test_red_for_5_working_days_reaches_level_3_counting_tiaoxiu_and_skipping_the_holiday():
+    red = replace(on_light(None, "red", at("2021-09-26 09:00")), acknowledged_until=at("2021-09-29 12:00"))
+    assert evaluate(red, at("2021-09-29 11:00"), CAL, POLICY).window is None  # paused
+    after = evaluate(red, at("2021-09-29 12:00"), CAL, POLICY)
+    # Red since Sunday 26 (worked): 27, 28, 29, 30 September and 8 October; not 1 October (a Mon–Fri count).
+    assert after.ladder.level == 2 and after.next_check == at("2021-10-08 00:00")
+    assert evaluate(red, at("2021-10-07 18:00"), CAL, POLICY).ladder.level == 2
+    assert evaluate(red, at("2021-10-08 08:00"), CAL, POLICY).ladder.level == 3
+
+
+def test_the_current_level_repeats_every_5_working_days():
+    top = Ladder("red", 3, at("2021-10-08 00:00"), red_since=at("2021-09-26 09:00"))
+    assert evaluate(top, at("2021-10-13 17:00"), CAL, POLICY).window == date(2021, 10, 8)
+    # 9 (a worked Saturday), 11, 12, 13, 14 October.
+    ev = evaluate(top, at("2021-10-14 09:00"), CAL, POLICY)
+    assert (ev.window, ev.next_check) == (date(2021, 10, 14), at("2021-10-21 00:00"))
+
+
+def test_waits_are_configurable():
+    red = on_light(None, "red", at("2021-09-27 09:00"))
+    quick = Policy(red_days_to_top=1, unacknowledged_days_to_top=10, repeat_every_days=2)
+    assert evaluate(red, at("2021-09-28 09:00"), CAL, quick).ladder.level == 3
+
+
+def test_each_level_addresses_its_departments():
+    assert addressees(1, T17, "district-office") == ("industry-it", "health")
+    assert addressees(1, CATALOG.task("T28"), "district-office") == ("hr-social-security",)  # no responsible units
+    assert addressees(2, T17, "district-office") == ("digital-office",)
+    assert addressees(3, T17, "district-office") == ("district-office",)
+
+
+def test_deadlines_name_the_date_the_light_is_about():
+    assert task_deadline(T17, "yellow", date(2021, 11, 20), []) == date(2021, 12, 31)
+    assert task_deadline(T17, "red", date(2022, 1, 3), []) == date(2021, 12, 31)
+    assert task_deadline(T17, "red", date(2022, 1, 3), [date(2021, 12, 31)]) == date(2021, 12, 31)
+    yearly = CATALOG.milestone("T05-M1")
+    assert milestone_deadline(yearly, date(2023, 1, 2)) == date(2022, 12, 31)
+    assert milestone_deadline(yearly, date(2021, 6, 1)) == date(2021, 12, 31)
