@@ -7,17 +7,22 @@ session on a free port."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
 
 from duban.broker import wait_for_broker
+from duban.pg import migrate
 from duban.settings import ServiceSettings
 
 
@@ -81,6 +86,28 @@ def unique_topics() -> ServiceSettings:
 
 
 ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def at(text: str) -> datetime:
+    """An Asia/Shanghai civil time ("2021-09-30 16:00") as an instant."""
+    return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+@contextlib.asynccontextmanager
+async def migrated_schema(database_url: str, service: str) -> AsyncIterator[str]:
+    """A fresh schema with `service`'s migrations applied, dropped afterwards: tests that share the
+    session database never see each other's rows."""
+    name = f"{service}_{uuid.uuid4().hex[:10]}"
+    await migrate(database_url, name, ROOT / "services" / service / "migrations")
+    try:
+        yield name
+    finally:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
+        finally:
+            await conn.close()
 
 
 def pytest_collection_modifyitems(items) -> None:

@@ -11,10 +11,10 @@ import pytest
 
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
-from duban.pg import create_pool, migrate
+from duban.pg import create_pool
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.metrics.handlers import MetricsHandlers
-from tests.conftest import ROOT
+from tests.conftest import ROOT, at, migrated_schema
 
 MIGRATIONS = ROOT / "services" / "metrics" / "migrations"
 SH = ZoneInfo("Asia/Shanghai")
@@ -22,19 +22,10 @@ CATALOG = load_catalog()
 HOURS = OfficeHours(WorkingCalendar(), OfficeSchedule.default())
 
 
-def at(text: str) -> datetime:
-    """An Asia/Shanghai civil time as an instant."""
-    return datetime.fromisoformat(text).replace(tzinfo=SH)
-
-
 @pytest.fixture
 async def schema(database_url: str) -> str:
-    name = f"metrics_{uuid.uuid4().hex[:10]}"
-    await migrate(database_url, name, MIGRATIONS)
-    yield name
-    conn = await asyncpg.connect(database_url)
-    await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-    await conn.close()
+    async with migrated_schema(database_url, "metrics") as name:
+        yield name
 
 
 @pytest.fixture

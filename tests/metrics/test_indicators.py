@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import pytest
 
@@ -22,16 +21,10 @@ from services.metrics.indicators import (
     read_clock,
     value_of,
 )
+from tests.conftest import at
 
 CATALOG = load_catalog()
 HOURS = OfficeHours(WorkingCalendar(), OfficeSchedule.default())
-SH = ZoneInfo("Asia/Shanghai")
-
-
-def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=SH)
-
-
 def closed_case(opened: str, closed: str, *, pauses=(), steps=3, instantly=False, trips=1) -> CaseFacts:
     reading = read_clock(HOURS, opened_at=at(opened), closed_at=at(closed), pauses=pauses)
     return CaseFacts(case_type="export_tax_refund", department="tax-bureau", closed_on=at(closed).date(),

@@ -22,7 +22,12 @@ from duban.pg import migrate
 from duban.workcal import WorkingCalendar
 from tests.conftest import ROOT, free_port
 from tests.metrics.conftest import MIGRATIONS
-from tests.metrics.test_rules import GRAFANA_VARIABLES, RULE_FILES, dashboard_queries, rules
+from tests.metrics.test_rules import (
+    GRAFANA_VARIABLES,
+    RULE_FILES,
+    dashboard_queries,
+    rules,
+)
 
 pytestmark = pytest.mark.database
 

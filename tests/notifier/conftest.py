@@ -12,7 +12,6 @@ from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
-from zoneinfo import ZoneInfo
 
 import asyncpg
 import httpx
@@ -23,36 +22,31 @@ from fastapi import FastAPI
 
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
-from duban.pg import create_pool, migrate
+from duban.pg import create_pool
 from duban.problems import install_problem_handlers
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.notifier.api import make_router
 from services.notifier.channels import make_channels
-from services.notifier.handlers import LIGHT_CHANGED, MILESTONE_CHANGED, TASK_UPDATED, NotifierHandler
+from services.notifier.handlers import (
+    LIGHT_CHANGED,
+    MILESTONE_CHANGED,
+    TASK_UPDATED,
+    NotifierHandler,
+)
 from services.notifier.routes import Routes
 from services.notifier.scheduler import Scheduler
 from services.notifier.settings import NotifierSettings
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, at, free_port, migrated_schema
 
 MIGRATIONS = ROOT / "services" / "notifier" / "migrations"
-SH = ZoneInfo("Asia/Shanghai")
 CATALOG = load_catalog()
 HOURS = OfficeHours(WorkingCalendar(), OfficeSchedule.default())
 
 
-def at(text: str) -> datetime:
-    """An Asia/Shanghai civil time as an instant."""
-    return datetime.fromisoformat(text).replace(tzinfo=SH)
-
-
 @pytest.fixture
 async def schema(database_url: str) -> str:
-    name = f"notifier_{uuid.uuid4().hex[:10]}"
-    await migrate(database_url, name, MIGRATIONS)
-    yield name
-    conn = await asyncpg.connect(database_url)
-    await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-    await conn.close()
+    async with migrated_schema(database_url, "notifier") as name:
+        yield name
 
 
 @pytest.fixture

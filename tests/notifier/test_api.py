@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from services.notifier.routes import Routes, RoutesError
-from tests.notifier.conftest import CATALOG, at, escalation, light_changed, task_updated, write_routes
+from tests.notifier.conftest import (
+    CATALOG,
+    at,
+    escalation,
+    light_changed,
+    task_updated,
+    write_routes,
+)
 
 pytestmark = pytest.mark.database
 

@@ -12,7 +12,14 @@ from datetime import timedelta
 import pytest
 from prometheus_client import REGISTRY
 
-from tests.notifier.conftest import CATALOG, at, deliveries, escalation, light_changed, task_updated
+from tests.notifier.conftest import (
+    CATALOG,
+    at,
+    deliveries,
+    escalation,
+    light_changed,
+    task_updated,
+)
 
 pytestmark = pytest.mark.database
 
