@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncpg
+import orjson
 
 _DEFAULT_CONTENT_TYPE = "application/json"
 
@@ -22,12 +23,40 @@ _DEFAULT_CONTENT_TYPE = "application/json"
 def payload_hash(event: Mapping[str, Any]) -> bytes:
     """SHA-256 of what the event says, apart from its key (source, id): a repeat must say the same.
     datacontenttype is left out when it is the default, so the same event posted in structured
-    mode (where it is optional) and in binary mode (where Content-Type carries it) compares equal."""
+    mode (where it is optional) and in binary mode (where Content-Type carries it) compares equal.
+
+    The hashed text is the canonical JSON `json.dumps(sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)` writes, and must stay exactly that: the ledger holds hashes of events
+    accepted long ago. orjson writes the same bytes for strings, integers of 64 bits, booleans and
+    objects of these (tests/contracts/test_fast_paths.py), and is used then; a float (whose text
+    differs: 1e+16 against 1e16), a list or anything else goes to the json module."""
     said = {name: value for name, value in event.items() if name not in ("source", "id")}
     if said.get("datacontenttype") == _DEFAULT_CONTENT_TYPE:
         del said["datacontenttype"]
-    return hashlib.sha256(json.dumps(said, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-                          .encode("utf-8")).digest()
+    return hashlib.sha256(canonical_json(said)).digest()
+
+
+def canonical_json(value: dict[str, Any]) -> bytes:
+    """json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False) as UTF-8."""
+    if _orjson_writes_the_same(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except (orjson.JSONEncodeError, TypeError):
+            pass  # an integer beyond 64 bits, a lone surrogate: the json module decides
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _orjson_writes_the_same(value: dict[str, Any], depth: int = 0) -> bool:
+    for name, member in value.items():
+        if type(name) is not str:
+            return False
+        kind = type(member)
+        if kind is dict:
+            if depth or not _orjson_writes_the_same(member, 1):  # an event's data, no deeper
+                return False
+        elif kind is not str and kind is not int and kind is not bool and member is not None:
+            return False
+    return True
 
 
 def sort_out(events: list[Mapping[str, Any]], digests: list[bytes],

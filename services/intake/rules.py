@@ -58,3 +58,27 @@ def _indicator_refusal(catalog: Catalog, department: str, indicator_id: str) -> 
     if department not in indicator.feed.departments:
         return f"{department} does not report {indicator_id} (reported by {', '.join(indicator.feed.departments)})"
     return None
+
+
+class Referee:
+    """`refusal` with its answers remembered per process. An answer depends only on the department,
+    the event's source and type, and what the event is about (the task or indicator id, or the
+    case type), and the catalog does not change while intake runs; a batch of 500 cases of one
+    type is then judged once, not 500 times."""
+
+    def __init__(self, catalog: Catalog, size: int = 10_000) -> None:
+        self.catalog, self.size = catalog, size
+        self._answers: dict[tuple[str, str, str, str], str | None] = {}
+
+    def refusal(self, department: str, event: Mapping[str, Any]) -> str | None:
+        type_ = event["type"]
+        about = event["data"]["case_type"] if type_.startswith("duban.case.") else event["subject"]
+        key = (department, event["source"], type_, about)
+        try:
+            return self._answers[key]
+        except KeyError:
+            pass
+        if len(self._answers) >= self.size:
+            self._answers.clear()  # bounded by the catalog in practice; never unbounded
+        answer = self._answers[key] = refusal(self.catalog, department, event)
+        return answer

@@ -19,7 +19,7 @@ def report(indicator: str, department: str) -> dict:
             "data": {"period": "2026", "value": 12.5, "unit": "hours_per_year"}}
 
 
-@pytest.mark.parametrize(("department", "event"), [
+_ALLOWED = [pytest.param(*case) for case in [
     ("market-regulation", progress("T07", "market-regulation")),  # lead of T07
     ("health", progress("T17", "health")),  # responsible unit of T17
     ("hongshan-town", progress("T06", "hongshan-town")),  # member of 各街镇, responsible for T06
@@ -28,12 +28,15 @@ def report(indicator: str, department: str) -> dict:
     ("admin-service-center", case_opened("S-1", "company_startup", "admin-service-center")),
     ("market-regulation", case_opened("S-2", "company_startup", "market-regulation")),
     ("tax-bureau", report("annual_tax_hours", "tax-bureau")),
-])
+]]
+
+
+@pytest.mark.parametrize(("department", "event"), _ALLOWED)
 def test_allowed(department, event):
     assert refusal(CATALOG, department, event) is None
 
 
-@pytest.mark.parametrize(("department", "event", "reason"), [
+_REFUSED = [pytest.param(*case) for case in [
     ("tax-bureau", progress("T07", "market-regulation"),
      "source '/departments/market-regulation' is not yours: this key posts as '/departments/tax-bureau'"),
     ("district-office", progress("T09", "district-office"),
@@ -45,7 +48,10 @@ def test_allowed(department, event):
     ("tax-bureau", report("export_tax_refund_days", "tax-bureau"),
      "export_tax_refund_days is computed from export_tax_refund cases, not reported"),
     ("tax-bureau", report("tax_happiness", "tax-bureau"), "no indicator 'tax_happiness' in the plan catalog"),
-])
+]]
+
+
+@pytest.mark.parametrize(("department", "event", "reason"), _REFUSED)
 def test_refused_with_the_reason(department, event, reason):
     assert refusal(CATALOG, department, event) == reason
 
@@ -89,3 +95,15 @@ def test_payload_hash_ignores_the_key_and_the_default_content_type():
     bare = {k: v for k, v in event.items() if k != "datacontenttype"}
     assert payload_hash(event) == payload_hash(bare) == payload_hash(dict(event, id="other", source="/x"))
     assert payload_hash(event) != payload_hash(dict(event, subject="T08"))
+
+
+def test_the_referee_remembers_refusal_s_answers():
+    """Intake judges through Referee, which must answer what refusal answers, for every case above
+    and for a second event about the same thing (a remembered answer)."""
+    from services.intake.rules import Referee
+
+    referee = Referee(CATALOG, size=3)
+    cases = [(d, e) for d, e in (p.values for p in _ALLOWED)] + [(d, e) for d, e, _ in (p.values for p in _REFUSED)]
+    for _ in range(2):
+        for department, event in cases:
+            assert referee.refusal(department, event) == refusal(CATALOG, department, event)
