@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test venv lock openapi openapi-intake clean
+.PHONY: run test venv lock openapi openapi-intake openapi-tracker clean
 
 $(BIN)/.synced: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,14 @@ lock: venv
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock
 
 # Every service's OpenAPI document, generated from its app; tests fail when a committed one drifts.
-openapi: openapi-intake
+openapi: openapi-intake openapi-tracker
 
 openapi-intake: venv
 	$(BIN)/python -m services.intake.openapi > contracts/openapi/intake.json
+
+# The tracker's OpenAPI document (tests/tracker/test_api.py fails when it drifts from the routes).
+openapi-tracker: venv
+	$(BIN)/python -m services.tracker.openapi > contracts/openapi/tracker.json
 
 clean:
 	rm -rf $(VENV) node_modules .run

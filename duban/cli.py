@@ -16,8 +16,9 @@ def _registrars() -> list[Registrar]:
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
+    from services.tracker.replay import register as replay
 
-    return [catalog, workcal, launcher, topics, keys]
+    return [catalog, workcal, launcher, topics, replay, keys]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,10 +5,16 @@ The guarantees, in order:
    (source, id); an event already in the ledger is skipped, so redelivery never doubles an effect.
 2. An event that can never apply (undecodable, invalid, rejected by the domain) is dead-lettered
    with its reason and origin; the rest of the batch still applies.
-3. Transient failures (database or broker unreachable) are retried; if they outlast the retry
-   budget, or the process is asked to stop meanwhile, the process exits WITHOUT acknowledging
-   the batch. faust acknowledges a batch when the agent leaves it, even by an exception, so
-   leaving by exception would lose it; exiting makes the broker redeliver it instead."""
+3. Transient failures (database or broker unreachable, the server shutting a connection down) are
+   retried; if they outlast the retry budget the process exits WITHOUT acknowledging the batch.
+   faust acknowledges a batch when the agent leaves it, even by an exception or a cancellation, so
+   leaving by exception would lose it; exiting makes the broker redeliver it instead.
+4. Asked to stop mid-batch (SIGTERM), the consumer finishes the batch first, so faust's
+   acknowledgement on the way out is true; a batch that cannot finish exits unacknowledged.
+
+A handler is either a callable `handler(conn, event)`, run per event under a savepoint, or a
+`BatchHandler`, which applies the whole batch with a few bulk statements; the per-event savepoint
+path then only serves to isolate the rare event that the bulk statements could not take."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 import faust
@@ -26,6 +33,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from duban.broker import send_dead_letter
 from duban.events.kafka import from_kafka
+from duban.events.registry import CONTRACTS, validate_or_raise
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +41,11 @@ APPLIED = Counter("duban_events_applied_total", "Events that took effect", ["con
 DUPLICATES = Counter("duban_events_duplicate_total", "Redelivered or repeated events skipped by the ledger", ["consumer"])
 BATCH_SECONDS = Histogram("duban_consumer_batch_seconds", "Time to apply one batch", ["consumer"])
 
+# OperatorInterventionError covers a backend terminated by an administrator or a server shutdown
+# (57P01–57P03): the transaction is gone, the next attempt on a fresh connection succeeds.
 TRANSIENT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncio.TimeoutError)
+                    asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncio.TimeoutError,
+                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
 # Exit code for "stopped with an unapplied batch": supervisors restart, the broker redelivers.
 EXIT_UNAPPLIED = 75
 
@@ -78,6 +89,34 @@ Handler = Callable[[asyncpg.Connection, InboundEvent], Awaitable[None]]
 Decoder = Callable[[dict], dict]
 
 
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that applies a whole batch at once.
+
+    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError);
+    `apply_batch` applies checked events inside the caller's transaction and may itself raise
+    PermanentEventError, which makes the consumer retry those events one at a time."""
+
+    def check(self, event: InboundEvent) -> None: ...
+
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None: ...
+
+
+def validate_by_model(event: dict) -> dict:
+    """`event` itself when valid, else InvalidEvent: a drop-in for validate_or_raise at a fraction of
+    its cost. The pydantic model decides first (tests/contracts keep every model equal to its JSON
+    Schema); an event it refuses is judged by the schema, the published contract, whose verdict
+    stands and whose error list goes into the dead letter."""
+    contract = CONTRACTS.get(event.get("type"))
+    if contract is not None:
+        try:
+            contract.model.model_validate(event)
+            return event
+        except ValueError:  # pydantic's ValidationError
+            pass
+    return validate_or_raise(event)
+
+
 @dataclass
 class BatchResult:
     applied: int = 0
@@ -88,11 +127,12 @@ class BatchResult:
 class LedgerConsumer:
     """Applies batches for one service: `handler(conn, event)` does the domain work inside the transaction."""
 
-    def __init__(self, *, name: str, pool: asyncpg.Pool, producer: AIOKafkaProducer, handler: Handler,
-                 validate: Decoder, retry_budget_s: float = 60.0) -> None:
+    def __init__(self, *, name: str, pool: asyncpg.Pool, producer: AIOKafkaProducer, handler: Handler | BatchHandler,
+                 validate: Decoder, retry_budget_s: float = 60.0, stop_grace_s: float = 15.0) -> None:
         self.name, self.pool, self.producer, self.handler = name, pool, producer, handler
         self.validate = validate
-        self.retry_budget_s = retry_budget_s
+        self.retry_budget_s, self.stop_grace_s = retry_budget_s, stop_grace_s
+        self._batch_handler = isinstance(handler, BatchHandler)
         self.on_applied: list[Callable[[BatchResult], None]] = []
 
     def decode(self, delivery: Delivery) -> InboundEvent:
@@ -110,20 +150,36 @@ class LedgerConsumer:
 
     async def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
         """Apply one batch, retrying transient failures; never returns with the batch unapplied."""
+        work = asyncio.ensure_future(self._apply_with_retries(deliveries))
         try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(TRANSIENT_ERRORS), stop=stop_after_delay(self.retry_budget_s),
-                wait=wait_exponential_jitter(initial=0.2, max=5.0), reraise=True,
-            ):
-                with attempt:
-                    result = await self._apply_once(deliveries)
-            await self._dead_letter(result.dead)
+            result = await asyncio.shield(work)
         except asyncio.CancelledError:
-            self._exit_unapplied("stop requested while a batch was unapplied")
+            # Stopping: let the batch finish, then leave; faust acknowledges it on the way out.
+            done, _ = await asyncio.wait({work}, timeout=self.stop_grace_s)
+            if not done or work.exception() is not None:
+                self._exit_unapplied("stop requested and the batch could not finish")
+            self._after(work.result())
+            raise
         except Exception as exc:
             self._exit_unapplied(f"{type(exc).__name__}: {exc}")
+        self._after(result)
+        return result
+
+    def _after(self, result: BatchResult) -> None:
         for callback in self.on_applied:
             callback(result)
+
+    async def _apply_with_retries(self, deliveries: Sequence[Delivery]) -> BatchResult:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(TRANSIENT_ERRORS), stop=stop_after_delay(self.retry_budget_s),
+            wait=wait_exponential_jitter(multiplier=0.2, max=5.0), reraise=True,
+            before_sleep=lambda state: log.warning(
+                "batch failed transiently; retrying", consumer=self.name, attempt=state.attempt_number,
+                error=repr(state.outcome.exception())),
+        ):
+            with attempt:
+                result = await self._apply_once(deliveries)
+        await self._dead_letter(result.dead)
         return result
 
     def _exit_unapplied(self, why: str) -> None:
@@ -135,27 +191,49 @@ class LedgerConsumer:
         decoded: list[InboundEvent] = []
         for delivery in deliveries:
             try:
-                decoded.append(self.decode(delivery))
+                event = self.decode(delivery)
+                if self._batch_handler:
+                    self.handler.check(event)
+                decoded.append(event)
             except PermanentEventError as err:
                 result.dead.append((delivery, err))
         with BATCH_SECONDS.labels(self.name).time():
             async with self.pool.acquire() as conn, conn.transaction():
                 fresh = await self._claim(conn, decoded)
                 result.duplicates = len(decoded) - len(fresh)
-                for event in fresh:
-                    # A savepoint per event lets one rejected event fall out without undoing the others.
+                if fresh and self._batch_handler:
                     try:
                         async with conn.transaction():
-                            await self.handler(conn, event)
-                    except PermanentEventError as err:
-                        result.dead.append((event.delivery, err))
-                        await conn.execute("DELETE FROM processed_events WHERE source = $1 AND id = $2",
-                                           event.ce["source"], event.ce["id"])
+                            await self.handler.apply_batch(conn, fresh)
+                    except PermanentEventError:
+                        await self._apply_each(conn, fresh, result)
                     else:
-                        result.applied += 1
-                        APPLIED.labels(self.name, event.type).inc()
+                        self._count_applied(fresh, result)
+                else:
+                    await self._apply_each(conn, fresh, result)
         DUPLICATES.labels(self.name).inc(result.duplicates)
         return result
+
+    async def _apply_each(self, conn: asyncpg.Connection, events: Sequence[InboundEvent], result: BatchResult) -> None:
+        # A savepoint per event lets one rejected event fall out without undoing the others.
+        for event in events:
+            try:
+                async with conn.transaction():
+                    if self._batch_handler:
+                        await self.handler.apply_batch(conn, [event])
+                    else:
+                        await self.handler(conn, event)
+            except PermanentEventError as err:
+                result.dead.append((event.delivery, err))
+                await conn.execute("DELETE FROM processed_events WHERE source = $1 AND id = $2",
+                                   event.ce["source"], event.ce["id"])
+            else:
+                self._count_applied([event], result)
+
+    def _count_applied(self, events: Sequence[InboundEvent], result: BatchResult) -> None:
+        result.applied += len(events)
+        for event in events:
+            APPLIED.labels(self.name, event.type).inc()
 
     @staticmethod
     async def _claim(conn: asyncpg.Connection, events: list[InboundEvent]) -> list[InboundEvent]:

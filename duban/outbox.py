@@ -9,13 +9,17 @@ A crash between publish and marking can publish a row again: consumers dedupe on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from duban.events.kafka import to_kafka
@@ -24,6 +28,20 @@ log = structlog.get_logger(__name__)
 
 RELAYED = Counter("duban_outbox_relayed_total", "Outbox events published to Kafka", ["schema"])
 BACKLOG = Gauge("duban_outbox_backlog", "Outbox events not yet published", ["schema"])
+RELAY_ERRORS = Counter("duban_outbox_relay_errors_total", "Relay cycles that failed and were retried", ["schema"])
+
+# Failures the relay outlives: it reconnects and publishes the same rows again (same ids).
+_RELAY_TRANSIENT = (OSError, TimeoutError, KafkaError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.exceptions.OperatorInterventionError)
+
+
+class Change(NamedTuple):
+    """A change event to record: type, subject (the aggregate, hence the Kafka key), data, event time."""
+
+    type: str
+    subject: str
+    data: dict
+    time: datetime
 
 
 async def add(conn: asyncpg.Connection, *, type: str, subject: str, data: dict, time: datetime | None = None) -> uuid.UUID:
@@ -33,6 +51,21 @@ async def add(conn: asyncpg.Connection, *, type: str, subject: str, data: dict, 
         event_id, type, subject, time or datetime.now(timezone.utc), json.dumps(data, ensure_ascii=False, default=str),
     )
     return event_id
+
+
+async def add_many(conn: asyncpg.Connection, changes: Sequence[Change]) -> list[uuid.UUID]:
+    """Record several change events with one statement; their `seq` follows the order given, so
+    the events of one aggregate are published in the order they are listed."""
+    if not changes:
+        return []
+    ids = [uuid.uuid4() for _ in changes]
+    await conn.execute(
+        "INSERT INTO outbox (event_id, type, subject, event_time, data)"
+        " SELECT i, t, s, e, d::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])"
+        " WITH ORDINALITY AS u (i, t, s, e, d, n) ORDER BY n",
+        ids, [c.type for c in changes], [c.subject for c in changes], [c.time for c in changes],
+        [json.dumps(c.data, ensure_ascii=False, default=str) for c in changes])
+    return ids
 
 
 class OutboxRelay:
@@ -47,8 +80,20 @@ class OutboxRelay:
     def _on_notify(self, *_args) -> None:
         self._wake.set()
 
-    async def run(self) -> None:
-        """Publish forever; only the holder of the schema's relay lock publishes."""
+    async def run(self, retry_after_s: float = 2.0) -> None:
+        """Publish forever, surviving database and broker outages: after a failure the relay starts
+        over from the oldest unpublished row, so rows published but not yet marked go out again
+        with the same ids (consumers skip them by (source, id))."""
+        while True:
+            try:
+                await self._run_holding_lock()
+            except _RELAY_TRANSIENT as exc:
+                RELAY_ERRORS.labels(self.schema).inc()
+                log.warning("outbox relay failed; retrying", schema=self.schema, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(retry_after_s)
+
+    async def _run_holding_lock(self) -> None:
+        """Only the holder of the schema's relay lock publishes."""
         async with self.pool.acquire() as conn:
             await conn.add_listener(f"{self.schema}_outbox", self._on_notify)
             try:
@@ -66,8 +111,10 @@ class OutboxRelay:
                         except TimeoutError:
                             pass
             finally:
-                await conn.remove_listener(f"{self.schema}_outbox", self._on_notify)
-                await conn.execute("SELECT pg_advisory_unlock_all()")
+                # On a lost connection there is nothing to undo: the session took its lock with it.
+                with contextlib.suppress(*_RELAY_TRANSIENT):
+                    await conn.remove_listener(f"{self.schema}_outbox", self._on_notify)
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(

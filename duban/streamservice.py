@@ -14,7 +14,7 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from duban.broker import make_faust_app, make_producer, raw_topic
-from duban.consumer import BatchResult, Handler, LedgerConsumer, attach_agent
+from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, attach_agent
 from duban.events.registry import validate_or_raise
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
@@ -33,13 +33,17 @@ class StreamService:
     schema: str
     group: str
     source_topic: str
-    make_handler: Callable[[asyncpg.Pool], Handler]
+    make_handler: Callable[[asyncpg.Pool], Handler | BatchHandler]
     routers: Sequence[APIRouter] = ()
     on_start: Callable[[asyncpg.Pool], Awaitable[None]] | None = None
     relay_topic: str | None = None
     batch_size: int = 500
     background: list[Callable[[asyncpg.Pool], Awaitable[None]]] = field(default_factory=list)
     after_batch: Callable[[BatchResult], None] | None = None
+    # How long transient failures (database, broker) are retried before the process exits unacknowledged.
+    retry_budget_s: float = 60.0
+    # How inbound events are checked against their contracts (duban.consumer.validate_by_model is faster).
+    validate: Callable[[dict], dict] = validate_or_raise
 
     def create_app(self) -> FastAPI:
         configure_logging(self.name, level=self.settings.log_level, json=self.settings.log_json)
@@ -56,7 +60,8 @@ class StreamService:
                 await self.on_start(pool)
             faust_app = make_faust_app(self.settings, self.group)
             consumer = LedgerConsumer(name=self.name, pool=pool, producer=producer,
-                                      handler=self.make_handler(pool), validate=validate_or_raise)
+                                      handler=self.make_handler(pool), validate=self.validate,
+                                      retry_budget_s=self.retry_budget_s)
             if self.after_batch:
                 consumer.on_applied.append(self.after_batch)
             attach_agent(faust_app, raw_topic(faust_app, self.source_topic), consumer, batch_size=self.batch_size)

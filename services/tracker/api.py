@@ -1,17 +1,153 @@
-"""The tracker's read API: tasks with their current state and history."""
+"""The tracker's read API: tasks with their milestones and history, cases, departments."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from duban.catalog import Catalog
 from duban.problems import Problem
 from services.tracker import store
 
-router = APIRouter(prefix="/v1")
+Status = Literal["not_started", "in_progress", "done", "blocked"]
+LightName = Literal["green", "yellow", "red"]
+Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
+Offset = Annotated[int, Query(ge=0, description="items to skip")]
+DepartmentCode = Annotated[str, Query(pattern=r"^[a-z0-9-]+$", max_length=64)]
+
+
+class Task(BaseModel):
+    id: str
+    area: str
+    title: str
+    lead: list[str]
+    responsible: list[str]
+    status: Status
+    percent: int
+    light: LightName
+    light_reason: Literal["on_track", "deadline_near", "past_due", "done"] | None = Field(
+        description="null until the first evaluation")
+    light_as_of: datetime | None = Field(description="when the light last changed")
+    light_basis: Literal["working_days", "calendar_days"] = Field(
+        description="calendar_days: the working-day calendar lacks `light_uncovered_year`, so the 10-working-day"
+                    " rule was applied as 14 calendar days")
+    light_uncovered_year: int | None
+    next_due: date | None = Field(description="the deadline that decides the light")
+    last_report_at: datetime | None = Field(description="event time of the current report")
+    last_reporter: str | None = Field(description="source of the current report")
+    last_event_id: str | None
+    last_note: str | None
+    evidence_url: str | None
+    updated_at: datetime
+
+
+class Report(BaseModel):
+    source: str
+    event_id: str
+    event_time: datetime
+    status: Status
+    percent: int
+    note: str | None
+    evidence_url: str | None
+
+
+class MilestoneOccurrence(BaseModel):
+    milestone_id: str
+    due: date
+    starts: date
+    status: Literal["open", "done", "overdue"]
+    done_at: datetime | None
+    done_by: str | None
+    done_event_id: str | None
+    status_as_of: datetime
+
+
+class MilestoneCompletion(BaseModel):
+    source: str
+    event_id: str
+    milestone_id: str
+    event_time: datetime
+    note: str | None
+    evidence_url: str | None
+
+
+class TaskDetail(Task):
+    history: list[Report] = Field(description="every report in event time")
+    milestones: list[MilestoneOccurrence]
+    milestone_completions: list[MilestoneCompletion]
+
+
+class TaskPage(BaseModel):
+    items: list[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+class CaseStep(BaseModel):
+    step: str
+    step_name: str | None
+    at: datetime
+
+
+class CaseInterval(BaseModel):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    reason: str
+
+
+class CaseEventRecord(BaseModel):
+    source: str
+    event_id: str
+    type: str
+    event_time: datetime
+    data: dict
+
+
+class Case(BaseModel):
+    department: str
+    case_id: str
+    case_type: str | None
+    status: Literal["pending", "open", "paused", "closed", "cancelled"]
+    opened_at: datetime | None
+    reference: str | None
+    title: str | None
+    steps: list[CaseStep]
+    paused_intervals: list[CaseInterval]
+    paused_since: dict | None
+    closed_at: datetime | None
+    cancelled_at: datetime | None
+    outcome: str | None
+    handled_instantly: bool | None
+    trips: int | None
+    cancel_reason: str | None
+    problem: str | None = Field(description="why the case cannot be announced yet (e.g. no opening event)")
+    ignored: list[dict] = Field(description="events kept in the record that changed nothing, and why")
+    events: int
+    last_event_at: datetime | None
+    updated_at: datetime
+    history: list[CaseEventRecord]
+
+
+class OpenCase(BaseModel):
+    case_id: str
+    case_type: str | None
+    status: Literal["pending", "open", "paused"]
+    opened_at: datetime | None
+
+
+class DepartmentView(BaseModel):
+    code: str
+    name: str
+    tasks: list[Task]
+    open_cases: list[OpenCase]
+    open_cases_total: int
+    limit: int
+    offset: int
 
 
 def get_pool(request: Request) -> asyncpg.Pool:
@@ -21,33 +157,78 @@ def get_pool(request: Request) -> asyncpg.Pool:
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
-class Page(BaseModel):
-    items: list[dict]
-    total: int
-    limit: int
-    offset: int
+def make_router(catalog: Catalog) -> APIRouter:
+    router = APIRouter(prefix="/v1")
 
+    def department_or_404(code: str):
+        try:
+            return catalog.department(code)
+        except KeyError:
+            raise Problem(404, "department-not-found", f"no department {code!r} in the plan catalog") from None
 
-@router.get("/tasks", response_model=Page)
-async def list_tasks(
-    pool: Pool,
-    area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
-    department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$")] = None,
-    status: Literal["not_started", "in_progress", "done", "blocked"] | None = None,
-    light: Literal["green", "yellow", "red"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-) -> Page:
-    async with pool.acquire() as conn:
-        items, total = await store.list_tasks(conn, area=area, department=department, status=status, light=light,
-                                              limit=limit, offset=offset)
-    return Page(items=items, total=total, limit=limit, offset=offset)
+    @router.get("/tasks", response_model=TaskPage)
+    async def list_tasks(
+        pool: Pool,
+        area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
+        department: DepartmentCode | None = None,
+        status: Status | None = None,
+        light: LightName | None = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> TaskPage:
+        task_ids = None
+        if department is not None:
+            department_or_404(department)
+            task_ids = [t.id for t in catalog.tasks_of_department(department)]
+        async with pool.acquire() as conn:
+            items, total = await store.list_tasks(conn, area=area, task_ids=task_ids, status=status, light=light,
+                                                  limit=limit, offset=offset)
+        return TaskPage(items=items, total=total, limit=limit, offset=offset)
 
+    @router.get("/tasks/{task_id}", response_model=TaskDetail)
+    async def get_task(pool: Pool, task_id: str) -> dict:
+        async with pool.acquire() as conn:
+            task = await store.get_task(conn, task_id)
+        if task is None:
+            raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
+        return task
 
-@router.get("/tasks/{task_id}")
-async def get_task(pool: Pool, task_id: str) -> dict:
-    async with pool.acquire() as conn:
-        task = await store.get_task(conn, task_id)
-    if task is None:
-        raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
-    return task
+    async def case_of(pool: asyncpg.Pool, department: str, case_id: str) -> dict:
+        async with pool.acquire() as conn:
+            case = await store.get_case(conn, department, case_id)
+        if case is None:
+            raise Problem(404, "case-not-found", f"{department} has no case {case_id!r} the tracker knows of")
+        return case
+
+    @router.get("/cases/{case_id}", response_model=Case, response_model_by_alias=True)
+    async def get_case(pool: Pool, case_id: str, department: DepartmentCode | None = None) -> dict:
+        """A case by its id; case ids are unique per department, so `department` is needed when two share one."""
+        if department is None:
+            async with pool.acquire() as conn:
+                departments = await store.departments_of_case(conn, case_id)
+            if len(departments) > 1:
+                raise Problem(409, "ambiguous-case", f"case id {case_id!r} exists in several departments;"
+                              " name one with ?department=", departments=departments)
+            if not departments:
+                raise Problem(404, "case-not-found", f"no case {case_id!r} the tracker knows of")
+            department = departments[0]
+        return await case_of(pool, department, case_id)
+
+    @router.get("/departments/{code}/cases/{case_id}", response_model=Case, response_model_by_alias=True)
+    async def get_department_case(pool: Pool, code: str, case_id: str) -> dict:
+        department_or_404(code)
+        return await case_of(pool, code, case_id)
+
+    @router.get("/departments/{code}", response_model=DepartmentView)
+    async def get_department(pool: Pool, code: str, limit: Limit = 50, offset: Offset = 0) -> DepartmentView:
+        """The department's tasks (as lead, responsible unit or member of a named collective) and its open cases."""
+        department = department_or_404(code)
+        task_ids = [t.id for t in catalog.tasks_of_department(code)]
+        async with pool.acquire() as conn:
+            tasks, _ = await store.list_tasks(conn, area=None, task_ids=task_ids, status=None, light=None,
+                                              limit=len(catalog.tasks), offset=0)
+            cases, total = await store.open_cases(conn, code, limit=limit, offset=offset)
+        return DepartmentView(code=code, name=department.name, tasks=tasks, open_cases=cases,
+                              open_cases_total=total, limit=limit, offset=offset)
+
+    return router

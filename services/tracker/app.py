@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 from fastapi import FastAPI
 
 from duban.catalog import load_catalog
+from duban.consumer import validate_by_model
 from duban.streamservice import StreamService
+from duban.workcal import WorkingCalendar
 from services.tracker import api, store
+from services.tracker.evaluation import TaskEvaluator
 from services.tracker.handlers import TrackerHandlers
+from services.tracker.scheduled import reevaluation_job
 from services.tracker.settings import TrackerSettings
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     settings = settings or TrackerSettings()
     catalog = load_catalog()
+    evaluator = TaskEvaluator(catalog, WorkingCalendar())
 
     async def seed_tasks(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
@@ -26,7 +27,9 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
 
     return StreamService(
         name="tracker", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
-        source_topic=settings.topic_dept_events, make_handler=lambda pool: TrackerHandlers(catalog),
-        routers=[api.router], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
-        batch_size=settings.batch_size,
+        source_topic=settings.topic_dept_events,
+        make_handler=lambda pool: TrackerHandlers(catalog, evaluator, settings.clock),
+        routers=[api.make_router(catalog)], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
+        batch_size=settings.batch_size, retry_budget_s=settings.retry_budget_s, validate=validate_by_model,
+        background=[reevaluation_job(evaluator, settings.clock, settings.reevaluate_interval_s)],
     ).create_app()

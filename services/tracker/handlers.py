@@ -1,41 +1,94 @@
-"""Department events → tracker state. Runs inside the batch transaction of duban.consumer."""
+"""Department events → tracker state, a batch at a time, inside the batch transaction of duban.consumer.
+
+`check` refuses what can never apply (an unknown task, a department acting outside its tasks or
+case types) before anything is written; `apply_batch` stores the batch's reports, completions
+and case events with one statement per table, then re-derives the touched tasks and cases."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import cache
 
 import asyncpg
 
+from duban import outbox
 from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
-from duban import outbox
+from duban.outbox import Change
 from services.tracker import store
+from services.tracker.domain.cases import KINDS, announcements, fold_case, state_as_json
+from services.tracker.evaluation import TaskEvaluator
 
-TASK_UPDATED = "duban.tracker.task.updated.v1"
+PROGRESS = "duban.task.progress-reported.v1"
+MILESTONE = "duban.task.milestone-completed.v1"
 
 
-def task_snapshot(row: dict) -> dict:
-    """The change event's data: the task's current state (area and departments are catalog facts)."""
-    return {"status": row["status"], "percent": row["percent"], "light": row["light"],
-            "reported_at": row["last_report_at"].isoformat()}
+def department_of(ce: dict) -> str:
+    return ce["source"].removeprefix("/departments/")
 
 
 class TrackerHandlers:
-    def __init__(self, catalog: Catalog) -> None:
-        self.catalog = catalog
+    def __init__(self, catalog: Catalog, evaluator: TaskEvaluator, clock: Callable[[], datetime]) -> None:
+        self.catalog, self.evaluator, self.clock = catalog, evaluator, clock
+        self.task_ids = {t.id for t in catalog.tasks}
+        # The catalog answers these by walking collectives; checked per event, they are worth keeping.
+        self.may_report = cache(catalog.may_report_task)
+        self.feeders = cache(catalog.case_type_departments)
 
-    async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        if event.type == "duban.task.progress-reported.v1":
-            await self.progress_reported(conn, event.ce)
-        # Other department event types are accepted by contract and applied as the tracker grows;
-        # the ledger still records them so a replay applies them exactly once later.
+    def check(self, event: InboundEvent) -> None:
+        ce, department = event.ce, department_of(event.ce)
+        if event.type in (PROGRESS, MILESTONE):
+            task_id = ce["subject"]
+            if task_id not in self.task_ids:
+                raise PermanentEventError("unknown_task", f"no task {task_id} in the plan")
+            if not self.may_report(department, task_id):
+                raise PermanentEventError("not_responsible", f"{department} neither leads nor is responsible for {task_id}")
+            milestone_id = ce["data"].get("milestone_id")
+            if event.type == MILESTONE and milestone_id not in {m.id for m in self.catalog.task(task_id).milestones}:
+                raise PermanentEventError("unknown_milestone", f"{task_id} has no milestone {milestone_id}")
+        elif event.type in KINDS:
+            case_type = ce["data"]["case_type"]
+            if department not in self.feeders(case_type):
+                raise PermanentEventError("not_the_reporter", f"{department} does not send {case_type} cases")
+        # Other department events (indicator reports) are the metrics service's; the ledger records them.
 
-    async def progress_reported(self, conn: asyncpg.Connection, ce: dict) -> None:
-        task_id, data = ce["subject"], ce["data"]
-        if task_id not in {t.id for t in self.catalog.tasks}:
-            raise PermanentEventError("unknown_task", f"no task {task_id} in the plan")
-        changed = await store.record_progress(
-            conn, source=ce["source"], event_id=ce["id"], task_id=task_id, at=datetime.fromisoformat(ce["time"]),
-            status=data["status"], percent=data["percent"], note=data.get("note"), evidence_url=data.get("evidence_url"))
-        if changed:
-            await outbox.add(conn, type=TASK_UPDATED, subject=task_id, data=task_snapshot(changed))
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
+        reports, completions, case_events = [], [], []
+        for event in events:
+            ce, data = event.ce, event.ce["data"]
+            at = store.parse_time(ce["time"])
+            if event.type == PROGRESS:
+                reports.append((ce["source"], ce["id"], ce["subject"], at, data["status"], data["percent"],
+                                data.get("note"), data.get("evidence_url")))
+            elif event.type == MILESTONE:
+                completions.append((ce["source"], ce["id"], ce["subject"], data["milestone_id"], at,
+                                    data.get("note"), data.get("evidence_url")))
+            elif event.type in KINDS:
+                case_events.append((ce["source"], ce["id"], department_of(ce), ce["subject"], event.type, at,
+                                    json.dumps(data, ensure_ascii=False)))
+        await store.insert_reports(conn, reports)
+        await store.insert_completions(conn, completions)
+        touched = {r[2] for r in reports} | {c[2] for c in completions}
+        if touched:
+            await self.evaluator.refresh(conn, touched, self.clock())
+        if case_events:
+            await apply_case_events(conn, case_events, self.clock())
+
+
+async def apply_case_events(conn: asyncpg.Connection, rows: Sequence[tuple], now: datetime) -> None:
+    """Store case events, re-fold every case they touch and announce what changed."""
+    await store.insert_case_events(conn, rows)
+    keys = sorted({(r[2], r[3]) for r in rows})
+    announced = await store.lock_cases(conn, keys)
+    events = await store.case_events_of(conn, keys)
+    saved, changes = [], []
+    for key in keys:
+        state = fold_case(*key, events[key])
+        due, now_announced = announcements(state, announced[key])
+        changes.extend(Change(a.type, state.case_id, a.data, now) for a in due)
+        saved.append((*key, state.case_type, state.status, state.opened_at, state.ended_at, state_as_json(state),
+                      now_announced.as_json()))
+    await store.save_cases(conn, saved)
+    await outbox.add_many(conn, changes)

@@ -1,3 +1,7 @@
+from datetime import datetime, timezone
+
+from pydantic import AwareDatetime, Field
+
 from duban.settings import ServiceSettings
 
 
@@ -6,3 +10,12 @@ class TrackerSettings(ServiceSettings):
     schema_name: str = "tracker"
     consumer_group: str = "duban-tracker"
     batch_size: int = 500
+    # Lights age with the calendar: every task is re-evaluated this often, and at midnight Asia/Shanghai.
+    reevaluate_interval_s: float = Field(300.0, gt=0)
+    # Transient failures are retried this long before the process exits without acknowledging its batch.
+    retry_budget_s: float = Field(60.0, gt=0)
+    # Evaluate lights as of this instant instead of the wall clock (drills, what-if, tests).
+    fixed_now: AwareDatetime | None = None
+
+    def clock(self) -> datetime:
+        return self.fixed_now or datetime.now(timezone.utc)

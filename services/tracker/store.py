@@ -1,15 +1,32 @@
-"""The tracker's PostgreSQL state: tasks and their reports."""
+"""The tracker's PostgreSQL state: tasks, reports, milestones, cases and their events.
+
+Writes take whole batches (one statement per table per batch, via unnest); rows of one aggregate
+are locked in key order so that concurrent transactions (two replicas during a rebalance, the
+scheduled evaluation) serialise per aggregate instead of deadlocking."""
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
 from duban.catalog import Catalog
+from services.tracker.domain.cases import KINDS, Announced, CaseEvent
 
-TASK_COLUMNS = ("id, area, title, lead, responsible, status, percent, light, last_report_at, last_reporter,"
-                " last_note, evidence_url, updated_at")
+TASK_COLUMNS = ("id, area, title, lead, responsible, status, percent, light, light_reason, light_as_of, light_basis,"
+                " light_uncovered_year, next_due, last_report_at, last_reporter, last_event_id, last_note,"
+                " evidence_url, updated_at")
+
+
+def _json(value) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _columns(rows: Sequence[tuple]) -> list[list]:
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def sync_catalog(conn: asyncpg.Connection, catalog: Catalog) -> None:
@@ -21,31 +38,154 @@ async def sync_catalog(conn: asyncpg.Connection, catalog: Catalog) -> None:
         [(t.id, t.area, t.title, list(t.lead), list(t.responsible)) for t in catalog.tasks])
 
 
-async def record_progress(conn: asyncpg.Connection, *, source: str, event_id: str, task_id: str, at: datetime,
-                          status: str, percent: int, note: str | None, evidence_url: str | None) -> dict | None:
-    """Store a report and, if it is the newest in event time, make it the task's current state.
+# --- tasks: writes ---------------------------------------------------------------------------------
 
-    Returns the task's new row when the current state changed (a late report only joins the history)."""
+
+async def insert_reports(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (source, event_id, task_id, event_time, status, percent, note, evidence_url)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO task_reports (source, event_id, task_id, event_time, status, percent, note, evidence_url)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[], $6::int[],"
+            " $7::text[], $8::text[]) ON CONFLICT DO NOTHING", *_columns(rows))
+
+
+async def insert_completions(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (source, event_id, task_id, milestone_id, event_time, note, evidence_url)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO milestone_completions (source, event_id, task_id, milestone_id, event_time, note, evidence_url)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[],"
+            " $7::text[]) ON CONFLICT DO NOTHING", *_columns(rows))
+
+
+async def lock_tasks(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    rows = await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+                            sorted(task_ids))
+    return {r["id"]: r for r in rows}
+
+
+async def current_reports(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
+    """Each task's report that is current: the latest in event time, ties broken by (source, id), so the
+    outcome does not depend on arrival order."""
+    rows = await conn.fetch(
+        "SELECT r.* FROM unnest($1::text[]) AS t (id) CROSS JOIN LATERAL"
+        " (SELECT task_id, source, event_id, event_time, status, percent, note, evidence_url FROM task_reports"
+        "  WHERE task_id = t.id ORDER BY event_time DESC, source DESC, event_id DESC LIMIT 1) AS r", list(task_ids))
+    return {r["task_id"]: r for r in rows}
+
+
+async def completions_of(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
+    rows = await conn.fetch("SELECT task_id, source, event_id, milestone_id, event_time FROM milestone_completions"
+                            " WHERE task_id = ANY($1::text[])", list(task_ids))
+    out: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in rows:
+        out[row["task_id"]].append(row)
+    return out
+
+
+async def milestone_states(conn: asyncpg.Connection, task_ids: Sequence[str]
+                           ) -> dict[tuple[str, object], tuple[str, str | None]]:
+    """(milestone_id, due) -> (status, id of the completion that did it)."""
+    rows = await conn.fetch("SELECT milestone_id, due, status, done_event_id FROM milestones"
+                            " WHERE task_id = ANY($1::text[])", list(task_ids))
+    return {(r["milestone_id"], r["due"]): (r["status"], r["done_event_id"]) for r in rows}
+
+
+async def save_milestones(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id, status_as_of)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO milestones (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id,"
+            " status_as_of) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::date[], $5::text[],"
+            " $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[])"
+            " ON CONFLICT (milestone_id, due) DO UPDATE SET starts = EXCLUDED.starts, status = EXCLUDED.status,"
+            " done_at = EXCLUDED.done_at, done_by = EXCLUDED.done_by, done_event_id = EXCLUDED.done_event_id,"
+            " status_as_of = EXCLUDED.status_as_of", *_columns(rows))
+
+
+async def save_tasks(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (id, status, percent, last_report_at, last_reporter, last_event_id, last_note, evidence_url,
+    light, light_reason, light_as_of, light_basis, light_uncovered_year, next_due)."""
+    if rows:
+        await conn.execute(
+            "UPDATE tasks t SET status = u.status, percent = u.percent, last_report_at = u.last_report_at,"
+            " last_reporter = u.last_reporter, last_event_id = u.last_event_id, last_note = u.last_note,"
+            " evidence_url = u.evidence_url, light = u.light, light_reason = u.light_reason,"
+            " light_as_of = u.light_as_of, light_basis = u.light_basis,"
+            " light_uncovered_year = u.light_uncovered_year, next_due = u.next_due, updated_at = clock_timestamp()"
+            " FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[], $5::text[], $6::text[], $7::text[],"
+            " $8::text[], $9::text[], $10::text[], $11::timestamptz[], $12::text[], $13::int[], $14::date[])"
+            " AS u (id, status, percent, last_report_at, last_reporter, last_event_id, last_note, evidence_url,"
+            " light, light_reason, light_as_of, light_basis, light_uncovered_year, next_due) WHERE t.id = u.id",
+            *_columns(rows))
+
+
+# --- cases: writes ---------------------------------------------------------------------------------
+
+
+async def insert_case_events(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (source, event_id, department, case_id, type, event_time, data as JSON text)."""
+    if rows:
+        await conn.execute(
+            "INSERT INTO case_events (source, event_id, department, case_id, type, event_time, data)"
+            " SELECT s, i, d, c, t, e, j::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+            " $5::text[], $6::timestamptz[], $7::text[]) AS u (s, i, d, c, t, e, j) ON CONFLICT DO NOTHING",
+            *_columns(rows))
+
+
+async def lock_cases(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Announced]:
+    """Create the rows of cases not seen before and lock all of them; returns what was announced of each."""
+    departments, case_ids = _columns(sorted(keys))
     await conn.execute(
-        "INSERT INTO task_reports (source, event_id, task_id, event_time, status, percent, note, evidence_url)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        source, event_id, task_id, at, status, percent, note, evidence_url)
-    row = await conn.fetchrow(
-        f"UPDATE tasks SET status = $2, percent = $3, last_report_at = $4, last_reporter = $5, last_note = $6,"
-        f" evidence_url = $7, updated_at = now()"
-        f" WHERE id = $1 AND (last_report_at IS NULL OR last_report_at <= $4) RETURNING {TASK_COLUMNS}",
-        task_id, status, percent, at, source, note, evidence_url)
-    return dict(row) if row else None
+        "INSERT INTO cases (department, case_id) SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+        departments, case_ids)
+    rows = await conn.fetch(
+        "SELECT department, case_id, announced FROM cases WHERE (department, case_id) IN"
+        " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY department, case_id FOR UPDATE",
+        departments, case_ids)
+    return {(r["department"], r["case_id"]): Announced.from_json(json.loads(r["announced"])) for r in rows}
 
 
-async def list_tasks(conn: asyncpg.Connection, *, area: str | None, department: str | None, status: str | None,
-                     light: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
-    where = ["($1::text IS NULL OR area = $1)", "($2::text IS NULL OR $2 = ANY(lead) OR $2 = ANY(responsible))",
-             "($3::text IS NULL OR status = $3)", "($4::text IS NULL OR light = $4)"]
-    clause = " AND ".join(where)
-    total = await conn.fetchval(f"SELECT count(*) FROM tasks WHERE {clause}", area, department, status, light)
-    rows = await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE {clause} ORDER BY id LIMIT $5 OFFSET $6",
-                            area, department, status, light, limit, offset)
+async def case_events_of(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]
+                         ) -> dict[tuple[str, str], list[CaseEvent]]:
+    departments, case_ids = _columns(keys)
+    rows = await conn.fetch(
+        "SELECT department, case_id, source, event_id, type, event_time, data FROM case_events"
+        " WHERE (department, case_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))", departments, case_ids)
+    out: dict[tuple[str, str], list[CaseEvent]] = defaultdict(list)
+    for r in rows:
+        out[(r["department"], r["case_id"])].append(
+            CaseEvent(r["source"], r["event_id"], KINDS[r["type"]], r["event_time"], json.loads(r["data"])))
+    return out
+
+
+async def save_cases(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
+    """rows: (department, case_id, case_type, status, opened_at, ended_at, state dict, announced dict)."""
+    if rows:
+        await conn.execute(
+            "UPDATE cases c SET case_type = u.case_type, status = u.status, opened_at = u.opened_at,"
+            " ended_at = u.ended_at, state = u.state::jsonb, announced = u.announced::jsonb,"
+            " updated_at = clock_timestamp()"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],"
+            " $7::text[], $8::text[]) AS u (department, case_id, case_type, status, opened_at, ended_at, state,"
+            " announced) WHERE (c.department, c.case_id) = (u.department, u.case_id)",
+            *_columns([(*r[:6], _json(r[6]), _json(r[7])) for r in rows]))
+
+
+# --- reads -----------------------------------------------------------------------------------------
+
+_TASK_FILTER = ("($1::text IS NULL OR area = $1) AND ($2::text[] IS NULL OR id = ANY($2::text[]))"
+                " AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR light = $4)")
+
+
+async def list_tasks(conn: asyncpg.Connection, *, area: str | None, task_ids: Sequence[str] | None,
+                     status: str | None, light: str | None, limit: int, offset: int) -> tuple[list[dict], int]:
+    """Tasks matching every given filter (`task_ids`: e.g. a department's, as the catalog knows them)."""
+    args = (area, None if task_ids is None else list(task_ids), status, light)
+    total = await conn.fetchval(f"SELECT count(*) FROM tasks WHERE {_TASK_FILTER}", *args)
+    rows = await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE {_TASK_FILTER} ORDER BY id LIMIT $5 OFFSET $6",
+                            *args, limit, offset)
     return [dict(r) for r in rows], total
 
 
@@ -55,5 +195,46 @@ async def get_task(conn: asyncpg.Connection, task_id: str) -> dict | None:
         return None
     history = await conn.fetch(
         "SELECT source, event_id, event_time, status, percent, note, evidence_url FROM task_reports"
-        " WHERE task_id = $1 ORDER BY event_time, received_at", task_id)
-    return {**dict(row), "history": [dict(h) for h in history]}
+        " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
+    milestones = await conn.fetch(
+        "SELECT milestone_id, due, starts, status, done_at, done_by, done_event_id, status_as_of FROM milestones"
+        " WHERE task_id = $1 ORDER BY due, milestone_id", task_id)
+    completions = await conn.fetch(
+        "SELECT source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
+        " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
+    return {**dict(row), "history": [dict(h) for h in history], "milestones": [dict(m) for m in milestones],
+            "milestone_completions": [dict(c) for c in completions]}
+
+
+async def get_case(conn: asyncpg.Connection, department: str, case_id: str) -> dict | None:
+    row = await conn.fetchrow("SELECT state, updated_at FROM cases WHERE department = $1 AND case_id = $2",
+                              department, case_id)
+    if row is None:
+        return None
+    events = await conn.fetch(
+        "SELECT source, event_id, type, event_time, data FROM case_events WHERE department = $1 AND case_id = $2"
+        " ORDER BY event_time, source, event_id", department, case_id)
+    return {**json.loads(row["state"]), "updated_at": row["updated_at"],
+            "history": [{**dict(e), "data": json.loads(e["data"])} for e in events]}
+
+
+async def departments_of_case(conn: asyncpg.Connection, case_id: str) -> list[str]:
+    return [r["department"] for r in await conn.fetch(
+        "SELECT department FROM cases WHERE case_id = $1 ORDER BY department", case_id)]
+
+
+async def open_cases(conn: asyncpg.Connection, department: str, *, limit: int, offset: int
+                     ) -> tuple[list[dict], int]:
+    where = "department = $1 AND status IN ('open', 'paused', 'pending')"
+    total = await conn.fetchval(f"SELECT count(*) FROM cases WHERE {where}", department)
+    rows = await conn.fetch(f"SELECT case_id, case_type, status, opened_at FROM cases WHERE {where}"
+                            " ORDER BY opened_at NULLS LAST, case_id LIMIT $2 OFFSET $3", department, limit, offset)
+    return [dict(r) for r in rows], total
+
+
+async def all_task_ids(conn: asyncpg.Connection) -> list[str]:
+    return [r["id"] for r in await conn.fetch("SELECT id FROM tasks ORDER BY id")]
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -97,7 +97,8 @@ def test_event_flows_from_intake_to_tracker_and_metrics(stack):
     listed = httpx.get(urls["tracker"] + "/v1/tasks", params={"area": "A3", "status": "in_progress"}).json()
     assert [t["id"] for t in listed["items"]] == ["T07"]
 
-    wait_until(lambda: 'duban_tasks{area="A3",light="green",status="in_progress"} 1.0'
+    # T07's milestones fell due in 2021, so the tracker lights it red (DESIGN §5: past due, not done).
+    wait_until(lambda: 'duban_tasks{area="A3",light="red",status="in_progress"} 1.0'
                in httpx.get(urls["metrics"] + "/metrics").text, 15, "metrics to count the task")
 
 

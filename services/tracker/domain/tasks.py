@@ -1,0 +1,108 @@
+"""A task's milestones and its light (亮灯), as pure functions of its reports, completions and the date.
+
+DESIGN §5: green on track; yellow when at most 30 % of the time to the deadline is left, or at
+most 10 working days, and it is not done; red when past due and not done; the light steps back
+down when the unit catches up. See docs/tracker.md for the rules as decided here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from duban.catalog.models import Milestone
+from duban.workcal import CalendarCoverageError, WorkingCalendar
+
+YELLOW_SHARE_LEFT = 0.30
+YELLOW_WORKING_DAYS = 10
+# Used only when the working-day calendar lacks the year: 10 working days at five a week.
+YELLOW_CALENDAR_DAYS = 14
+_SEVERITY = {"green": 0, "yellow": 1, "red": 2}
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A duban.task.milestone-completed.v1 event."""
+
+    milestone_id: str
+    on: date  # civil date (Asia/Shanghai) of the event time
+    order: tuple  # (event time, source, id): the deterministic order completions are assigned in
+    source: str
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """One due date of a milestone (a yearly milestone has one a year)."""
+
+    milestone_id: str
+    due: date
+    starts: date  # when the time to this deadline began: the previous occurrence, or the plan's issue
+    done_by: Completion | None = None
+
+    def status(self, today: date) -> str:
+        if self.done_by:
+            return "done"
+        return "overdue" if today > self.due else "open"
+
+
+@dataclass(frozen=True)
+class Light:
+    light: str
+    reason: str
+    due: date | None  # the deadline that decided it; None when nothing is open
+    basis: str = "working_days"  # "calendar_days" when the calendar does not cover the year
+    uncovered_year: int | None = None
+
+
+def occurrences(milestones: Sequence[Milestone], completions: Iterable[Completion], *, plan_issued: date,
+                today: date) -> list[Occurrence]:
+    """Every occurrence due up to the end of today's year, each completed by at most one completion.
+
+    Completions are assigned in (event time, source, id) order to the oldest occurrence of their
+    milestone that is still open and due in or before the completion's year: catching up on an
+    overdue year comes first, and a duty cannot be done ahead for a later year."""
+    through = max(today.year, *(m.due.year for m in milestones))
+    result: list[Occurrence] = []
+    pending = sorted(completions, key=lambda c: c.order)
+    for milestone in milestones:
+        starts, mine = plan_issued, []
+        for due in milestone.occurrences(through):
+            mine.append(Occurrence(milestone.id, due, starts))
+            starts = due
+        for completion in (c for c in pending if c.milestone_id == milestone.id):
+            for i, occ in enumerate(mine):
+                if occ.done_by is None and (milestone.recurrence is None or occ.due.year <= completion.on.year):
+                    mine[i] = Occurrence(occ.milestone_id, occ.due, occ.starts, completion)
+                    break
+        result.extend(mine)
+    return result
+
+
+def _deadline_light(occ: Occurrence, today: date, calendar: WorkingCalendar) -> Light:
+    if today > occ.due:
+        return Light("red", "past_due", occ.due)
+    span, left = (occ.due - occ.starts).days, (occ.due - today).days
+    near = span <= 0 or left <= YELLOW_SHARE_LEFT * span
+    try:
+        near = near or calendar.working_days_between(today, occ.due) <= YELLOW_WORKING_DAYS
+    except CalendarCoverageError as gap:
+        near = near or left <= YELLOW_CALENDAR_DAYS
+        return Light("yellow" if near else "green", "deadline_near" if near else "on_track", occ.due,
+                     "calendar_days", gap.year)
+    return Light("yellow" if near else "green", "deadline_near" if near else "on_track", occ.due)
+
+
+def task_light(occs: Sequence[Occurrence], *, status: str, done_on: date | None, today: date,
+               calendar: WorkingCalendar) -> Light:
+    """The worst light over the occurrences still open; a task reported done closes every occurrence
+    due by the day of that report (a yearly duty's later years stay open)."""
+    open_occs = [o for o in occs if o.done_by is None and not (status == "done" and done_on and o.due <= done_on)]
+    if not open_occs:
+        return Light("green", "done", None)
+    lights = [_deadline_light(o, today, calendar) for o in sorted(open_occs, key=lambda o: o.due)]
+    worst = max(lights, key=lambda x: _SEVERITY[x.light])  # max keeps the first: the earliest deadline
+    gap = next((x for x in lights if x.uncovered_year), None)
+    if gap and worst.basis != "calendar_days":
+        worst = Light(worst.light, worst.reason, worst.due, gap.basis, gap.uncovered_year)
+    return worst

@@ -1,0 +1,83 @@
+"""The read API over HTTP through a real server, and its committed OpenAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from duban.problems import install_problem_handlers
+from services.tracker.api import make_router
+from services.tracker.openapi import OPENAPI_PATH, render
+from tests.conftest import ROOT, free_port
+from tests.tracker.conftest import CATALOG, case_event, progress
+
+
+def test_the_committed_openapi_document_matches_the_routes():
+    assert (ROOT / OPENAPI_PATH).read_text(encoding="utf-8") == render(), "run `make openapi-tracker`"
+
+
+@pytest.fixture
+async def api(pool) -> str:
+    app = FastAPI()
+    app.state.pool = pool
+    install_problem_handlers(app)
+    app.include_router(make_router(CATALOG))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.mark.database
+async def test_tasks_filtered_paginated_and_in_detail(tracker, api):
+    await tracker.send(progress("T07", "market-regulation", "2021-08-20 10:00", "in_progress", 60),
+                       progress("T08", "market-regulation", "2021-08-20 10:00", "done", 100))
+    async with httpx.AsyncClient(base_url=api) as client:
+        page = (await client.get("/v1/tasks", params={"area": "A3", "status": "in_progress"})).json()
+        assert [t["id"] for t in page["items"]] == ["T07"]
+        assert (await client.get("/v1/tasks", params={"light": "red"})).json()["total"] >= 1
+        mine = (await client.get("/v1/tasks", params={"department": "market-regulation", "limit": 1,
+                                                      "offset": 1})).json()
+        assert (len(mine["items"]), mine["limit"], mine["offset"]) == (1, 1, 1) and mine["total"] >= 2
+        task = (await client.get("/v1/tasks/T07")).json()
+        assert [m["milestone_id"] for m in task["milestones"]] == ["T07-M1", "T07-M2"]
+        assert task["history"][0]["percent"] == 60 and task["light_basis"] == "working_days"
+
+        missing = await client.get("/v1/tasks/T99")
+        assert missing.status_code == 404 and missing.headers["content-type"] == "application/problem+json"
+        assert missing.json()["type"].endswith("/task-not-found")
+        bad = await client.get("/v1/tasks", params={"light": "blue"})
+        assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "query/light"
+        assert (await client.get("/v1/tasks", params={"department": "nobody"})).status_code == 404
+
+
+@pytest.mark.database
+async def test_cases_by_department_and_id(tracker, api):
+    await tracker.send(
+        case_event("opened", "Q-7", "2021-09-01 09:00", {}, department="market-regulation", case_type="company_startup"),
+        case_event("opened", "Q-7", "2021-09-01 10:00", {}, department="admin-service-center",
+                   case_type="company_startup"),
+        case_event("opened", "R-9", "2021-09-01 09:00", {"reference": "退税9"}),
+        case_event("paused", "R-9", "2021-09-02 09:00", {"reason": "supplement"}))
+    async with httpx.AsyncClient(base_url=api) as client:
+        case = (await client.get("/v1/cases/R-9")).json()
+        assert (case["status"], case["paused_since"]["reason"], len(case["history"])) == ("paused", "supplement", 2)
+        ambiguous = await client.get("/v1/cases/Q-7")
+        assert ambiguous.status_code == 409
+        assert ambiguous.json()["departments"] == ["admin-service-center", "market-regulation"]
+        one = (await client.get("/v1/cases/Q-7", params={"department": "market-regulation"})).json()
+        assert one["department"] == "market-regulation"
+        assert (await client.get("/v1/departments/market-regulation/cases/Q-7")).json() == one
+        assert (await client.get("/v1/departments/tax-bureau/cases/Q-7")).status_code == 404
+
+        view = (await client.get("/v1/departments/tax-bureau")).json()
+        assert {t["id"] for t in view["tasks"]} == {t.id for t in CATALOG.tasks_of_department("tax-bureau")}
+        assert [c["case_id"] for c in view["open_cases"]] == ["R-9"] and view["open_cases_total"] == 1

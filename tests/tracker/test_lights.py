@@ -1,0 +1,74 @@
+"""Milestone occurrences and task lights as pure functions of the reports, completions and the date."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+
+import pytest
+
+from duban.workcal import WorkingCalendar
+from services.tracker.domain.tasks import Completion, occurrences, task_light
+from tests.tracker.conftest import CALENDAR, CATALOG
+
+ISSUED = CATALOG.plan.issued
+
+
+def completion(milestone_id: str, on: date, n: int = 0) -> Completion:
+    moment = datetime(on.year, on.month, on.day, 3, tzinfo=timezone.utc)
+    return Completion(milestone_id, on, (moment, "/departments/x", f"c{n}"), "/departments/x", f"c{n}")
+
+
+def light_of(task_id: str, today: date, *, status: str = "in_progress", done_on: date | None = None,
+             completions=(), calendar: WorkingCalendar = CALENDAR):
+    occs = occurrences(CATALOG.task(task_id).milestones, completions, plan_issued=ISSUED, today=today)
+    return task_light(occs, status=status, done_on=done_on, today=today, calendar=calendar)
+
+
+@pytest.mark.parametrize(("today", "light", "reason"), [
+    (date(2021, 6, 1), "green", "on_track"),         # T19-M1 due 2021-12-31: 213 of 234 days left
+    (date(2021, 10, 20), "green", "on_track"),        # 72 days left > 30 % of the 234-day span
+    (date(2021, 10, 25), "yellow", "deadline_near"),  # 67 days left ≤ 30 % of 234
+    (date(2021, 12, 31), "yellow", "deadline_near"),  # the due day itself is not past due
+    (date(2022, 1, 1), "red", "past_due"),
+])
+def test_a_light_follows_the_time_left(today, light, reason):
+    verdict = light_of("T19", today)
+    assert (verdict.light, verdict.reason, verdict.due) == (light, reason, date(2021, 12, 31))
+
+
+def test_ten_working_days_left_is_yellow_even_with_much_of_a_long_span_left():
+    # T08-M1 is due 2022-12-31: from mid-December on there are at most 10 working days left, but
+    # 30 % of the span (599 days) was reached long before; use a span that is long, checked mid-span.
+    assert light_of("T08", date(2022, 6, 1)).light == "green"
+    assert light_of("T08", date(2022, 12, 16)).reason == "deadline_near"
+
+
+def test_the_light_steps_back_down_when_the_unit_catches_up():
+    late = date(2022, 3, 1)
+    assert light_of("T07", late).light == "red"
+    assert light_of("T07", late, completions=[completion("T07-M1", late)]).light == "red"  # M2 still overdue
+    both = [completion("T07-M1", late, 1), completion("T07-M2", late, 2)]
+    assert (light_of("T07", late, completions=both).light, light_of("T07", late, completions=both).reason) == ("green", "done")
+    assert light_of("T07", late, status="done", done_on=late).reason == "done"
+
+
+def test_yearly_milestones_recur_and_completions_catch_up_the_oldest_year_first():
+    today = date(2023, 3, 1)
+    occs = occurrences(CATALOG.task("T22").milestones, [completion("T22-M1", date(2022, 12, 20))],
+                       plan_issued=ISSUED, today=today)
+    assert [(o.due, o.status(today)) for o in occs] == [
+        (date(2021, 12, 31), "done"), (date(2022, 12, 31), "overdue"), (date(2023, 12, 31), "open")]
+    assert occs[1].starts == date(2021, 12, 31)
+    # A task reported done in 2021 does not settle its 2022 duty.
+    assert light_of("T22", today, status="done", done_on=date(2021, 12, 1)).light == "red"
+
+
+def test_a_year_the_calendar_lacks_is_flagged_and_counted_in_calendar_days(tmp_path):
+    bare = WorkingCalendar(tmp_path)  # only the package's years
+    year = max(bare.covered_years()) + 1
+    earlier_years = [completion("T22-M1", date(y, 12, 1), y) for y in range(2021, year)]
+    verdict = light_of("T22", date(year, 6, 1), calendar=bare, completions=earlier_years)
+    assert (verdict.light, verdict.basis, verdict.uncovered_year) == ("green", "calendar_days", year)
+    # Where the 30 % rule already decides, the missing year does not matter and is not flagged.
+    verdict = light_of("T22", date(year, 12, 20), calendar=bare, completions=earlier_years)
+    assert (verdict.light, verdict.basis) == ("yellow", "working_days")
