@@ -82,7 +82,7 @@ async def open_case(conn: asyncpg.Connection, *, case_id: str, case_type: str, d
     # A case already closed or cancelled stays so: its opening is old news (a replay, or a late copy).
     await conn.execute(
         "INSERT INTO cases (case_id, case_type, department, status, opened_at) VALUES ($1, $2, $3, 'open', $4)"
-        " ON CONFLICT (case_id) DO UPDATE SET case_type = EXCLUDED.case_type, department = EXCLUDED.department,"
+        " ON CONFLICT (department, case_id) DO UPDATE SET case_type = EXCLUDED.case_type,"
         " opened_at = EXCLUDED.opened_at, updated_at = now() WHERE cases.status = 'open'",
         case_id, case_type, department, opened_at)
 
@@ -90,7 +90,8 @@ async def open_case(conn: asyncpg.Connection, *, case_id: str, case_type: str, d
 async def close_case(conn: asyncpg.Connection, catalog: Catalog, case: ClosedCase, *, cause: str) -> None:
     """Record the case closed and add it to the sums of its periods. A second, different closing of
     the same case (a correction) first takes the earlier one out, so the sums always hold each case once."""
-    old = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case.case_id)
+    old = await conn.fetchrow("SELECT * FROM cases WHERE department = $1 AND case_id = $2 FOR UPDATE",
+                              case.department, case.case_id)
     if old is not None and old["status"] == "closed":
         if facts_of(old) == case.facts and old["ended_at"] == case.closed_at:
             return
@@ -101,7 +102,7 @@ async def close_case(conn: asyncpg.Connection, catalog: Catalog, case: ClosedCas
         " handled_instantly, trips, steps, paused_intervals, calendar_days, working_days, working_hours,"
         " calendar_version, clock_error, uncovered_year)"
         " VALUES ($1, $2, $3, 'closed', $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17)"
-        " ON CONFLICT (case_id) DO UPDATE SET case_type = EXCLUDED.case_type, department = EXCLUDED.department,"
+        " ON CONFLICT (department, case_id) DO UPDATE SET case_type = EXCLUDED.case_type,"
         " status = 'closed', opened_at = EXCLUDED.opened_at, ended_at = EXCLUDED.ended_at,"
         " closed_on = EXCLUDED.closed_on, outcome = EXCLUDED.outcome, handled_instantly = EXCLUDED.handled_instantly,"
         " trips = EXCLUDED.trips, steps = EXCLUDED.steps, paused_intervals = EXCLUDED.paused_intervals,"
@@ -119,13 +120,14 @@ async def cancel_case(conn: asyncpg.Connection, catalog: Catalog, *, case_id: st
                       opened_at: datetime, cancelled_at: datetime, cause: str) -> None:
     """A cancelled case (withdrawn, not concluded) is in no indicator; if it had been counted as
     closed, it leaves its periods' sums."""
-    old = await conn.fetchrow("SELECT * FROM cases WHERE case_id = $1 FOR UPDATE", case_id)
+    old = await conn.fetchrow("SELECT * FROM cases WHERE department = $1 AND case_id = $2 FOR UPDATE",
+                              department, case_id)
     if old is not None and old["status"] == "closed":
         await _count(conn, catalog, case_id, facts_of(old), sign=-1, cause=cause)
     await conn.execute(
         "INSERT INTO cases (case_id, case_type, department, status, opened_at, ended_at)"
         " VALUES ($1, $2, $3, 'cancelled', $4, $5)"
-        " ON CONFLICT (case_id) DO UPDATE SET status = 'cancelled', ended_at = EXCLUDED.ended_at, closed_on = NULL,"
+        " ON CONFLICT (department, case_id) DO UPDATE SET status = 'cancelled', ended_at = EXCLUDED.ended_at, closed_on = NULL,"
         " calendar_days = NULL, working_days = NULL, working_hours = NULL, clock_error = NULL,"
         " uncovered_year = NULL, updated_at = now()",
         case_id, case_type, department, opened_at, cancelled_at)
@@ -177,10 +179,11 @@ async def _recompute_maximum(conn: asyncpg.Connection, ind: Indicator, row: asyn
     assert column in (*CLOCK_UNITS, "steps")  # a column name from the catalog's closed list of units
     return await conn.fetchrow(
         f"UPDATE indicator_sums SET maximum = (SELECT max({column}) FROM cases WHERE status = 'closed'"
-        "  AND case_type = $4 AND closed_on BETWEEN $5 AND $6 AND ($3 = $8 OR department = $3) AND case_id <> $7)"
+        "  AND case_type = $4 AND closed_on BETWEEN $5 AND $6 AND ($3 = $8 OR department = $3)"
+        "  AND (department, case_id) <> ($9, $7))"
         f" WHERE indicator_id = $1 AND period = $2 AND department = $3 RETURNING {SUMS_COLUMNS}",
         ind.id, row["period"], row["department"], facts.case_type, period.first, period.last, case_id,
-        ALL_DEPARTMENTS)
+        ALL_DEPARTMENTS, facts.department)
 
 
 # --- reported figures ------------------------------------------------------------------------------

@@ -51,6 +51,15 @@ async def test_mean_working_days_across_national_day(feed, pool):
     assert (case["calendar_days"], case["working_days"], case["calendar_version"]) == (8, 1, HOURS.calendar.version)
 
 
+async def test_same_case_id_in_two_departments_is_two_cases(feed, pool):
+    # Case ids are the departments' own numbers: only (department, case id) names one case.
+    await feed.closed("2021-001", "company_startup", "market-regulation", "2021-09-16 09:00", "2021-09-22 10:00")
+    await feed.closed("2021-001", "company_startup", "admin-service-center", "2021-09-30 09:00", "2021-10-08 10:00")
+    year = await sums(pool, "company_startup_days", "2021")
+    assert (year["n"], year["total"]) == (2, 4.0)  # 3 + 1 working days
+    assert (await sums(pool, "company_startup_days", "2021", "market-regulation"))["value"] == 3.0
+
+
 async def test_paused_time_is_excluded(feed, pool):
     await feed.closed("B1", "building_permit", "construction", "2021-11-01 09:00", "2021-11-12 10:00",
                       pauses=[("2021-11-02 09:00", "2021-11-09 09:00", "expert_review")])
