@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test venv lock openapi openapi-intake openapi-tracker clean
+.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker clean
 
 $(BIN)/.synced: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ venv: $(BIN)/.synced
 run: venv
 	$(BIN)/duban run
 
-test: venv node_modules/.package-lock.json
+# Binaries the tests run that no pinned Python package ships: promtool and prometheus (Debian's package).
+tools:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: venv node_modules/.package-lock.json tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Re-resolve the pinned dependencies after editing pyproject.toml.
