@@ -30,7 +30,10 @@ from typing import Any
 
 import jsonschema_rs
 
-from duban.events.registry import CONTRACTS, EventContract
+from pydantic import ValidationError as ModelValidationError
+
+from duban.events.models import Event
+from duban.events.registry import CONTRACTS, EventContract, parse_event
 
 Headers = list[tuple[str, bytes]]
 Record = tuple[bytes, bytes, Headers]
@@ -118,6 +121,18 @@ def fast_valid(event: object) -> bool:
     or its type is unknown. Agrees with `validate_event(event) == []`."""
     plan = _plan_of(event)
     return plan is not None and plan.validator.is_valid(event)
+
+
+def parse_event_fast(event: Mapping[str, Any]) -> Event:
+    """`parse_event` with the compiled check in place of the Python one when the event keeps its
+    contract (the two agree, see above); any doubt goes the reference way, which lists the errors."""
+    plan = _plan_of(event)
+    if plan is not None and plan.validator.is_valid(event):
+        try:
+            return CONTRACTS[event["type"]].model.model_validate(event)
+        except ModelValidationError:
+            pass  # the schema admits what the model refuses (60.0 for an integer): let parse_event say so
+    return parse_event(event)
 
 
 def _time_header(text: str) -> bytes:

@@ -16,7 +16,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
 from duban.events.models import Event
-from duban.events.registry import parse_event
+from duban.events.fast import parse_event_fast
 
 Headers = list[tuple[str, bytes]]
 
@@ -34,7 +34,7 @@ def to_kafka(event: Event | Mapping[str, Any]) -> tuple[bytes, bytes, Headers]:
     its contract reaches a topic.
     """
     if not isinstance(event, Event):
-        event = parse_event(event)
+        event = parse_event_fast(event)
     attributes = {name: value for name, value in event if name != "data" and value is not None}
     # Optional fields left at their default are omitted: the contract refuses null for them.
     data = event.data.model_dump(mode="json", by_alias=True, exclude_defaults=True)

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from duban.events import CONTRACTS, DEPARTMENT_EVENT_TYPES, InvalidEvent, parse_event, to_kafka, validate_event
-from duban.events.fast import fast_record, fast_valid
+from duban.events.fast import fast_record, fast_valid, parse_event_fast
 from services.intake.ledger import canonical_json, payload_hash
 from tests.contracts import invalid_examples, valid_examples
 
@@ -37,9 +37,17 @@ def reference(event: Any) -> tuple[bool, Any]:
         return schema_valid, None
 
 
+def parsed_or_errors(parse: Any, event: Any) -> Any:
+    try:
+        return parse(event)
+    except InvalidEvent as invalid:
+        return invalid.errors
+
+
 def assert_agree(event: Any) -> None:
     schema_valid, record = reference(event)
     assert fast_valid(event) == schema_valid, event
+    assert parsed_or_errors(parse_event_fast, event) == parsed_or_errors(parse_event, event), event
     fast = fast_record(event)
     if isinstance(event, dict) and isinstance(event.get("type"), str) and event["type"] in DEPARTMENT_EVENT_TYPES:
         assert fast == record, event  # accepted by both with the same record, or refused by both
@@ -53,6 +61,7 @@ def assert_agree(event: Any) -> None:
 @pytest.mark.parametrize(("type_", "example"), valid_examples())
 def test_every_example_is_accepted_with_the_reference_record(type_: str, example: dict[str, Any]) -> None:
     assert fast_valid(example)
+    assert parse_event_fast(example) == parse_event(example)
     record = fast_record(example)
     if type_ in DEPARTMENT_EVENT_TYPES:  # what intake takes; tracker events carry date-times in data
         assert record == to_kafka(parse_event(example)) == to_kafka(example)
@@ -64,6 +73,7 @@ def test_every_example_is_accepted_with_the_reference_record(type_: str, example
 def test_every_invalid_example_is_refused(type_: str, case: dict[str, Any]) -> None:
     assert validate_event(case["event"])
     assert not fast_valid(case["event"])
+    assert parsed_or_errors(parse_event_fast, case["event"]) == parsed_or_errors(parse_event, case["event"])
     assert fast_record(case["event"]) is None
 
 
