@@ -18,13 +18,11 @@ import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from duban.broker import ensure_topics
-from duban.pg import migrate
 from services.intake import keys
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port, migrated_schema
 
-MIGRATIONS = ROOT / "services" / "intake" / "migrations"
 STRUCTURED = {"content-type": "application/cloudevents+json"}
 BATCH = {"content-type": "application/cloudevents-batch+json"}
 
@@ -121,12 +119,8 @@ def case_opened(case_id: str, case_type: str, department: str) -> dict[str, Any]
 
 @pytest.fixture
 async def intake_schema(database_url: str) -> str:
-    name = f"intake_{uuid.uuid4().hex[:10]}"
-    await migrate(database_url, name, MIGRATIONS)
-    yield name
-    conn = await asyncpg.connect(database_url)
-    await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-    await conn.close()
+    async with migrated_schema(database_url, "intake") as name:
+        yield name
 
 
 def intake_settings(database_url: str, schema: str, bootstrap: str, **overrides: Any) -> IntakeSettings:

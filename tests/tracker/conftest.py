@@ -14,15 +14,13 @@ from duban.broker import make_producer
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, LedgerConsumer, validate_by_model
 from duban.events.kafka import to_kafka
-from duban.pg import migrate
 from duban.settings import ServiceSettings
 from duban.workcal import WorkingCalendar
 from services.tracker import store
 from services.tracker.evaluation import TaskEvaluator
 from services.tracker.handlers import TrackerHandlers
-from tests.conftest import ROOT
+from tests.conftest import migrated_schema
 
-MIGRATIONS = ROOT / "services" / "tracker" / "migrations"
 SH = ZoneInfo("Asia/Shanghai")
 CATALOG = load_catalog()
 CALENDAR = WorkingCalendar()
@@ -61,12 +59,8 @@ def delivery(ce: dict, topic: str = "duban.dept-events", offset: int = 0) -> Del
 
 @pytest.fixture
 async def schema(database_url: str) -> str:
-    name = f"tracker_{uuid.uuid4().hex[:10]}"
-    await migrate(database_url, name, MIGRATIONS)
-    yield name
-    conn = await asyncpg.connect(database_url)
-    await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
-    await conn.close()
+    async with migrated_schema(database_url, "tracker") as name:
+        yield name
 
 
 @pytest.fixture
