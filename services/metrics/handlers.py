@@ -16,7 +16,7 @@ from duban.events.models import (
 from duban.workcal import OfficeHours
 from services.metrics import store
 from services.metrics.indicators import civil_date, read_clock
-from services.metrics.tasks import TASK_UPDATED, apply_task_updated
+from services.metrics.tasks import LIGHT_CHANGED, TASK_UPDATED, apply_light_changed, apply_task_updated
 
 CASE_OPENED = event_type(TrackedCaseOpened)
 CASE_CLOSED = event_type(TrackedCaseClosed)
@@ -37,6 +37,8 @@ class MetricsHandlers:
     async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
         if event.type == TASK_UPDATED:
             await apply_task_updated(conn, event, self.catalog)
+        elif event.type == LIGHT_CHANGED:
+            await apply_light_changed(conn, event, self.catalog)
         elif event.type == CASE_OPENED:
             await self.case_opened(conn, TrackedCaseOpened.model_validate(event.ce))
         elif event.type == CASE_CLOSED:

@@ -13,6 +13,7 @@ from duban.catalog import Catalog
 from duban.consumer import InboundEvent
 
 TASK_UPDATED = "duban.tracker.task.updated.v1"
+LIGHT_CHANGED = "duban.tracker.task.light-changed.v1"
 
 
 async def apply_task_updated(conn: asyncpg.Connection, event: InboundEvent, catalog: Catalog) -> None:
@@ -26,6 +27,18 @@ async def apply_task_updated(conn: asyncpg.Connection, event: InboundEvent, cata
         " WHERE task_state.as_of <= EXCLUDED.as_of",
         task.id, task.area, list(task.lead), data["status"], data["light"], data["percent"],
         datetime.fromisoformat(data["reported_at"]))
+
+
+async def apply_light_changed(conn: asyncpg.Connection, event: InboundEvent, catalog: Catalog) -> None:
+    """A light change alone (time passed, no report): the light moves, the reported state stays.
+    A task no department has reported on yet is counted too, as not started (all 28 are on the
+    overview); its `as_of` of -infinity lets its first report replace that placeholder."""
+    task = catalog.task(event.ce["subject"])
+    await conn.execute(
+        "INSERT INTO task_state (task_id, area, lead, status, light, percent, as_of)"
+        " VALUES ($1, $2, $3, 'not_started', $4, 0, '-infinity')"
+        " ON CONFLICT (task_id) DO UPDATE SET light = EXCLUDED.light",
+        task.id, task.area, list(task.lead), event.ce["data"]["to"])
 
 
 class TaskCountCollector(Collector):

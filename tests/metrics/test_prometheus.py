@@ -8,13 +8,11 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-import yaml
 
 from duban.broker import ensure_topics, make_producer
 from duban.events.kafka import to_kafka
@@ -22,12 +20,8 @@ from duban.pg import migrate
 from duban.workcal import WorkingCalendar
 from tests.conftest import ROOT, free_port
 from tests.metrics.conftest import MIGRATIONS
-from tests.metrics.test_rules import (
-    GRAFANA_VARIABLES,
-    RULE_FILES,
-    dashboard_queries,
-    rules,
-)
+from tests.metrics.test_rules import GRAFANA_VARIABLES, dashboard_queries, rules
+from tests.prometheus import firing_or_pending, query, running_prometheus, unhealthy_rules, wait_for
 
 pytestmark = pytest.mark.database
 
@@ -65,18 +59,6 @@ def feed_events() -> tuple[list[dict], list[dict]]:
                 "datacontenttype": "application/json",
                 "data": {"period": str(NOW.year), "value": 96.0, "unit": "hours_per_year"}}]
     return changes, reports
-
-
-def wait_for(what: str, probe, timeout_s: float = 60.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if result := probe():
-                return result
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -122,26 +104,8 @@ async def metrics_service(database_url, kafka_bootstrap, unique_topics, tmp_path
 
 @pytest.fixture
 def prometheus(metrics_service, tmp_path):
-    port = free_port()
-    config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "rule_files": [str(path) for path in RULE_FILES],
-              "scrape_configs": [{"job_name": "duban-metrics",
-                                  "static_configs": [{"targets": [f"127.0.0.1:{metrics_service}"]}]}]}
-    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    server = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp_path / 'prometheus.yml'}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    wait_for("Prometheus to be ready", lambda: httpx.get(url + "/-/ready").status_code == 200)
-    yield url
-    server.terminate()
-    server.wait(30)
-
-
-def query(url: str, expr: str) -> list:
-    body = httpx.get(url + "/api/v1/query", params={"query": expr}).json()
-    assert body["status"] == "success", (expr, body)
-    return body["data"]["result"]
+    with running_prometheus({"duban-metrics": [f"127.0.0.1:{metrics_service}"]}, tmp_path) as url:
+        yield url
 
 
 def test_every_dashboard_and_rule_query_gets_data(prometheus):
@@ -156,10 +120,8 @@ def test_every_dashboard_and_rule_query_gets_data(prometheus):
     for q in dashboard_queries(variables):
         query(prometheus, q)  # evaluates, whichever service's metric it reads
 
-    groups = httpx.get(prometheus + "/api/v1/rules").json()["data"]["groups"]
-    assert [(r["name"], r["lastError"]) for g in groups for r in g["rules"] if r["health"] != "ok"] == []
-    alerts = {(a["labels"]["alertname"], a["labels"].get("indicator")) for a in
-              httpx.get(prometheus + "/api/v1/alerts").json()["data"]["alerts"]}
+    assert unhealthy_rules(prometheus) == []
+    alerts = firing_or_pending(prometheus)
     assert {("IndicatorBreached", "power_connection_steps"), ("IndicatorBreached", "annual_tax_hours"),
             ("IndicatorForecastBreach", "export_tax_refund_days"), ("TaskRed", None)} <= alerts
     if NOW.month >= 10 and not WorkingCalendar().is_covered(NOW.year + 1):

@@ -10,10 +10,10 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import ROOT
+from tests.prometheus import RULE_FILES
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARDS = sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json"))
-RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 HERE = Path(__file__).parent
 # Values for Grafana's variables, so that a dashboard query is checked as Prometheus will get it.
 GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$period": "2021", "$indicator": "export_tax_refund_days",

@@ -11,6 +11,7 @@ from duban.consumer import PermanentEventError
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.metrics import store
 from services.metrics.exposition import IndicatorCollector, take_snapshot
+from services.metrics.tasks import TaskCountCollector
 from tests.metrics.conftest import CATALOG, HOURS, at, tracker_event
 
 pytestmark = pytest.mark.database
@@ -209,3 +210,21 @@ async def test_a_new_calendar_year_gives_stored_cases_their_clock(feed, pool, tm
     year = await sums(pool, "export_tax_refund_days", "2027")
     assert (year["n"], year["unmeasured"], year["value"]) == (1, 0, 5.0)
     assert await history(pool, "export_tax_refund_days", "2027") == [(5.0, 1)]
+
+
+async def test_tasks_are_counted_from_their_first_light_and_then_from_reports(feed, pool):
+    collector = TaskCountCollector()
+    light = {"from": None, "to": "red", "reason": "past_due", "as_of": at("2026-11-26 00:05").isoformat()}
+    await feed.send(tracker_event("duban.tracker.task.light-changed.v1", "T10", light))
+    await collector.refresh(pool)
+    assert [(r["task_id"], r["status"], r["light"]) for r in collector.rows] == [("T10", "not_started", "red")]
+    report = {"status": "in_progress", "percent": 50, "light": "red", "reported_at": at("2026-11-26 09:00").isoformat()}
+    await feed.send(tracker_event("duban.tracker.task.updated.v1", "T10", report))
+    # Time passes, the unit catches up elsewhere: only the light moves, the reported state stays.
+    await feed.send(tracker_event("duban.tracker.task.light-changed.v1", "T10",
+                                  {**light, "from": "red", "to": "yellow", "reason": "deadline_near"}))
+    await collector.refresh(pool)
+    assert [(r["status"], r["light"]) for r in collector.rows] == [("in_progress", "yellow")]
+    registry = CollectorRegistry()
+    registry.register(collector)
+    assert 'duban_tasks{area="A4",light="yellow",status="in_progress"} 1.0' in generate_latest(registry).decode()
