@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import subprocess
 import uuid
@@ -30,6 +31,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def free_port_block(size: int) -> int:
+    """A base port b with b+1 … b+size all free now (the launcher puts its services there)."""
+    for _ in range(100):
+        base = random.randrange(20000, 60000 - size)
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(base + 1, base + size + 1):
+                    sock = held.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no block of {size} free ports found")
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, free_port_block
 
 
 def wait_until(predicate, timeout_s: float, what: str):
@@ -28,7 +28,7 @@ def wait_until(predicate, timeout_s: float, what: str):
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    base_port, kafka_port = free_port() // 10 * 10 % 50000 + 10000, free_port()
+    base_port, kafka_port = free_port_block(4), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
