@@ -63,8 +63,10 @@ def _die_with_parent() -> None:
 
 def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+    # A process group of its own: Ctrl-C in the terminal reaches the launcher alone, which then
+    # stops the services before the broker they commit their offsets to.
     return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
-                            cwd=ROOT)
+                            cwd=ROOT, process_group=0)
 
 
 class Stack:
@@ -141,16 +143,20 @@ class Stack:
                 raise RuntimeError(f"{name} exited with {child.returncode}; see {self.run_dir / (name + '.log')}")
 
     def stop(self, grace_s: float = 25.0) -> None:
-        """Services first (they commit offsets and flush), then the broker, then PostgreSQL."""
-        for _name, child in reversed(self.children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
+        """Services first, all at once (they commit offsets and flush), then the broker, then PostgreSQL."""
+        services = [child for name, child in self.children if name != "tansu"]
+        broker = [child for name, child in self.children if name == "tansu"]
+        for group in (services, broker):
+            for child in group:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + grace_s
-            while child.poll() is None and time.monotonic() < deadline:
+            while any(child.poll() is None for child in group) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            for child in group:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
         self.children.clear()
         if self.pg_server is not None:
             self.pg_server.cleanup()

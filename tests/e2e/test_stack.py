@@ -44,6 +44,13 @@ def test_event_flows_from_intake_to_tracker_and_metrics(stack):
     wait_until(lambda: 'duban_tasks{area="A3",light="red",status="in_progress"} 1.0'
                in httpx.get(urls["metrics"] + "/metrics").text, 15, "metrics to count the task")
 
+    def tasks_counted() -> float:
+        lines = httpx.get(urls["metrics"] + "/metrics").text.splitlines()
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("duban_tasks{"))
+
+    # Every task of the plan is counted, reported on or not (the tracker announces each first light).
+    wait_until(lambda: tasks_counted() == 28, 15, "metrics to count all 28 tasks")
+
 
 def test_stopping_leaves_no_process_behind(stack):
     launcher, _urls, run_dir, _database_url = stack
