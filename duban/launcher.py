@@ -56,7 +56,8 @@ async def migrate_all(database_url: str) -> dict[str, list[str]]:
 
 
 def _die_with_parent() -> None:
-    """Runs in each child before exec: the kernel sends it SIGTERM if the launcher dies, even by SIGKILL."""
+    """Asks the kernel to send this process SIGTERM when its parent dies, even by SIGKILL (each child
+    calls it before exec, so no service outlives the launcher)."""
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -169,6 +170,8 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> Non
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # Whatever started the launcher (make, a shell, a test) going away is a stop request too.
+    _die_with_parent()
     try:
         await stack.start()
         print("Duban is running. Ctrl-C stops everything.", flush=True)
