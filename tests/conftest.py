@@ -23,7 +23,7 @@ import asyncpg
 import pytest
 
 from duban.broker import wait_for_broker
-from duban.pg import migrate
+from duban.pg import create_pool, migrate
 from duban.settings import ServiceSettings
 
 
@@ -108,6 +108,16 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 def at(text: str) -> datetime:
     """An Asia/Shanghai civil time ("2021-09-30 16:00") as an instant."""
     return datetime.fromisoformat(text).replace(tzinfo=SHANGHAI)
+
+
+@contextlib.asynccontextmanager
+async def schema_pool(database_url: str, schema: str, *, max_size: int = 4) -> AsyncIterator[asyncpg.Pool]:
+    """A pool of the service's own kind (search_path = its schema), closed afterwards."""
+    pool = await create_pool(database_url, schema, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @contextlib.asynccontextmanager

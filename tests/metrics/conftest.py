@@ -11,10 +11,9 @@ import pytest
 
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
-from duban.pg import create_pool
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.metrics.handlers import MetricsHandlers
-from tests.conftest import ROOT, at, migrated_schema
+from tests.conftest import ROOT, at, migrated_schema, schema_pool
 
 MIGRATIONS = ROOT / "services" / "metrics" / "migrations"
 SH = ZoneInfo("Asia/Shanghai")
@@ -30,9 +29,8 @@ async def schema(database_url: str) -> str:
 
 @pytest.fixture
 async def pool(database_url: str, schema: str) -> asyncpg.Pool:
-    pool = await create_pool(database_url, schema, max_size=4)
-    yield pool
-    await pool.close()
+    async with schema_pool(database_url, schema, max_size=4) as pool:
+        yield pool
 
 
 class Feed:

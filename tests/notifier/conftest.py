@@ -22,7 +22,6 @@ from fastapi import FastAPI
 
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
-from duban.pg import create_pool
 from duban.problems import install_problem_handlers
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.notifier.api import make_router
@@ -36,9 +35,8 @@ from services.notifier.handlers import (
 from services.notifier.routes import Routes
 from services.notifier.scheduler import Scheduler
 from services.notifier.settings import NotifierSettings
-from tests.conftest import ROOT, at, free_port, migrated_schema
+from tests.conftest import at, free_port, migrated_schema, schema_pool
 
-MIGRATIONS = ROOT / "services" / "notifier" / "migrations"
 CATALOG = load_catalog()
 HOURS = OfficeHours(WorkingCalendar(), OfficeSchedule.default())
 
@@ -51,9 +49,8 @@ async def schema(database_url: str) -> str:
 
 @pytest.fixture
 async def pool(database_url: str, schema: str) -> asyncpg.Pool:
-    pool = await create_pool(database_url, schema, max_size=6)
-    yield pool
-    await pool.close()
+    async with schema_pool(database_url, schema, max_size=6) as pool:
+        yield pool
 
 
 # -- tracker change events ----------------------------------------------------------------------
