@@ -6,10 +6,12 @@ production the partition count is a decision, not an accident of the first produ
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable
 from pathlib import Path
 
 import faust
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.sensors import Monitor, Sensor
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -24,13 +26,31 @@ DEAD_LETTERS = Counter(
 )
 
 
+def broker_credentials(settings: ServiceSettings) -> faust.types.auth.CredentialsT | None:
+    """The faust credentials for DUBAN_KAFKA_SECURITY_PROTOCOL (None: PLAINTEXT)."""
+    protocol = settings.kafka_security_protocol
+    context = (ssl.create_default_context(purpose=ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_cafile or None)
+               if protocol in ("SSL", "SASL_SSL") else None)
+    if protocol.startswith("SASL_"):
+        return faust.SASLCredentials(username=settings.kafka_sasl_username,
+                                     password=settings.kafka_sasl_password.get_secret_value(),
+                                     mechanism=settings.kafka_sasl_mechanism, ssl_context=context)
+    return faust.SSLCredentials(context) if context else None
+
+
+def kafka_client_options(settings: ServiceSettings) -> dict:
+    """bootstrap_servers plus the security options for any aiokafka producer, consumer or admin client,
+    translated by faust's own mapping so the faust app and the plain clients cannot disagree."""
+    return {"bootstrap_servers": settings.kafka_bootstrap, **credentials_to_aiokafka_auth(broker_credentials(settings))}
+
+
 def all_topics(settings: ServiceSettings) -> list[str]:
     main = [settings.topic_dept_events, settings.topic_tracker_changes]
     return main + [t + settings.dead_letter_suffix for t in main]
 
 
 async def ensure_topics(settings: ServiceSettings, names: Iterable[str] | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -47,7 +67,7 @@ async def ensure_topics(settings: ServiceSettings, names: Iterable[str] | None =
 
 def make_producer(settings: ServiceSettings, **overrides) -> AIOKafkaProducer:
     options = {
-        "bootstrap_servers": settings.kafka_bootstrap,
+        **kafka_client_options(settings),
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
         "linger_ms": 2,
@@ -60,7 +80,7 @@ def make_producer(settings: ServiceSettings, **overrides) -> AIOKafkaProducer:
 async def wait_for_broker(settings: ServiceSettings, timeout_s: float = 30.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+        admin = AIOKafkaAdminClient(**kafka_client_options(settings), request_timeout_ms=2000)
         try:
             await admin.start()
             await admin.list_topics()
@@ -93,6 +113,7 @@ def make_faust_app(settings: ServiceSettings, app_id: str) -> faust.App:
     return faust.App(
         app_id,
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
+        broker_credentials=broker_credentials(settings),
         processing_guarantee="at_least_once",
         web_enabled=False,
         topic_allow_declare=False,

@@ -5,6 +5,9 @@ describes one process (see docs/runbooks/configuration.md for the full list)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +21,14 @@ class ServiceSettings(BaseSettings):
     # A faust worker waits ≈ 30 s to join a group on Tansu with the default timeouts; the launcher lowers them locally.
     kafka_rebalance_timeout_s: float = 60.0
     kafka_session_timeout_s: float = 30.0
+    # How clients reach the broker: PLAINTEXT locally (Tansu has no SASL nor TLS); on Strimzi the
+    # listener is SASL_SSL with SCRAM-SHA-512, a user per service and the cluster CA (docs/deploy.md).
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    # PEM file of the CA that signed the brokers' certificates; empty: the system's trusted CAs.
+    kafka_ssl_cafile: str = ""
     topic_dept_events: str = "duban.dept-events"
     topic_tracker_changes: str = "duban.tracker-changes"
     topic_partitions: int = 12

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from duban.broker import all_topics, ensure_topics, make_producer, wait_for_broker
+from duban.broker import all_topics, ensure_topics, kafka_client_options, make_producer, wait_for_broker
 from duban.settings import ServiceSettings
 
 DLQ_HEADER_PREFIX = "dlq_"
@@ -61,7 +61,7 @@ async def create_topics(settings: ServiceSettings, wait_s: float = 60.0) -> int:
 
 
 async def _existing(settings: ServiceSettings) -> set[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     await admin.start()
     try:
         return set(await admin.list_topics())
@@ -70,7 +70,7 @@ async def _existing(settings: ServiceSettings) -> set[str]:
 
 
 async def list_topics(settings: ServiceSettings) -> int:
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
+    reader = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False)
     await reader.start()
     try:
         known = await reader.topics()
@@ -113,7 +113,7 @@ async def read_dead_letters(settings: ServiceSettings, topic: str, *, group: str
     """The dead letters of `topic` up to the current end: all of them, or (with `group`) those after the
     group's committed position. Returns the started consumer too; the caller commits and stops it."""
     dlq = topic + settings.dead_letter_suffix
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=group, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka_client_options(settings), group_id=group, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     partitions = [TopicPartition(dlq, p) for p in sorted(consumer.partitions_for_topic(dlq) or ())]

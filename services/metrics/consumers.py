@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from duban.broker import make_faust_app, make_producer, raw_topic
+from duban.broker import kafka_client_options, make_faust_app, make_producer, raw_topic
 from duban.consumer import BatchResult, Delivery, Handler, LedgerConsumer
 from duban.events.registry import validate_or_raise
 from services.metrics.settings import MetricsSettings
@@ -82,9 +82,8 @@ class ConsumerLag(Collector):
         return lags
 
     async def run(self, _pool: asyncpg.Pool) -> None:
-        bootstrap = self.settings.kafka_bootstrap
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(**kafka_client_options(self.settings))
+        reader = AIOKafkaConsumer(**kafka_client_options(self.settings), enable_auto_commit=False)
         await admin.start()
         await reader.start()
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from duban.broker import make_producer
+from duban.broker import kafka_client_options, make_producer
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, LedgerConsumer, validate_by_model
 from duban.pg import create_pool, migrate
@@ -48,7 +48,7 @@ class ReplayReport:
 
 
 async def _read_to_watermarks(settings: TrackerSettings, consumer: LedgerConsumer, report: ReplayReport) -> None:
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
+    reader = AIOKafkaConsumer(**kafka_client_options(settings), enable_auto_commit=False, group_id=None)
     await reader.start()
     try:
         await reader.topics()  # loads the metadata partitions_for_topic answers from
