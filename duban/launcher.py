@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 
 from duban.broker import ensure_topics, wait_for_broker
-from duban.pg import ensure_database, migrate
+from duban.pg import ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,9 +51,30 @@ SERVICES = (
 )
 
 
-async def migrate_all(database_url: str) -> dict[str, list[str]]:
+async def migrate_all(database_url: str, only: list[str] | None = None) -> dict[str, list[str]]:
     await ensure_database(database_url)
-    return {s.name: await migrate(database_url, s.schema, s.migrations) for s in SERVICES if s.schema}
+    return {s.name: await migrate(database_url, s.schema, s.migrations) for s in SERVICES
+            if s.schema and (not only or s.name in only)}
+
+
+async def await_migrations(database_url: str, only: list[str] | None, timeout_s: float) -> int:
+    """Wait, applying nothing, until the schemas are at their latest migration (a pod's init container
+    waits so for the migration Job). 0 when they are; 1 with what is still pending after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            pending = {s.name: await pending_migrations(database_url, s.schema, s.migrations) for s in SERVICES
+                       if s.schema and (not only or s.name in only)}
+        except (OSError, asyncpg.PostgresError) as exc:  # the database is not up yet
+            pending = {"database": [f"{type(exc).__name__}: {exc}"]}
+        pending = {name: items for name, items in pending.items() if items}
+        if not pending:
+            print("every schema is at its latest migration", flush=True)
+            return 0
+        if time.monotonic() > deadline:
+            print(f"migrations still pending after {timeout_s:.0f} s: {pending}", file=sys.stderr, flush=True)
+            return 1
+        await asyncio.sleep(2)
 
 
 def _die_with_parent() -> None:
@@ -202,4 +224,10 @@ def register(subcommands) -> None:
     run_parser.set_defaults(handler=lambda a: asyncio.run(run(a.run_dir.resolve(), a.base_port, a.kafka_port, not a.no_demo)))
 
     migrate_parser = subcommands.add_parser("migrate", help="apply every service's schema migrations")
-    migrate_parser.set_defaults(handler=lambda a: print(asyncio.run(migrate_all(ServiceSettings().database_url))))
+    migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES if s.schema],
+                                help="only this service's schema (repeatable; default: all)")
+    migrate_parser.add_argument("--wait", type=float, default=None, metavar="SECONDS",
+                                help="apply nothing: wait up to SECONDS until the schemas are migrated (exit 1 if not)")
+    migrate_parser.set_defaults(handler=lambda a: (
+        asyncio.run(await_migrations(ServiceSettings().database_url, a.service, a.wait)) if a.wait is not None
+        else print(asyncio.run(migrate_all(ServiceSettings().database_url, a.service)))))

@@ -56,7 +56,10 @@ async def migrate(database_url: str, schema: str, directory: Path) -> list[str]:
     conn = await asyncpg.connect(database_url, server_settings={"timezone": "UTC"})
     try:
         await conn.execute("SELECT pg_advisory_lock(hashtext($1))", f"duban-migrate:{schema}")
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        # Only when missing: where an operator created the schema for the service's own role (CloudNativePG's
+        # Database), that role may lack CREATE on the database, which even IF NOT EXISTS checks first.
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", schema):
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
         await conn.execute(f'SET search_path TO "{schema}"')
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (component text NOT NULL, version integer NOT NULL,"
@@ -76,6 +79,21 @@ async def migrate(database_url: str, schema: str, directory: Path) -> list[str]:
         await conn.execute("SELECT pg_advisory_unlock_all()")
         await conn.close()
     return applied_now
+
+
+async def pending_migrations(database_url: str, schema: str, directory: Path) -> list[str]:
+    """The migrations of one schema not applied yet, as "component:version"; applies nothing.
+    A schema (or its schema_migrations table) that does not exist yet has them all pending."""
+    wanted = load_migrations("platform", PLATFORM_MIGRATIONS) + load_migrations(schema, directory)
+    conn = await asyncpg.connect(database_url)
+    try:
+        done = set()
+        if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".schema_migrations') is not None:
+            done = {(r["component"], r["version"]) for r in
+                    await conn.fetch(f'SELECT component, version FROM "{schema}".schema_migrations')}
+    finally:
+        await conn.close()
+    return [f"{m.component}:{m.version}" for m in wanted if (m.component, m.version) not in done]
 
 
 async def ensure_database(database_url: str) -> None:
