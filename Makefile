@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker clean
+.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker prometheus-rule policy-lock clean
 
 $(BIN)/.synced: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test: venv node_modules/.package-lock.json tools
+test: venv node_modules/.package-lock.json tools .venv-policy/.synced
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Re-resolve the pinned dependencies after editing pyproject.toml.
@@ -43,5 +43,21 @@ openapi-intake: venv
 openapi-tracker: venv
 	$(BIN)/python -m services.tracker.openapi > contracts/openapi/tracker.json
 
+# The PrometheusRule of the Kubernetes monitoring component, from deploy/prometheus/rules/*.yml
+# (tests/deploy/test_crds.py fails while they differ).
+prometheus-rule: venv
+	$(BIN)/python deploy/k8s/components/monitoring/prometheus_rule.py
+
+# checkov, the policy scanner the deploy tests run over the production manifests, lives in a venv of its
+# own (.venv-policy, from deploy/k8s/policy/checkov.lock): its dependencies would pull the project's pins down.
+CHECKOV_VERSION := 3.3.30
+policy-lock: venv
+	echo "checkov==$(CHECKOV_VERSION)" | $(BIN)/uv pip compile --quiet --python-version 3.11 --no-header - -o deploy/k8s/policy/checkov.lock
+
+.venv-policy/.synced: deploy/k8s/policy/checkov.lock $(BIN)/.synced
+	test -x .venv-policy/bin/python || $(PYTHON) -m venv .venv-policy
+	$(BIN)/uv pip sync --quiet --python .venv-policy/bin/python deploy/k8s/policy/checkov.lock
+	touch $@
+
 clean:
-	rm -rf $(VENV) node_modules .run
+	rm -rf $(VENV) .venv-policy node_modules .run
