@@ -29,6 +29,18 @@ def test_vendored_crds_are_the_recorded_release_files(source):
     assert hashlib.sha256(data).hexdigest() == source["sha256"], f"{source['file']} differs from {source['source']}"
 
 
+def test_each_file_comes_from_its_release_tag():
+    for release in yaml.safe_load((CRDS / "SOURCES.yaml").read_text())["releases"]:
+        assert len(release["commit"]) == 40
+        for source in release["files"]:
+            assert source["source"].startswith(f"{release['repository'].replace('github.com', 'raw.githubusercontent.com')}/"
+                                                f"{release['ref']}/"), source
+            for crd in load_all((CRDS / source["file"]).read_text(encoding="utf-8")):
+                # Prometheus Operator stamps its CRDs with its version; the others do not.
+                stamped = crd["metadata"].get("annotations", {}).get("operator.prometheus.io/version")
+                assert stamped in (None, release["ref"].removeprefix("v")), f"{source['file']} is from {stamped}"
+
+
 def test_every_vendored_crd_is_recorded():
     recorded = {s["file"] for s in sources()}
     assert {str(p.relative_to(CRDS)) for p in CRDS.rglob("*.yaml") if p.name != "SOURCES.yaml"} == recorded
