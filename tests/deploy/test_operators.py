@@ -177,3 +177,23 @@ def test_the_notifier_reads_its_routes_and_smtp_account_from_secrets(docs):
     assert [i["path"] for i in volumes[mounts[directory]]["secret"]["items"]] == [file]
     assert env["DUBAN_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "duban-smtp"
     assert env["DUBAN_SMTP_HOST"]["value"] in of_kind(docs, "Service"), "the relay has a name in the namespace"
+
+
+def test_the_ca_files_the_settings_name_are_mounted_from_the_operators_secrets(docs):
+    (config,) = [c["data"] for c in of_kind(docs, "ConfigMap").values() if "DUBAN_DATABASE_URL" in c["data"]]
+    kafka_ca = config["DUBAN_KAFKA_SSL_CAFILE"]
+    postgresql_ca = config["DUBAN_DATABASE_URL"].partition("sslrootcert=")[2]
+    for service, deployment in deployments(docs).items():
+        spec = deployment["spec"]["template"]["spec"]
+        volumes = {v["name"]: v.get("secret", {}) for v in spec["volumes"]}
+
+        def mounted(container: dict, path: str) -> str:
+            """The Secret holding the file at `path` in the container."""
+            directory, _, file = path.rpartition("/")
+            (name,) = [m["name"] for m in container["volumeMounts"] if m["mountPath"] == directory]
+            assert [i["path"] for i in volumes[name]["items"]] == [file], f"{service}: {path}"
+            return volumes[name]["secretName"]
+
+        assert mounted(spec["containers"][0], kafka_ca) == "duban-kafka-cluster-ca-cert"
+        for container in (spec["initContainers"][0], spec["containers"][0]):
+            assert mounted(container, postgresql_ca) == "duban-pg-ca", f"{service} {container['name']}"
