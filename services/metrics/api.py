@@ -34,7 +34,7 @@ PeriodQuery = Annotated[str | None, Query(pattern=PERIOD_PATTERN,
 
 def describe(ind: Indicator, figure: Figure) -> dict:
     return {**asdict(figure), "name": ind.name, "task": ind.task, "aggregate": ind.aggregate,
-            "comparison": ind.comparison, "aspirational": ind.aspirational, "deadline": ind.deadline,
+            "comparison": ind.comparison, "aspirational": ind.aspirational, "aspiration": ind.aspiration, "deadline": ind.deadline,
             "feed": ind.feed.model_dump()}
 
 
@@ -64,6 +64,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
                           "departments": [asdict(f) for f in mine if f.department != ALL_DEPARTMENTS]})
         return {"period": period, "items": items,
                 "calendar": {"version": hours.calendar.version, "uncovered_cases": uncovered,
+                             "provisional_years": list(hours.calendar.provisional_years),
                              "covers_next_year": hours.calendar.is_covered(civil_date(datetime.now(timezone.utc)).year + 1)}}
 
     @router.get("/indicators/{indicator_id}")
