@@ -229,6 +229,8 @@ async def test_an_official_year_recomputes_the_provisional_figures_and_keeps_the
     assert 'duban_indicator_provisional{department="all",indicator="zero_trip_ratio",period="2027",' \
            'unit="ratio"} 0.0' in text  # a ratio needs no clock
     assert 'duban_calendar_provisional_year{year="2027"} 1.0' in text
+    # Provisional is not covered: in December, next year still counts as missing (CalendarNextYearMissing).
+    assert "duban_calendar_covers_next_year 0.0" in await exposition(pool, at("2026-12-30 12:00"))
 
     # The notice arrives (fictional here): Mon 01-04 off as well, Sat 01-09 worked.
     (tmp_path / "2027.yaml").write_text(
