@@ -34,7 +34,7 @@ PeriodQuery = Annotated[str | None, Query(pattern=PERIOD_PATTERN,
 
 def describe(ind: Indicator, figure: Figure) -> dict:
     return {**asdict(figure), "name": ind.name, "task": ind.task, "aggregate": ind.aggregate,
-            "comparison": ind.comparison, "aspirational": ind.aspirational, "aspiration": ind.aspiration, "deadline": ind.deadline,
+            "comparison": ind.comparison, "aspirational": ind.aspirational, "deadline": ind.deadline,
             "feed": ind.feed.model_dump()}
 
 

@@ -8,8 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from duban.catalog import Catalog, CatalogError, default_directory, load_catalog, parse_due_phrases
+from duban.catalog.models import Indicator
 
 PLAN_DIR = Path(__file__).resolve().parents[2] / "contracts" / "plan"
 END_2021 = date(2021, 12, 31)
@@ -278,6 +280,12 @@ def test_indicator_flags(catalog: Catalog) -> None:
         "power_connection_steps": 2}
     assert {i.id for i in catalog.indicators if i.recurrence == "yearly"} == {"policy_review_ratio"}
     assert catalog.indicator("simple_bankruptcy_days").source_text == "2021年底将简易破产案件平均审理周期控制在180天内"
+
+
+def test_an_aspiration_lies_beyond_the_target(catalog: Catalog) -> None:
+    steps = catalog.indicator("power_connection_steps").model_dump()
+    with pytest.raises(ValidationError, match="aspiration lies beyond the target"):
+        Indicator.model_validate({**steps, "aspiration": 4})
 
 
 def test_case_types_and_their_senders(catalog: Catalog) -> None:

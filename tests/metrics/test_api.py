@@ -59,6 +59,8 @@ async def test_figures_on_a_provisional_year_say_so(feed, client):
     await feed.closed("V2", REFUND, TAX, "2026-11-02 09:00", "2026-11-04 09:00")
     listing = (await client.get("/v1/indicators", params={"period": "2027"})).json()
     assert listing["calendar"]["provisional_years"] == [2027, 2028]
+    power = next(i for i in listing["items"] if i["indicator"] == "power_connection_steps")
+    assert (power["comparison"], power["target"], power["aspiration"]) == ("le", 3, 2)
     refund = next(i for i in listing["items"] if i["indicator"] == "export_tax_refund_days")
     assert (refund["value"], refund["provisional"]) == (6.0, True)
     detail = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2027"})).json()

@@ -206,7 +206,7 @@ async def test_a_new_calendar_year_gives_stored_cases_their_clock(feed, pool, tm
         assert await store.recompute_calendar(conn, CATALOG, hours) == 1
         assert await store.recompute_calendar(conn, CATALOG, hours) == 0
     case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'U2'")
-    # Dec 29 (Fri) … Jan 5 (Fri): Jan 2, 3, 4, 5 after the pause = 4 working days; 2028 is provisional.
+    # Dec 29, Jan 2, 3, 4, 5 = 5 working days, minus Jan 2 inside the pause = 4; 2028 is provisional.
     assert (case["working_days"], case["clock_error"], case["calendar_provisional"]) == (4, None, True)
     year = await sums(pool, "export_tax_refund_days", "2029")
     assert (year["n"], year["unmeasured"], year["value"]) == (1, 0, 4.0)
