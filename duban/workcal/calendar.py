@@ -103,14 +103,7 @@ class YearCoverage:
     notice: str | None  # the State Council notice an extension file cites
     overrides_package: bool = False
     provisional: bool = False  # derived from the law: no 补假, no 调休; replaced when the notice arrives
-    checksum: str | None = None  # an extension file's data digest
-
-    @property
-    def source(self) -> str:
-        """One year's part of the calendar version."""
-        if self.provisional:
-            return f"{self.year}:provisional"
-        return f"{self.year}:{self.origin}" + (f"@{self.checksum}" if self.checksum else "")
+    checksum: str | None = None  # an extension file's data digest, as in the calendar version
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,10 +299,13 @@ class WorkingCalendar:
     def is_provisional(self, year: int) -> bool:
         return year in self.provisional_years
 
-    def touches_provisional(self, start: date, end: date) -> bool:
-        """Whether an answer about the dates from `start` to `end` (either order) rests on a provisional year."""
+    def provisional_between(self, start: date, end: date) -> tuple[int, ...]:
+        """The provisional years an answer about the dates from `start` to `end` (either order) rests on."""
         first, last = sorted((start.year, end.year))
-        return any(first <= year <= last for year in self.provisional_years)
+        return tuple(year for year in self.provisional_years if first <= year <= last)
+
+    def touches_provisional(self, start: date, end: date) -> bool:
+        return bool(self.provisional_between(start, end))
 
     def is_workday(self, day: date) -> bool:
         year = self._year(day)

@@ -71,8 +71,7 @@ def _days(args: argparse.Namespace) -> int:
     calendar = WorkingCalendar()
     print(f"working days: {calendar.working_days_between(args.start, args.end)}")
     print(f"calendar days: {max((args.end - args.start).days, 0)}")
-    years = [y for y in calendar.provisional_years if min(args.start, args.end).year <= y <= max(args.start, args.end).year]
-    if years:
+    if years := calendar.provisional_between(args.start, args.end):
         print(f"provisional: {', '.join(map(str, years))} derived from the statutory holidays;"
               " 补假 and 调休 are not known until the State Council notice")
     return 0
