@@ -252,7 +252,6 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
                                               limit=len(catalog.tasks), offset=0)
             cases, total = await store.open_cases(conn, code, limit=limit, offset=offset)
         return DepartmentView(code=code, name=department.name, tasks=[with_calendar(t) for t in tasks],
-                              open_cases=cases,
-                              open_cases_total=total, limit=limit, offset=offset)
+                              open_cases=cases, open_cases_total=total, limit=limit, offset=offset)
 
     return router
