@@ -108,6 +108,8 @@ def _target(indicator: Indicator) -> str:
         text = f"{number(indicator.target)}–{number(indicator.target_max)}"
     else:
         text = f"{_COMPARISON[indicator.comparison]} {number(indicator.target)}"
+    if indicator.aspiration is not None:
+        text += f" (aiming for {number(indicator.aspiration)})"
     return text + (" (力争)" if indicator.aspirational else "")
 
 

@@ -151,6 +151,8 @@ class Indicator(_Record):
     deadline: date  # for a recurring indicator, the first period's end
     recurrence: Recurrence | None = None
     aspirational: bool = False  # 力争: a goal to strive for, not a commitment
+    # A better value the plan names beside the target ("2到3个": at most 3, 2 hoped for); shown, not judged.
+    aspiration: float | None = None
     feed: Feed
     source_text: str
     definition: str
@@ -163,7 +165,13 @@ class Indicator(_Record):
             raise ValueError("target_max must exceed target")
         if self.unit == "ratio" and not 0 <= self.target <= 1:
             raise ValueError("a ratio target is a fraction between 0 and 1")
+        if self.aspiration is not None and not _beyond(self.comparison, self.aspiration, self.target):
+            raise ValueError("an aspiration lies beyond the target, on the side the comparison favours")
         return self
+
+
+def _beyond(comparison: str, aspiration: float, target: float) -> bool:
+    return {"le": aspiration < target, "ge": aspiration > target}.get(comparison, False)
 
 
 class Catalog(_Record):

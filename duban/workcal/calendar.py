@@ -2,8 +2,10 @@
 
 Data comes from the `chinese_calendar` package for the years it covers and from committed
 extension files (`contracts/calendar/<year>.yaml`) for the years it does not cover yet or
-that need a correction. A date in a year that neither covers raises `CalendarCoverageError`:
-silently treating it as Mon–Fri would shift every deadline around a holiday.
+that need a correction. The years after the last covered one (`DUBAN_CALENDAR_PROVISIONAL_YEARS`,
+default 2) are derived from the statutory holidays and flagged provisional (duban/workcal/provisional.py)
+until their official schedule arrives. A date beyond those raises `CalendarCoverageError`: silently
+treating it as Mon–Fri would shift every deadline around a holiday.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import hashlib
 import os
 from array import array
 from collections import Counter
-from collections.abc import Container, Iterator
+from collections.abc import Collection, Container, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from importlib.metadata import version as package_version
@@ -23,13 +25,19 @@ import chinese_calendar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from duban.workcal import provisional
+
 CONTRACTS_DIR_ENV = "DUBAN_CONTRACTS_DIR"
+CALENDAR_DIR_ENV = "DUBAN_CALENDAR_DIR"
+PROVISIONAL_YEARS_ENV = "DUBAN_CALENDAR_PROVISIONAL_YEARS"
+DEFAULT_PROVISIONAL_YEARS = 2
 PACKAGE_ORIGIN = f"chinesecalendar {package_version('chinesecalendar')}"
 _REPO_CONTRACTS_DIR = Path(__file__).resolve().parents[2] / "contracts"
 
 
 class CalendarCoverageError(LookupError):
-    """No holiday data for `year`: neither the package nor an extension file covers it."""
+    """No holiday data for `year`: neither the package nor an extension file covers it, and it is
+    beyond the provisional years."""
 
     def __init__(self, year: int) -> None:
         super().__init__(
@@ -91,9 +99,11 @@ class CalendarFile(_Strict):
 @dataclass(frozen=True)
 class YearCoverage:
     year: int
-    origin: str  # the package and its version, or the extension file's name
+    origin: str  # the package and its version, the extension file's name, or the provisional rules
     notice: str | None  # the State Council notice an extension file cites
     overrides_package: bool = False
+    provisional: bool = False  # derived from the law: no 补假, no 调休; replaced when the notice arrives
+    checksum: str | None = None  # an extension file's data digest, as in the calendar version
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +126,13 @@ class _Year:
 
 
 def default_data_dir() -> Path:
+    if calendar_dir := os.environ.get(CALENDAR_DIR_ENV):
+        return Path(calendar_dir)
     return Path(os.environ.get(CONTRACTS_DIR_ENV) or _REPO_CONTRACTS_DIR) / "calendar"
+
+
+def default_provisional_years() -> int:
+    return int(os.environ.get(PROVISIONAL_YEARS_ENV) or DEFAULT_PROVISIONAL_YEARS)
 
 
 def load_calendar_file(path: Path) -> CalendarFile:
@@ -167,6 +183,27 @@ def _package_years() -> range:
 PACKAGE_YEARS = _package_years()
 
 
+def _digest(files: list[CalendarFile]) -> str:
+    # The parsed data rather than the bytes: comments and layout stay out of the version.
+    digest = hashlib.sha256()
+    for data in files:
+        digest.update(data.model_dump_json().encode())
+    return digest.hexdigest()[:12]
+
+
+def _provisional_years(official: Collection[int], ahead: int) -> tuple[int, ...]:
+    """The years without official data from the first official year through `ahead` years past the last."""
+    years = sorted(official)
+    if not years or ahead <= 0:
+        return ()
+    return tuple(year for year in range(years[0], years[-1] + ahead + 1) if year not in official)
+
+
+def provisional_rest_days(year: int) -> set[date]:
+    """The statutory holidays the law gives `year` (weekend ones stay weekend rest days: no 补假 guessed)."""
+    return {day for days in provisional.statutory_holidays(year).values() for day in days}
+
+
 class WorkingCalendar:
     """Working days in Asia/Shanghai civil dates.
 
@@ -174,7 +211,7 @@ class WorkingCalendar:
     between two dates are those after the start date up to and including the end date.
     """
 
-    def __init__(self, data_dir: Path | str | None = None) -> None:
+    def __init__(self, data_dir: Path | str | None = None, provisional_years: int | None = None) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         if not self.data_dir.is_dir():
             raise FileNotFoundError(
@@ -191,18 +228,26 @@ class WorkingCalendar:
             year: _flags(year, set(data.holiday_dates()), set(data.workday_dates()))
             for year, (_, data) in files.items()
         }
-        self._coverage = self._describe(files)
+        ahead = default_provisional_years() if provisional_years is None else provisional_years
+        self.provisional_years = _provisional_years(flags, ahead)
+        flags |= {year: _flags(year, provisional_rest_days(year), ()) for year in self.provisional_years}
+        self._coverage = self._describe(files, self.provisional_years)
         self._years = self._index(flags)
-        self.version = self._fingerprint(files)
+        self.version = self._fingerprint(files, self.provisional_years)
 
     def _load_files(self) -> list[tuple[Path, CalendarFile]]:
         return [(path, load_calendar_file(path)) for path in sorted(self.data_dir.glob("*.yaml"))]
 
     @staticmethod
-    def _describe(files: dict[int, tuple[Path, CalendarFile]]) -> list[YearCoverage]:
+    def _describe(files: dict[int, tuple[Path, CalendarFile]], provisional_years: tuple[int, ...]
+                  ) -> list[YearCoverage]:
         coverage = {year: YearCoverage(year, PACKAGE_ORIGIN, None) for year in PACKAGE_YEARS}
         for year, (path, data) in files.items():
-            coverage[year] = YearCoverage(year, path.name, data.source, overrides_package=year in PACKAGE_YEARS)
+            coverage[year] = YearCoverage(year, path.name, data.source, overrides_package=year in PACKAGE_YEARS,
+                                          checksum=_digest([data]))
+        for year in provisional_years:
+            coverage[year] = YearCoverage(year, provisional.ORIGIN, provisional.rule_set_for(year).name,
+                                          provisional=True)
         return [coverage[year] for year in sorted(coverage)]
 
     @staticmethod
@@ -220,15 +265,16 @@ class WorkingCalendar:
         return years
 
     @staticmethod
-    def _fingerprint(files: dict[int, tuple[Path, CalendarFile]]) -> str:
-        # Recorded with computed results so a later data correction can be traced; hashing the
-        # parsed data rather than the bytes keeps comments and layout out of the version.
-        if not files:
-            return PACKAGE_ORIGIN
-        digest = hashlib.sha256()
-        for year in sorted(files):
-            digest.update(files[year][1].model_dump_json().encode())
-        return f"{PACKAGE_ORIGIN}+files.{digest.hexdigest()[:12]}"
+    def _fingerprint(files: dict[int, tuple[Path, CalendarFile]], provisional_years: tuple[int, ...]) -> str:
+        # Recorded with computed results so a later data correction can be traced: the package
+        # version, a digest of the extension files and the provisional years. An official year
+        # arriving changes it (a file digest or the package version, and the provisional list).
+        version = PACKAGE_ORIGIN
+        if files:
+            version += f"+files.{_digest([files[year][1] for year in sorted(files)])}"
+        if provisional_years:
+            version += f"+provisional.{'.'.join(map(str, provisional_years))}"
+        return version
 
     def _year(self, day: date) -> _Year:
         if isinstance(day, datetime):
@@ -240,13 +286,26 @@ class WorkingCalendar:
             raise CalendarCoverageError(day.year) from None
 
     def covered_years(self) -> list[int]:
-        return list(self._years)
+        """Years with official data (package or extension file); provisional years are not covered."""
+        return [year for year in self._years if year not in self.provisional_years]
 
     def coverage_report(self) -> list[YearCoverage]:
         return list(self._coverage)
 
     def is_covered(self, year: int) -> bool:
-        return year in self._years
+        """Whether `year` has official data. A provisional year answers questions but is not covered."""
+        return year in self._years and year not in self.provisional_years
+
+    def is_provisional(self, year: int) -> bool:
+        return year in self.provisional_years
+
+    def provisional_between(self, start: date, end: date) -> tuple[int, ...]:
+        """The provisional years an answer about the dates from `start` to `end` (either order) rests on."""
+        first, last = sorted((start.year, end.year))
+        return tuple(year for year in self.provisional_years if first <= year <= last)
+
+    def touches_provisional(self, start: date, end: date) -> bool:
+        return bool(self.provisional_between(start, end))
 
     def is_workday(self, day: date) -> bool:
         year = self._year(day)

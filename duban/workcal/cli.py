@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     coverage = commands.add_parser("coverage", help="list the years with holiday data and where it comes from")
     coverage.add_argument(
         "--require", type=int, action="append", default=[], metavar="YEAR",
-        help="fail (exit 1) unless YEAR is covered; repeatable",
+        help="fail (exit 1) unless YEAR has official data (a provisional year does not count); repeatable",
     )
     coverage.set_defaults(handler=_coverage)
 
@@ -51,13 +51,18 @@ def _reporting_calendar_errors(handler: Callable[[argparse.Namespace], int]) -> 
 def _coverage(args: argparse.Namespace) -> int:
     calendar = WorkingCalendar()
     for entry in calendar.coverage_report():
+        if entry.provisional:
+            print(f"{entry.year}  provisional: statutory holidays of {entry.notice}; no 补假, no 调休 until the notice")
+            continue
         notice = f"  {entry.notice}" if entry.notice else ""
         correction = "  (corrects the package data)" if entry.overrides_package else ""
         print(f"{entry.year}  {entry.origin}{notice}{correction}")
     print(f"calendar data version: {calendar.version}")
     missing = [year for year in args.require if not calendar.is_covered(year)]
     for year in missing:
-        print(f"duban calendar: {CalendarCoverageError(year)}", file=sys.stderr)
+        reason = CalendarCoverageError(year)
+        state = " (only provisional)" if calendar.is_provisional(year) else ""
+        print(f"duban calendar: {reason}{state}", file=sys.stderr)
     return 1 if missing else 0
 
 
@@ -66,4 +71,7 @@ def _days(args: argparse.Namespace) -> int:
     calendar = WorkingCalendar()
     print(f"working days: {calendar.working_days_between(args.start, args.end)}")
     print(f"calendar days: {max((args.end - args.start).days, 0)}")
+    if years := calendar.provisional_between(args.start, args.end):
+        print(f"provisional: {', '.join(map(str, years))} derived from the statutory holidays;"
+              " 补假 and 调休 are not known until the State Council notice")
     return 0

@@ -64,6 +64,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
                           "departments": [asdict(f) for f in mine if f.department != ALL_DEPARTMENTS]})
         return {"period": period, "items": items,
                 "calendar": {"version": hours.calendar.version, "uncovered_cases": uncovered,
+                             "provisional_years": list(hours.calendar.provisional_years),
                              "covers_next_year": hours.calendar.is_covered(civil_date(datetime.now(timezone.utc)).year + 1)}}
 
     @router.get("/indicators/{indicator_id}")

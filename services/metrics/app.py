@@ -58,8 +58,8 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
 
     async def reclock(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
-            if done := await store.reclock_uncovered(conn, catalog, hours):
-                log.info("cases given a clock by the current calendar", cases=done, calendar=hours.calendar.version)
+            if done := await store.recompute_calendar(conn, catalog, hours):
+                log.info("clocks recomputed on the current calendar", cases=done, calendar=hours.calendar.version)
 
     return StreamService(
         name="metrics", settings=settings, schema=settings.schema_name, group=settings.consumer_group,

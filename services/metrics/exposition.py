@@ -54,6 +54,7 @@ class Snapshot:
     buckets: list[asyncpg.Record] = field(default_factory=list)
     uncovered: dict[tuple[str, str], int] = field(default_factory=dict)  # (case type, status) -> cases
     covered_years: list[int] = field(default_factory=list)
+    provisional_years: tuple[int, ...] = ()
     next_year_covered: bool = False
     current_periods: tuple[str, ...] = ()  # year, quarter and month of today (Asia/Shanghai)
 
@@ -71,6 +72,7 @@ async def take_snapshot(conn: asyncpg.Connection, catalog: Catalog, hours: Offic
     calendar = hours.calendar
     return Snapshot(taken_at=now, figures=figures, buckets=await store.read_duration_buckets(conn),
                     uncovered=uncovered, covered_years=calendar.covered_years(),
+                    provisional_years=calendar.provisional_years,
                     next_year_covered=calendar.is_covered(today.year + 1), current_periods=periods_of(today))
 
 
@@ -86,6 +88,7 @@ class IndicatorCollector(Collector):
                 ("value", "The indicator's value for the period (absent when no case was measured)"),
                 ("target", "The target (the lower end for a range)"),
                 ("target_max", "The upper end of a range target"),
+                ("aspiration", "The better value the plan names beside the target (2到3个: at most 3, aiming for 2)"),
                 ("samples", "Cases measured in the period (reports received, for a reported indicator)"),
                 ("open_cases", "Open cases that may still close in the period (running periods only)"),
                 ("compliant", "1 when the value meets the target, 0 when not; absent without a value"),
@@ -93,16 +96,19 @@ class IndicatorCollector(Collector):
                 ("forecast_breach", "1 when even the forecast misses the target: a certain breach"),
                 ("light", "0 green, 1 yellow, 2 red (DESIGN §5); absent without a value or forecast"),
                 ("as_of_timestamp_seconds", "When the published value last changed"),
+                ("provisional", "1 when a clock behind the figure rests on a provisional calendar year"),
             )
         }
         for fig in snap.figures:
             labels = [fig.indicator, fig.period, fig.unit, fig.department]
-            optional = {"value": fig.value, "target_max": fig.target_max, "forecast": fig.forecast,
+            optional = {"value": fig.value, "target_max": fig.target_max, "aspiration": fig.aspiration,
+                        "forecast": fig.forecast,
                         "compliant": None if fig.compliant is None else int(fig.compliant),
                         "forecast_breach": None if fig.forecast is None else int(fig.certain_breach),
                         "light": LIGHT_CODES.get(fig.light),
                         "as_of_timestamp_seconds": fig.as_of.timestamp() if fig.as_of else None}
-            always = {"target": fig.target, "samples": fig.samples, "open_cases": fig.open_cases}
+            always = {"target": fig.target, "samples": fig.samples, "open_cases": fig.open_cases,
+                      "provisional": int(fig.provisional)}
             for name, value in (*always.items(), *optional.items()):
                 if value is not None:
                     families[name].add_metric(labels, value)
@@ -133,6 +139,13 @@ class IndicatorCollector(Collector):
         for year in snap.covered_years:
             covered.add_metric([str(year)], 1)
         yield covered
+        provisional = GaugeMetricFamily(
+            "duban_calendar_provisional_year",
+            "1 for each year answered from the statutory holidays alone until its official schedule arrives",
+            labels=["year"])
+        for year in snap.provisional_years:
+            provisional.add_metric([str(year)], 1)
+        yield provisional
         yield GaugeMetricFamily("duban_calendar_covers_next_year",
                                 "1 when the working-day calendar covers next year (Asia/Shanghai)",
                                 value=int(snap.next_year_covered))

@@ -94,6 +94,7 @@ class Clock(NamedTuple):
     calendar_days: int
     working_days: int
     working_hours: float
+    provisional: bool = False  # the case's dates reach a provisional calendar year (docs/calendar.md)
 
     def in_unit(self, unit: str) -> float:
         return getattr(self, unit)
@@ -116,7 +117,9 @@ def read_clock(hours: OfficeHours, *, opened_at: datetime, pauses: Iterable[tupl
         durations = case_durations(hours=hours, opened_at=opened_at, closed_at=closed_at, as_of=as_of, pauses=pauses)
     except CalendarCoverageError as exc:
         return ClockReading(None, str(exc), exc.year)
-    return ClockReading(Clock(durations.calendar_days, durations.working_days, durations.working_hours))
+    end = min(moment for moment in (closed_at, as_of) if moment is not None)
+    provisional = hours.calendar.touches_provisional(civil_date(opened_at), civil_date(end))
+    return ClockReading(Clock(durations.calendar_days, durations.working_days, durations.working_hours, provisional))
 
 
 def civil_date(moment: datetime) -> date:
@@ -149,6 +152,7 @@ class Sums:
     maximum: float | None = None
     unmeasured: int = 0  # closed cases without a clock: in the population, not in the figure
     reported: float | None = None  # latest reported figure (aggregate "value")
+    provisional: int = 0  # measured cases whose clock rests on a provisional calendar year
 
 
 def measure(ind: Indicator, case: CaseFacts) -> float | None:
@@ -160,9 +164,16 @@ def measure(ind: Indicator, case: CaseFacts) -> float | None:
     return None if case.clock is None else case.clock.in_unit(ind.unit)
 
 
+def uses_clock(ind: Indicator) -> bool:
+    return ind.aggregate != "ratio" and ind.unit in CLOCK_UNITS
+
+
 def contribution(ind: Indicator, case: CaseFacts) -> Sums:
     value = measure(ind, case)
-    return Sums(unmeasured=1) if value is None else Sums(n=1, total=value, maximum=value)
+    if value is None:
+        return Sums(unmeasured=1)
+    provisional = int(uses_clock(ind) and case.clock.provisional)
+    return Sums(n=1, total=value, maximum=value, provisional=provisional)
 
 
 # --- a period's value and its target ---------------------------------------------------------------
@@ -248,6 +259,8 @@ class Figure:
     certain_breach: bool
     light: Light | None
     as_of: datetime | None
+    provisional: bool = False  # a clock behind the value or forecast rests on a provisional calendar year
+    aspiration: float | None = None  # the better value the plan names beside the target, shown only
 
 
 def evaluate(ind: Indicator, *, period: str, department: str, sums: Sums, open_clocks: Sequence[Clock | None],
@@ -266,10 +279,12 @@ def evaluate(ind: Indicator, *, period: str, department: str, sums: Sums, open_c
         light = "yellow"
     else:
         light = "green"
+    provisional = sums.provisional > 0 or (uses_clock(ind) and any(c and c.provisional for c in open_clocks))
     return Figure(
         indicator=ind.id, period=period, department=department, unit=ind.unit, value=value, samples=sums.n,
         unmeasured=sums.unmeasured, open_cases=len(open_clocks), target=ind.target, target_max=ind.target_max,
-        compliant=compliant, forecast=best, certain_breach=certain_breach, light=light, as_of=as_of)
+        compliant=compliant, forecast=best, certain_breach=certain_breach, light=light, as_of=as_of,
+        provisional=provisional, aspiration=ind.aspiration)
 
 
 def build_figures(catalog: Catalog, sums: Mapping[tuple[str, str, str], tuple[Sums, datetime | None]],

@@ -35,7 +35,7 @@ from services.metrics.indicators import (
 # Histogram buckets in working days: the plan's targets (docs/metrics.md).
 DURATION_BUCKETS = (1.0, 3.0, 5.0, 7.0, 13.0, 15.0, 50.0, 90.0, 180.0, math.inf)
 
-SUMS_COLUMNS = "indicator_id, period, department, n, total, maximum, unmeasured, reported, value, as_of"
+SUMS_COLUMNS = "indicator_id, period, department, n, total, maximum, unmeasured, reported, value, as_of, provisional"
 
 
 @dataclass(frozen=True)
@@ -64,14 +64,14 @@ class ClosedCase:
 
 def facts_of(row: asyncpg.Record) -> CaseFacts:
     clock = None if row["working_days"] is None else Clock(row["calendar_days"], row["working_days"],
-                                                          row["working_hours"])
+                                                          row["working_hours"], row["calendar_provisional"])
     return CaseFacts(row["case_type"], row["department"], row["closed_on"], row["steps"], row["handled_instantly"],
                      row["trips"], clock)
 
 
 def sums_of(row: asyncpg.Record) -> Sums:
     return Sums(n=row["n"], total=row["total"], maximum=row["maximum"], unmeasured=row["unmeasured"],
-                reported=row["reported"])
+                reported=row["reported"], provisional=row["provisional"])
 
 
 # --- cases -----------------------------------------------------------------------------------------
@@ -95,25 +95,27 @@ async def close_case(conn: asyncpg.Connection, catalog: Catalog, case: ClosedCas
     if old is not None and old["status"] == "closed":
         if facts_of(old) == case.facts and old["ended_at"] == case.closed_at:
             return
-        await _count(conn, catalog, old["case_id"], facts_of(old), sign=-1, cause=cause)
+        await _count(conn, catalog, old["case_id"], facts_of(old), sign=-1, cause=cause,
+                     calendar_version=case.calendar_version)
     clock = case.reading.clock
     await conn.execute(
         "INSERT INTO cases (case_id, case_type, department, status, opened_at, ended_at, closed_on, outcome,"
         " handled_instantly, trips, steps, paused_intervals, calendar_days, working_days, working_hours,"
-        " calendar_version, clock_error, uncovered_year)"
-        " VALUES ($1, $2, $3, 'closed', $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17)"
+        " calendar_provisional, calendar_version, clock_error, uncovered_year)"
+        " VALUES ($1, $2, $3, 'closed', $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13, $14, $15, $16, $17, $18)"
         " ON CONFLICT (department, case_id) DO UPDATE SET case_type = EXCLUDED.case_type,"
         " status = 'closed', opened_at = EXCLUDED.opened_at, ended_at = EXCLUDED.ended_at,"
         " closed_on = EXCLUDED.closed_on, outcome = EXCLUDED.outcome, handled_instantly = EXCLUDED.handled_instantly,"
         " trips = EXCLUDED.trips, steps = EXCLUDED.steps, paused_intervals = EXCLUDED.paused_intervals,"
         " calendar_days = EXCLUDED.calendar_days, working_days = EXCLUDED.working_days,"
-        " working_hours = EXCLUDED.working_hours, calendar_version = EXCLUDED.calendar_version,"
+        " working_hours = EXCLUDED.working_hours, calendar_provisional = EXCLUDED.calendar_provisional,"
+        " calendar_version = EXCLUDED.calendar_version,"
         " clock_error = EXCLUDED.clock_error, uncovered_year = EXCLUDED.uncovered_year, updated_at = now()",
         case.case_id, case.case_type, case.department, case.opened_at, case.closed_at, case.closed_on, case.outcome,
         case.handled_instantly, case.trips, case.steps, json.dumps(case.paused_intervals),
-        *(clock if clock else (None, None, None)), case.calendar_version, case.reading.error,
+        *(clock if clock else (None, None, None, False)), case.calendar_version, case.reading.error,
         case.reading.uncovered_year)
-    await _count(conn, catalog, case.case_id, case.facts, sign=1, cause=cause)
+    await _count(conn, catalog, case.case_id, case.facts, sign=1, cause=cause, calendar_version=case.calendar_version)
 
 
 async def cancel_case(conn: asyncpg.Connection, catalog: Catalog, *, case_id: str, case_type: str, department: str,
@@ -123,12 +125,14 @@ async def cancel_case(conn: asyncpg.Connection, catalog: Catalog, *, case_id: st
     old = await conn.fetchrow("SELECT * FROM cases WHERE department = $1 AND case_id = $2 FOR UPDATE",
                               department, case_id)
     if old is not None and old["status"] == "closed":
-        await _count(conn, catalog, case_id, facts_of(old), sign=-1, cause=cause)
+        await _count(conn, catalog, case_id, facts_of(old), sign=-1, cause=cause,
+                     calendar_version=old["calendar_version"])
     await conn.execute(
         "INSERT INTO cases (case_id, case_type, department, status, opened_at, ended_at)"
         " VALUES ($1, $2, $3, 'cancelled', $4, $5)"
         " ON CONFLICT (department, case_id) DO UPDATE SET status = 'cancelled', ended_at = EXCLUDED.ended_at, closed_on = NULL,"
-        " calendar_days = NULL, working_days = NULL, working_hours = NULL, clock_error = NULL,"
+        " calendar_days = NULL, working_days = NULL, working_hours = NULL, calendar_provisional = false,"
+        " clock_error = NULL,"
         " uncovered_year = NULL, updated_at = now()",
         case_id, case_type, department, opened_at, cancelled_at)
 
@@ -140,19 +144,20 @@ def _sums_rows(catalog: Catalog, facts: CaseFacts, sign: int) -> list[tuple]:
         for period in periods_of(facts.closed_on):
             for department in (facts.department, ALL_DEPARTMENTS):
                 rows.append((ind.id, period, department, sign * part.n, sign * part.total,
-                             part.maximum if sign > 0 else None, sign * part.unmeasured))
+                             part.maximum if sign > 0 else None, sign * part.unmeasured, sign * part.provisional))
     return rows
 
 
 async def _count(conn: asyncpg.Connection, catalog: Catalog, case_id: str, facts: CaseFacts, *, sign: int,
-                 cause: str) -> None:
+                 cause: str, calendar_version: str) -> None:
     """Add (sign 1) or take out (sign -1) one closed case from its sums and its histogram bucket."""
     rows = await conn.fetch(
-        "INSERT INTO indicator_sums AS s (indicator_id, period, department, n, total, maximum, unmeasured)"
-        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::float8[], $6::float8[], $7::int[])"
+        "INSERT INTO indicator_sums AS s (indicator_id, period, department, n, total, maximum, unmeasured, provisional)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::float8[], $6::float8[], $7::int[],"
+        " $8::int[])"
         " ON CONFLICT (indicator_id, period, department) DO UPDATE SET n = s.n + EXCLUDED.n,"
         " total = s.total + EXCLUDED.total, maximum = GREATEST(s.maximum, EXCLUDED.maximum),"
-        " unmeasured = s.unmeasured + EXCLUDED.unmeasured"
+        " unmeasured = s.unmeasured + EXCLUDED.unmeasured, provisional = s.provisional + EXCLUDED.provisional"
         f" RETURNING {SUMS_COLUMNS}",
         *map(list, zip(*_sums_rows(catalog, facts, sign), strict=True)))
     if sign < 0:
@@ -161,7 +166,7 @@ async def _count(conn: asyncpg.Connection, catalog: Catalog, case_id: str, facts
                 if catalog.indicator(r["indicator_id"]).aggregate == "max"
                 and r["maximum"] == measure(catalog.indicator(r["indicator_id"]), facts)
                 else r for r in rows]
-    await publish(conn, catalog, rows, cause=cause)
+    await publish(conn, catalog, rows, cause=cause, calendar_version=calendar_version)
     if facts.clock is not None:
         days = facts.clock.working_days
         le = next(b for b in DURATION_BUCKETS if days <= b)
@@ -212,8 +217,10 @@ async def record_report(conn: asyncpg.Connection, catalog: Catalog, *, source: s
 # --- published values ------------------------------------------------------------------------------
 
 
-async def publish(conn: asyncpg.Connection, catalog: Catalog, rows: Iterable[asyncpg.Record], *, cause: str) -> None:
-    """Store each row's value as computed from its sums; a changed value gets a new as_of and a history row."""
+async def publish(conn: asyncpg.Connection, catalog: Catalog, rows: Iterable[asyncpg.Record], *, cause: str,
+                  calendar_version: str | None = None) -> None:
+    """Store each row's value as computed from its sums; a changed value gets a new as_of and a history row,
+    which records the calendar version that computed the clocks behind it (None for reported figures)."""
     changed = []
     for row in rows:
         value = value_of(catalog.indicator(row["indicator_id"]), sums_of(row))
@@ -227,26 +234,27 @@ async def publish(conn: asyncpg.Connection, catalog: Catalog, rows: Iterable[asy
         "  AS v (indicator_id, period, department, value, samples)),"
         " u AS (UPDATE indicator_sums s SET value = v.value, as_of = now() FROM v"
         "  WHERE (s.indicator_id, s.period, s.department) = (v.indicator_id, v.period, v.department))"
-        " INSERT INTO indicator_history (indicator_id, period, department, value, samples, as_of, cause)"
-        " SELECT indicator_id, period, department, value, samples, now(), $6 FROM v",
-        *columns, cause)
+        " INSERT INTO indicator_history (indicator_id, period, department, value, samples, as_of, cause,"
+        " calendar_version) SELECT indicator_id, period, department, value, samples, now(), $6, $7 FROM v",
+        *columns, cause, calendar_version)
 
 
 # --- rebuilding from the stored cases --------------------------------------------------------------
 
 
-async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, chunk: int = 20_000) -> int:
+async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, calendar_version: str | None = None,
+                  chunk: int = 20_000) -> int:
     """Recompute every case-fed sum and the duration histogram from the cases table, in one pass, with
     the same arithmetic as the event path. For a bulk load, and after a definition or calendar change.
     Values that change are published with a history row; returns the number of cases read."""
-    sums: dict[tuple[str, str, str], list] = defaultdict(lambda: [0, 0.0, None, 0])
+    sums: dict[tuple[str, str, str], list] = defaultdict(lambda: [0, 0.0, None, 0, 0])
     buckets: dict[tuple[str, str, float], list] = defaultdict(lambda: [0, 0.0])
     indicators = {t: catalog.indicators_for_case_type(t) for t in catalog.case_types}
     read = 0
     async with conn.transaction():
         cursor = await conn.cursor(
             "SELECT case_type, department, closed_on, steps, handled_instantly, trips, calendar_days, working_days,"
-            " working_hours FROM cases WHERE status = 'closed'")
+            " working_hours, calendar_provisional FROM cases WHERE status = 'closed'")
         while records := await cursor.fetch(chunk):
             read += len(records)
             for row in records:
@@ -259,6 +267,7 @@ async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, chu
                         acc[0] += part.n
                         acc[1] += part.total
                         acc[3] += part.unmeasured
+                        acc[4] += part.provisional
                         if part.maximum is not None and (acc[2] is None or part.maximum > acc[2]):
                             acc[2] = part.maximum
                 if facts.clock is not None:
@@ -267,20 +276,22 @@ async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, chu
                     acc[0] += 1
                     acc[1] += days
         case_fed = [i.id for i in catalog.indicators if i.feed.kind == "case"]
-        await conn.execute("UPDATE indicator_sums SET n = 0, total = 0, maximum = NULL, unmeasured = 0"
+        await conn.execute("UPDATE indicator_sums SET n = 0, total = 0, maximum = NULL, unmeasured = 0, provisional = 0"
                            " WHERE indicator_id = ANY($1::text[])", case_fed)
         await conn.execute("CREATE TEMP TABLE rebuilt_sums (LIKE indicator_sums INCLUDING DEFAULTS) ON COMMIT DROP")
         await conn.copy_records_to_table(
-            "rebuilt_sums", columns=["indicator_id", "period", "department", "n", "total", "maximum", "unmeasured"],
+            "rebuilt_sums",
+            columns=["indicator_id", "period", "department", "n", "total", "maximum", "unmeasured", "provisional"],
             records=[(*key, *acc) for key, acc in sums.items()])
         await conn.execute(
-            "INSERT INTO indicator_sums AS s (indicator_id, period, department, n, total, maximum, unmeasured)"
-            " SELECT indicator_id, period, department, n, total, maximum, unmeasured FROM rebuilt_sums"
-            " ON CONFLICT (indicator_id, period, department) DO UPDATE SET"
-            " n = EXCLUDED.n, total = EXCLUDED.total, maximum = EXCLUDED.maximum, unmeasured = EXCLUDED.unmeasured")
+            "INSERT INTO indicator_sums AS s (indicator_id, period, department, n, total, maximum, unmeasured,"
+            " provisional) SELECT indicator_id, period, department, n, total, maximum, unmeasured, provisional"
+            " FROM rebuilt_sums ON CONFLICT (indicator_id, period, department) DO UPDATE SET"
+            " n = EXCLUDED.n, total = EXCLUDED.total, maximum = EXCLUDED.maximum, unmeasured = EXCLUDED.unmeasured,"
+            " provisional = EXCLUDED.provisional")
         rows = await conn.fetch(f"SELECT {SUMS_COLUMNS} FROM indicator_sums WHERE indicator_id = ANY($1::text[])",
                                 case_fed)
-        await publish(conn, catalog, rows, cause=cause)
+        await publish(conn, catalog, rows, cause=cause, calendar_version=calendar_version)
         await conn.execute("TRUNCATE case_duration_buckets")
         await conn.copy_records_to_table(
             "case_duration_buckets", columns=["case_type", "department", "le", "count", "sum"],
@@ -324,7 +335,8 @@ async def list_period_cases(conn: asyncpg.Connection, *, case_type: str, period:
                             limit: int, offset: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         "SELECT case_id, department, opened_at, ended_at AS closed_at, closed_on, outcome, handled_instantly, trips,"
-        " steps, paused_intervals, calendar_days, working_days, working_hours, calendar_version, clock_error"
+        " steps, paused_intervals, calendar_days, working_days, working_hours,"
+        " calendar_provisional AS provisional, calendar_version, clock_error"
         " FROM cases WHERE status = 'closed' AND case_type = $1 AND closed_on BETWEEN $2 AND $3"
         " AND ($4 = $5 OR department = $4) ORDER BY closed_on, case_id LIMIT $6 OFFSET $7",
         case_type, period.first, period.last, department, ALL_DEPARTMENTS, limit, offset)
@@ -334,29 +346,37 @@ async def read_history(conn: asyncpg.Connection, *, indicator_id: str, period: s
                        latest: int) -> list[asyncpg.Record]:
     """The `latest` published values, oldest first."""
     rows = await conn.fetch(
-        "SELECT value, samples, as_of, cause FROM indicator_history"
+        "SELECT value, samples, as_of, cause, calendar_version FROM indicator_history"
         " WHERE indicator_id = $1 AND period = $2 AND department = $3 ORDER BY as_of DESC, id DESC LIMIT $4",
         indicator_id, period, department, latest)
     return rows[::-1]
 
 
-async def reclock_uncovered(conn: asyncpg.Connection, catalog: Catalog, hours: OfficeHours) -> int:
-    """Give a clock to the closed cases stored without one whose years the calendar now covers (a year
-    file was added): each replaces its earlier self in the sums, with a history row per changed value.
-    Returns how many cases got a clock."""
-    done = 0
-    for row in await conn.fetch("SELECT * FROM cases WHERE clock_error IS NOT NULL AND status = 'closed'"):
+async def recompute_calendar(conn: asyncpg.Connection, catalog: Catalog, hours: OfficeHours, *,
+                             every_case: bool = False) -> int:
+    """Recompute the clocks of the closed cases computed on a provisional calendar year or stored without
+    a clock (or, with `every_case`, of every closed case: after a correction of an official year), by
+    another calendar version than `hours.calendar`'s (an official year file arrived, the package was
+    upgraded). A changed clock replaces the case's earlier self in the sums, each changed
+    value published with a history row naming the new version; the earlier rows keep the version that
+    computed them. Returns how many cases got a different clock."""
+    version, changed = hours.calendar.version, 0
+    rows = await conn.fetch("SELECT * FROM cases WHERE status = 'closed' AND ($2 OR calendar_provisional"
+                            " OR clock_error IS NOT NULL) AND calendar_version IS DISTINCT FROM $1", version, every_case)
+    for row in rows:
         pauses = [(datetime.fromisoformat(p["from"]), datetime.fromisoformat(p["to"]), p["reason"])
                   for p in json.loads(row["paused_intervals"])]
         reading = read_clock(hours, opened_at=row["opened_at"], closed_at=row["ended_at"], pauses=pauses)
-        if reading.clock is None:
-            continue
         async with conn.transaction():
-            await close_case(conn, catalog, ClosedCase(
-                case_id=row["case_id"], case_type=row["case_type"], department=row["department"],
-                opened_at=row["opened_at"], closed_at=row["ended_at"], closed_on=row["closed_on"],
-                outcome=row["outcome"], handled_instantly=row["handled_instantly"], trips=row["trips"],
-                steps=row["steps"], paused_intervals=json.loads(row["paused_intervals"]), reading=reading,
-                calendar_version=hours.calendar.version), cause=f"calendar {hours.calendar.version}")
-        done += 1
-    return done
+            if reading.clock != facts_of(row).clock:
+                await close_case(conn, catalog, ClosedCase(
+                    case_id=row["case_id"], case_type=row["case_type"], department=row["department"],
+                    opened_at=row["opened_at"], closed_at=row["ended_at"], closed_on=row["closed_on"],
+                    outcome=row["outcome"], handled_instantly=row["handled_instantly"], trips=row["trips"],
+                    steps=row["steps"], paused_intervals=json.loads(row["paused_intervals"]), reading=reading,
+                    calendar_version=version), cause=f"calendar {version}")
+                changed += 1
+            else:  # same clock (still provisional, or the official year agrees): only the version moves on
+                await conn.execute("UPDATE cases SET calendar_version = $1 WHERE department = $2 AND case_id = $3",
+                                   version, row["department"], row["case_id"])
+    return changed

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Callable
+from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
 import asyncpg
@@ -11,7 +12,10 @@ from pydantic import BaseModel, Field
 
 from duban.catalog import Catalog
 from duban.problems import Problem
+from duban.workcal import WorkingCalendar
 from services.tracker import store
+from services.tracker.domain.instants import civil_date
+from services.tracker.evaluation import TaskEvaluator
 
 Status = Literal["not_started", "in_progress", "done", "blocked"]
 LightName = Literal["green", "yellow", "red"]
@@ -36,6 +40,9 @@ class Task(BaseModel):
         description="calendar_days: the working-day calendar lacks `light_uncovered_year`, so the 10-working-day"
                     " rule was applied as 14 calendar days")
     light_uncovered_year: int | None
+    provisional: bool = Field(
+        False, description="the light counts working days in a provisional calendar year (statutory holidays only,"
+                           " no 补假 or 调休 until the State Council notice; docs/calendar.md)")
     next_due: date | None = Field(description="the deadline that decides the light")
     last_report_at: datetime | None = Field(description="event time of the current report")
     last_reporter: str | None = Field(description="source of the current report")
@@ -60,6 +67,8 @@ class MilestoneOccurrence(BaseModel):
     due: date
     starts: date
     status: Literal["open", "done", "overdue"]
+    retroactive: bool = Field(False, description="due before the plan was issued: judged by `grace_until`")
+    grace_until: date | None = Field(None, description="a retroactive milestone turns overdue after this date")
     done_at: datetime | None
     done_by: str | None
     done_event_id: str | None
@@ -157,8 +166,22 @@ def get_pool(request: Request) -> asyncpg.Pool:
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 
-def make_router(catalog: Catalog) -> APIRouter:
+def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
+                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> APIRouter:
     router = APIRouter(prefix="/v1")
+    evaluator = evaluator or TaskEvaluator(catalog, WorkingCalendar())
+    calendar, issued = evaluator.calendar, catalog.plan.issued
+
+    def with_calendar(task: dict) -> dict:
+        """What the stored light rests on: a provisional calendar year between today and its deadline."""
+        due = task["next_due"]
+        counted = task["light_basis"] == "working_days" and task["light_reason"] in ("on_track", "deadline_near")
+        task["provisional"] = bool(due and counted and calendar.touches_provisional(civil_date(clock()), due))
+        return task
+
+    def with_grace(milestone: dict) -> dict:
+        retroactive = milestone["due"] < issued
+        return {**milestone, "retroactive": retroactive, "grace_until": evaluator.grace_until if retroactive else None}
 
     def department_or_404(code: str):
         try:
@@ -183,7 +206,7 @@ def make_router(catalog: Catalog) -> APIRouter:
         async with pool.acquire() as conn:
             items, total = await store.list_tasks(conn, area=area, task_ids=task_ids, status=status, light=light,
                                                   limit=limit, offset=offset)
-        return TaskPage(items=items, total=total, limit=limit, offset=offset)
+        return TaskPage(items=[with_calendar(t) for t in items], total=total, limit=limit, offset=offset)
 
     @router.get("/tasks/{task_id}", response_model=TaskDetail)
     async def get_task(pool: Pool, task_id: str) -> dict:
@@ -191,7 +214,7 @@ def make_router(catalog: Catalog) -> APIRouter:
             task = await store.get_task(conn, task_id)
         if task is None:
             raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
-        return task
+        return {**with_calendar(task), "milestones": [with_grace(m) for m in task["milestones"]]}
 
     async def case_of(pool: asyncpg.Pool, department: str, case_id: str) -> dict:
         async with pool.acquire() as conn:
@@ -228,7 +251,7 @@ def make_router(catalog: Catalog) -> APIRouter:
             tasks, _ = await store.list_tasks(conn, area=None, task_ids=task_ids, status=None, light=None,
                                               limit=len(catalog.tasks), offset=0)
             cases, total = await store.open_cases(conn, code, limit=limit, offset=offset)
-        return DepartmentView(code=code, name=department.name, tasks=tasks, open_cases=cases,
-                              open_cases_total=total, limit=limit, offset=offset)
+        return DepartmentView(code=code, name=department.name, tasks=[with_calendar(t) for t in tasks],
+                              open_cases=cases, open_cases_total=total, limit=limit, offset=offset)
 
     return router

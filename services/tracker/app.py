@@ -19,7 +19,7 @@ from services.tracker.settings import TrackerSettings
 def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     settings = settings or TrackerSettings()
     catalog = load_catalog()
-    evaluator = TaskEvaluator(catalog, WorkingCalendar())
+    evaluator = TaskEvaluator(catalog, WorkingCalendar(), settings.retroactive_grace_working_days)
 
     async def seed_tasks(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
@@ -29,7 +29,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         name="tracker", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_dept_events,
         make_handler=lambda pool: TrackerHandlers(catalog, evaluator, settings.clock),
-        routers=[api.make_router(catalog)], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
+        routers=[api.make_router(catalog, evaluator, settings.clock)], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
         batch_size=settings.batch_size, retry_budget_s=settings.retry_budget_s, validate=validate_by_model,
         background=[reevaluation_job(evaluator, settings.clock, settings.reevaluate_interval_s)],
     ).create_app()

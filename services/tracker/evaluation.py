@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 import structlog
@@ -20,7 +20,13 @@ from duban.outbox import Change
 from duban.workcal import WorkingCalendar
 from services.tracker import store
 from services.tracker.domain.instants import civil_date, utc
-from services.tracker.domain.tasks import Completion, occurrences, task_light
+from services.tracker.domain.tasks import (
+    RETROACTIVE_GRACE_WORKING_DAYS,
+    Completion,
+    occurrences,
+    retroactive_grace,
+    task_light,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +47,12 @@ _TASK_ROW = ("id", "status", "percent", "last_report_at", "last_reporter", "last
 class TaskEvaluator:
     catalog: Catalog
     calendar: WorkingCalendar
+    retroactive_grace_days: int = RETROACTIVE_GRACE_WORKING_DAYS
+
+    @property
+    def grace_until(self) -> date:
+        """The deadline of the milestones that fell due before the plan was issued."""
+        return retroactive_grace(self.catalog.plan.issued, self.calendar, self.retroactive_grace_days)
 
     async def refresh(self, conn: asyncpg.Connection, task_ids: Iterable[str], now: datetime) -> int:
         """Bring the given tasks up to date as of `now`; returns the number of change events recorded."""
@@ -56,7 +68,8 @@ class TaskEvaluator:
             task, row, report = self.catalog.task(task_id), tasks[task_id], reports.get(task_id)
             done = [Completion(c["milestone_id"], civil_date(c["event_time"]), (c["event_time"], c["source"], c["event_id"]),
                                c["source"], c["event_id"]) for c in completions.get(task_id, ())]
-            occs = occurrences(task.milestones, done, plan_issued=self.catalog.plan.issued, today=today)
+            occs = occurrences(task.milestones, done, plan_issued=self.catalog.plan.issued, today=today,
+                               grace_until=self.grace_until)
             status = report["status"] if report else row["status"]
             done_on = civil_date(report["event_time"]) if report and status == "done" else None
             light = task_light(occs, status=status, done_on=done_on, today=today, calendar=self.calendar)

@@ -14,6 +14,9 @@ class TrackerSettings(ServiceSettings):
     reevaluate_interval_s: float = Field(300.0, gt=0)
     # Transient failures are retried this long before the process exits without acknowledging its batch.
     retry_budget_s: float = Field(60.0, gt=0)
+    # A milestone due before the plan's issue date may be reported done this many working days after it
+    # before it turns red (docs/tracker.md).
+    retroactive_grace_working_days: int = Field(10, ge=0)
     # Evaluate lights as of this instant instead of the wall clock (drills, what-if, tests).
     fixed_now: AwareDatetime | None = None
 

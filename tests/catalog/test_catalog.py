@@ -8,8 +8,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from duban.catalog import Catalog, CatalogError, default_directory, load_catalog, parse_due_phrases
+from duban.catalog.models import Indicator
 
 PLAN_DIR = Path(__file__).resolve().parents[2] / "contracts" / "plan"
 END_2021 = date(2021, 12, 31)
@@ -234,7 +236,7 @@ INDICATORS = {
         "T02", "working_days", "mean", "le", 50, None, END_2021, "case", "building_permit", ["construction", ADMIN]
     ),
     "power_connection_steps": (
-        "T08", "steps", "max", "between", 2, 3, END_2021, "case", "power_connection_low_voltage",
+        "T08", "steps", "max", "le", 3, None, END_2021, "case", "power_connection_low_voltage",
         ["power-supply-center"],
     ),
     "power_connection_days": (
@@ -273,8 +275,17 @@ def test_indicator_targets(catalog: Catalog, indicator_id: str) -> None:
 
 def test_indicator_flags(catalog: Catalog) -> None:
     assert {i.id for i in catalog.indicators if i.aspirational} == {"new_high_tech_enterprises"}
+    # "用电报装环节压缩至2到3个": at most 3 is the commitment, 2 the aspiration shown beside it.
+    assert {i.id: i.aspiration for i in catalog.indicators if i.aspiration is not None} == {
+        "power_connection_steps": 2}
     assert {i.id for i in catalog.indicators if i.recurrence == "yearly"} == {"policy_review_ratio"}
     assert catalog.indicator("simple_bankruptcy_days").source_text == "2021年底将简易破产案件平均审理周期控制在180天内"
+
+
+def test_an_aspiration_lies_beyond_the_target(catalog: Catalog) -> None:
+    steps = catalog.indicator("power_connection_steps").model_dump()
+    with pytest.raises(ValidationError, match="aspiration lies beyond the target"):
+        Indicator.model_validate({**steps, "aspiration": 4})
 
 
 def test_case_types_and_their_senders(catalog: Catalog) -> None:

@@ -46,12 +46,28 @@ async def test_indicator_lists_its_cases_and_clocks(feed, client):
 
 
 async def test_uncovered_cases_are_surfaced(feed, client):
-    await feed.closed("U1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00")
-    listing = (await client.get("/v1/indicators", params={"period": "2027"})).json()
+    await feed.closed("U1", REFUND, TAX, "2028-12-28 09:00", "2029-01-06 09:00")
+    listing = (await client.get("/v1/indicators", params={"period": "2029"})).json()
     assert listing["calendar"]["uncovered_cases"] == {REFUND: 1}
-    detail = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2027"})).json()
+    detail = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2029"})).json()
     assert (detail["value"], detail["unmeasured"], detail["compliant"]) == (None, 1, None)
-    assert "2027" in detail["cases"]["items"][0]["clock_error"]
+    assert "2029" in detail["cases"]["items"][0]["clock_error"]
+
+
+async def test_figures_on_a_provisional_year_say_so(feed, client):
+    await feed.closed("V1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00")
+    await feed.closed("V2", REFUND, TAX, "2026-11-02 09:00", "2026-11-04 09:00")
+    listing = (await client.get("/v1/indicators", params={"period": "2027"})).json()
+    assert listing["calendar"]["provisional_years"] == [2027, 2028]
+    power = next(i for i in listing["items"] if i["indicator"] == "power_connection_steps")
+    assert (power["comparison"], power["target"], power["aspiration"]) == ("le", 3, 2)
+    refund = next(i for i in listing["items"] if i["indicator"] == "export_tax_refund_days")
+    assert (refund["value"], refund["provisional"]) == (6.0, True)
+    detail = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2027"})).json()
+    assert [(c["case_id"], c["provisional"]) for c in detail["cases"]["items"]] == [("V1", True)]
+    covered = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2026"})).json()
+    assert (covered["value"], covered["provisional"]) == (2.0, False)
+    assert [c["provisional"] for c in covered["cases"]["items"]] == [False]
 
 
 @pytest.mark.parametrize(("path", "params", "status", "kind"), [

@@ -129,12 +129,13 @@ async def test_open_cases_flag_a_certain_breach(feed, pool):
 
 
 async def test_uncovered_year_stores_the_case_without_a_clock(feed, pool):
-    await feed.closed("U1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00", trips=0)
+    # 2027 and 2028 are provisional; 2029 is beyond them.
+    await feed.closed("U1", REFUND, TAX, "2028-12-28 09:00", "2029-01-06 09:00", trips=0)
     case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'U1'")
-    assert case["working_days"] is None and case["uncovered_year"] == 2027 and "2027" in case["clock_error"]
-    year = await sums(pool, "export_tax_refund_days", "2027")
+    assert case["working_days"] is None and case["uncovered_year"] == 2029 and "2029" in case["clock_error"]
+    year = await sums(pool, "export_tax_refund_days", "2029")
     assert (year["n"], year["unmeasured"], year["value"]) == (0, 1, None)
-    text = await exposition(pool, at("2026-12-30 12:00"))
+    text = await exposition(pool, at("2028-12-30 12:00"))
     assert 'duban_calendar_uncovered_cases{case_type="export_tax_refund",status="closed"} 1.0' in text
     assert "duban_calendar_covers_next_year 0.0" in text
     assert 'duban_calendar_covered_year{year="2026"} 1.0' in text
@@ -195,21 +196,67 @@ async def test_rebuild_matches_the_event_path(feed, pool):
 
 
 async def test_a_new_calendar_year_gives_stored_cases_their_clock(feed, pool, tmp_path):
-    await feed.closed("U2", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00",
-                      pauses=[("2026-12-29 09:00", "2026-12-30 09:00", "supplement")])
+    await feed.closed("U2", REFUND, TAX, "2028-12-28 09:00", "2029-01-06 09:00",
+                      pauses=[("2028-12-29 09:00", "2029-01-02 09:00", "supplement")])
     (tmp_path / "calendar").mkdir()
-    (tmp_path / "calendar" / "2027.yaml").write_text(
-        'year: 2027\nsource: "test data: New Year only"\nholidays:\n  - {name: 元旦, from: 2027-01-01, to: 2027-01-03}\n')
+    (tmp_path / "calendar" / "2029.yaml").write_text(
+        'year: 2029\nsource: "test data: New Year only"\nholidays:\n  - {name: 元旦, from: 2029-01-01, to: 2029-01-01}\n')
     hours = OfficeHours(WorkingCalendar(tmp_path / "calendar"), OfficeSchedule.default())
     async with pool.acquire() as conn:
-        assert await store.reclock_uncovered(conn, CATALOG, hours) == 1
-        assert await store.reclock_uncovered(conn, CATALOG, hours) == 0
+        assert await store.recompute_calendar(conn, CATALOG, hours) == 1
+        assert await store.recompute_calendar(conn, CATALOG, hours) == 0
     case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'U2'")
-    # Dec 29, 30, 31, Jan 4, 5, 6 = 6 working days, minus the paused Dec 30 = 5.
-    assert (case["working_days"], case["clock_error"]) == (5, None)
+    # Dec 29, Jan 2, 3, 4, 5 = 5 working days, minus Jan 2 inside the pause = 4; 2028 is provisional.
+    assert (case["working_days"], case["clock_error"], case["calendar_provisional"]) == (4, None, True)
+    year = await sums(pool, "export_tax_refund_days", "2029")
+    assert (year["n"], year["unmeasured"], year["value"]) == (1, 0, 4.0)
+    assert await history(pool, "export_tax_refund_days", "2029") == [(4.0, 1)]
+
+
+async def test_an_official_year_recomputes_the_provisional_figures_and_keeps_the_old(feed, pool, tmp_path):
+    # On the provisional 2027 (元旦 Fri 01-01 only): Dec 29, 30, 31, Jan 4, 5, 6 = 6 working days.
+    await feed.closed("Y1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00")
+    await feed.closed("Y2", REFUND, TAX, "2027-03-01 09:00", "2027-03-03 09:00")  # Mar 2, 3 on any 2027 calendar
+    await feed.closed("Y3", "service_item", "admin-service-center", "2027-01-04 09:00", "2027-01-04 09:20", trips=0)
+    provisional_version = HOURS.calendar.version
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'Y1'")
+    assert (case["working_days"], case["calendar_provisional"], case["calendar_version"]) == (
+        6, True, provisional_version)
+    assert (await sums(pool, "export_tax_refund_days", "2027"))["provisional"] == 2
+    text = await exposition(pool, at("2027-03-10 12:00"))
+    labels = 'department="all",indicator="export_tax_refund_days",period="2027",unit="working_days"'
+    assert f"duban_indicator_provisional{{{labels}}} 1.0" in text
+    assert 'duban_indicator_provisional{department="all",indicator="zero_trip_ratio",period="2027",' \
+           'unit="ratio"} 0.0' in text  # a ratio needs no clock
+    assert 'duban_calendar_provisional_year{year="2027"} 1.0' in text
+    # Provisional is not covered: in December, next year still counts as missing (CalendarNextYearMissing).
+    assert "duban_calendar_covers_next_year 0.0" in await exposition(pool, at("2026-12-30 12:00"))
+
+    # The notice arrives (fictional here): Mon 01-04 off as well, Sat 01-09 worked.
+    (tmp_path / "2027.yaml").write_text(
+        'year: 2027\nsource: "fictional test notice"\nholidays:\n  - {name: 元旦, from: 2027-01-01, to: 2027-01-04}\n'
+        'workdays:\n  - {name: 元旦, date: 2027-01-09}\n')
+    hours = OfficeHours(WorkingCalendar(tmp_path), OfficeSchedule.default())
+    assert hours.calendar.is_covered(2027) and hours.calendar.version != provisional_version
+    async with pool.acquire() as conn:
+        assert await store.recompute_calendar(conn, CATALOG, hours) == 3  # Y1 by a day; Y2, Y3 no longer provisional
+        assert await store.recompute_calendar(conn, CATALOG, hours) == 0
+
+    case = await pool.fetchrow("SELECT * FROM cases WHERE case_id = 'Y1'")
+    assert (case["working_days"], case["calendar_provisional"], case["calendar_version"]) == (
+        5, False, hours.calendar.version)
     year = await sums(pool, "export_tax_refund_days", "2027")
-    assert (year["n"], year["unmeasured"], year["value"]) == (1, 0, 5.0)
-    assert await history(pool, "export_tax_refund_days", "2027") == [(5.0, 1)]
+    assert (year["n"], year["value"], year["provisional"]) == (2, 3.5, 0)
+    published = await pool.fetch(
+        "SELECT value, calendar_version, cause FROM indicator_history WHERE indicator_id = 'export_tax_refund_days'"
+        " AND period = '2027' AND department = 'all' ORDER BY id")
+    # The provisional values stay in the history with the version that computed them; each case replaced
+    # on the new calendar appends its steps, the last being the value now published.
+    assert [(r["value"], r["calendar_version"]) for r in published[:2]] == [
+        (6.0, provisional_version), (4.0, provisional_version)]
+    assert {(r["calendar_version"], r["cause"]) for r in published[2:]} == {
+        (hours.calendar.version, f"calendar {hours.calendar.version}")}
+    assert published[-1]["value"] == 3.5
 
 
 async def test_tasks_are_counted_from_their_first_light_and_then_from_reports(feed, pool):

@@ -13,7 +13,8 @@ from duban.problems import install_problem_handlers
 from services.tracker.api import make_router
 from services.tracker.openapi import OPENAPI_PATH, render
 from tests.conftest import ROOT, free_port
-from tests.tracker.conftest import CATALOG, case_event, progress
+from services.tracker.scheduled import reevaluate_all
+from tests.tracker.conftest import CALENDAR, CATALOG, at, case_event, progress
 
 
 def test_the_committed_openapi_document_matches_the_routes():
@@ -22,10 +23,15 @@ def test_the_committed_openapi_document_matches_the_routes():
 
 @pytest.fixture
 async def api(pool) -> str:
+    async for url in serve(pool, make_router(CATALOG)):
+        yield url
+
+
+async def serve(pool, router):
     app = FastAPI()
     app.state.pool = pool
     install_problem_handlers(app)
-    app.include_router(make_router(CATALOG))
+    app.include_router(router)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
     task = asyncio.create_task(server.serve())
@@ -81,3 +87,33 @@ async def test_cases_by_department_and_id(tracker, api):
         view = (await client.get("/v1/departments/tax-bureau")).json()
         assert {t["id"] for t in view["tasks"]} == {t.id for t in CATALOG.tasks_of_department("tax-bureau")}
         assert [c["case_id"] for c in view["open_cases"]] == ["R-9"] and view["open_cases_total"] == 1
+
+
+@pytest.mark.database
+async def test_a_milestone_due_before_the_plan_is_retroactive_and_not_red_on_the_first_day(tracker, pool):
+    issued = at("2021-05-11 09:00")
+    await reevaluate_all(pool, tracker.evaluator, issued)
+    async for url in serve(pool, make_router(CATALOG, tracker.evaluator, lambda: issued)):
+        async with httpx.AsyncClient(base_url=url) as client:
+            task = (await client.get("/v1/tasks/T02")).json()
+    assert (task["light"], task["light_reason"], task["next_due"]) == ("yellow", "deadline_near", "2021-05-25")
+    first = next(m for m in task["milestones"] if m["milestone_id"] == "T02-M1")
+    assert (first["due"], first["status"], first["retroactive"], first["grace_until"]) == (
+        "2021-03-31", "open", True, "2021-05-25")
+    assert not any(m["retroactive"] for m in task["milestones"] if m["milestone_id"] != "T02-M1")
+
+
+@pytest.mark.database
+async def test_a_light_counted_in_a_provisional_year_says_so(tracker, pool):
+    # T22's yearly duty done up to now: its 2027 occurrence decides, counted on the provisional 2027.
+    tracker.now = at("2027-03-01 09:00")
+    await tracker.send(progress("T22", "justice", "2027-03-01 09:00", "done", 100))
+    await reevaluate_all(pool, tracker.evaluator, tracker.now)
+    async for url in serve(pool, make_router(CATALOG, tracker.evaluator, lambda: tracker.now)):
+        async with httpx.AsyncClient(base_url=url) as client:
+            t22 = (await client.get("/v1/tasks/T22")).json()
+            listed = {t["id"]: t for t in (await client.get("/v1/tasks", params={"limit": 50})).json()["items"]}
+    assert CALENDAR.is_provisional(2027)
+    assert (t22["light"], t22["next_due"], t22["provisional"]) == ("green", "2027-12-31", True)
+    assert listed["T22"]["provisional"] is True
+    assert (listed["T07"]["light"], listed["T07"]["provisional"]) == ("red", False)  # past due: no counting

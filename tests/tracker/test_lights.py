@@ -7,7 +7,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from duban.workcal import WorkingCalendar
-from services.tracker.domain.tasks import Completion, occurrences, task_light
+from services.tracker.domain.tasks import Completion, occurrences, retroactive_grace, task_light
 from tests.tracker.conftest import CALENDAR, CATALOG
 
 ISSUED = CATALOG.plan.issued
@@ -18,9 +18,13 @@ def completion(milestone_id: str, on: date, n: int = 0) -> Completion:
     return Completion(milestone_id, on, (moment, "/departments/x", f"c{n}"), "/departments/x", f"c{n}")
 
 
+GRACE = retroactive_grace(ISSUED, CALENDAR)  # 10 working days after the issue
+
+
 def light_of(task_id: str, today: date, *, status: str = "in_progress", done_on: date | None = None,
              completions=(), calendar: WorkingCalendar = CALENDAR):
-    occs = occurrences(CATALOG.task(task_id).milestones, completions, plan_issued=ISSUED, today=today)
+    occs = occurrences(CATALOG.task(task_id).milestones, completions, plan_issued=ISSUED, today=today,
+                       grace_until=GRACE)
     return task_light(occs, status=status, done_on=done_on, today=today, calendar=calendar)
 
 
@@ -64,7 +68,7 @@ def test_yearly_milestones_recur_and_completions_catch_up_the_oldest_year_first(
 
 
 def test_a_year_the_calendar_lacks_is_flagged_and_counted_in_calendar_days(tmp_path):
-    bare = WorkingCalendar(tmp_path)  # only the package's years
+    bare = WorkingCalendar(tmp_path, provisional_years=0)  # only the package's years
     year = max(bare.covered_years()) + 1
     earlier_years = [completion("T22-M1", date(y, 12, 1), y) for y in range(2021, year)]
     verdict = light_of("T22", date(year, 6, 1), calendar=bare, completions=earlier_years)
@@ -72,3 +76,24 @@ def test_a_year_the_calendar_lacks_is_flagged_and_counted_in_calendar_days(tmp_p
     # Where the 30 % rule already decides, the missing year does not matter and is not flagged.
     verdict = light_of("T22", date(year, 12, 20), calendar=bare, completions=earlier_years)
     assert (verdict.light, verdict.basis) == ("yellow", "working_days")
+
+
+def test_a_milestone_due_before_the_plan_was_issued_gets_a_grace_and_is_retroactive():
+    # T02-M1 was due 2021-03-31; the plan was issued 2021-05-11, so it cannot be red on its first day.
+    assert (ISSUED, GRACE) == (date(2021, 5, 11), date(2021, 5, 25))
+    occs = occurrences(CATALOG.task("T02").milestones, (), plan_issued=ISSUED, today=ISSUED, grace_until=GRACE)
+    first = next(o for o in occs if o.milestone_id == "T02-M1")
+    assert (first.due, first.retroactive, first.deadline, first.status(ISSUED)) == (
+        date(2021, 3, 31), True, GRACE, "open")
+    assert not any(o.retroactive for o in occs if o.milestone_id != "T02-M1")
+    verdict = light_of("T02", ISSUED)
+    assert (verdict.light, verdict.reason, verdict.due) == ("yellow", "deadline_near", GRACE)
+    assert light_of("T02", date(2021, 5, 26)).light == "red"  # the grace is over
+    done = [completion("T02-M1", date(2021, 5, 20))]
+    assert light_of("T02", date(2021, 5, 26), completions=done).light == "green"
+
+
+def test_without_a_grace_a_retroactive_milestone_is_judged_by_its_due_date():
+    occs = occurrences(CATALOG.task("T02").milestones, (), plan_issued=ISSUED, today=ISSUED)
+    verdict = task_light(occs, status="in_progress", done_on=None, today=ISSUED, calendar=CALENDAR)
+    assert (verdict.light, verdict.due) == ("red", date(2021, 3, 31))

@@ -28,6 +28,12 @@ def package_calendar(tmp_path_factory) -> WorkingCalendar:
     return WorkingCalendar(tmp_path_factory.mktemp("empty"))
 
 
+@pytest.fixture(scope="module")
+def official_calendar() -> WorkingCalendar:
+    """No provisional years: only what the package and the files say."""
+    return WorkingCalendar(provisional_years=0)
+
+
 def _span(first: str, last: str) -> list[date]:
     start, end = date.fromisoformat(first), date.fromisoformat(last)
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
@@ -101,10 +107,32 @@ def test_add_working_days_rejects_negative_counts(calendar):
         calendar.add_working_days(date(2021, 9, 16), -1)
 
 
-def test_the_package_years_are_covered_and_2027_is_not(calendar):
+def test_the_package_years_are_covered_and_the_next_two_are_provisional(calendar):
     assert calendar.covered_years() == list(range(2004, 2027))
-    assert {entry.origin for entry in calendar.coverage_report()} == {"chinesecalendar 1.11.0"}
-    assert not calendar.is_covered(2027)
+    report = calendar.coverage_report()
+    assert {entry.origin for entry in report if not entry.provisional} == {"chinesecalendar 1.11.0"}
+    assert [entry.year for entry in report if entry.provisional] == [2027, 2028]
+    assert not calendar.is_covered(2027) and calendar.is_provisional(2027)
+    assert not any(calendar.is_provisional(year) for year in calendar.covered_years())
+    assert calendar.version == "chinesecalendar 1.11.0+provisional.2027.2028"
+
+
+def test_a_provisional_year_has_the_statutory_holidays_and_nothing_guessed(calendar):
+    # 元旦 Fri 2027-01-01: Mon 4 and Tue 5 are counted.
+    assert calendar.working_days_between(date(2026, 12, 31), date(2027, 1, 5)) == 2
+    assert calendar.working_days_between(date(2027, 6, 8), date(2027, 6, 10)) == 1  # 端午 Wed 06-09
+    # 除夕 Fri 02-05 to 初三 Mon 02-08; the 补假 for Sat 初一 and Sun 初二 is the notice's to name.
+    assert [calendar.is_workday(date(2027, 2, d)) for d in range(4, 10)] == [True, False, False, False, False, True]
+    assert not calendar.is_workday(date(2027, 4, 5)) and not calendar.is_workday(date(2027, 9, 15))
+    assert calendar.is_workday(date(2027, 10, 4))  # 国庆 is 1–3 Oct by law; the longer break is the notice's
+    assert calendar.touches_provisional(date(2026, 12, 31), date(2027, 1, 5))
+    assert not calendar.touches_provisional(date(2026, 1, 1), date(2026, 12, 31))
+
+
+def test_years_past_the_provisional_ones_raise(calendar):
+    with pytest.raises(CalendarCoverageError) as raised:
+        calendar.is_workday(date(2029, 1, 4))
+    assert raised.value.year == 2029
 
 
 @pytest.mark.parametrize(
@@ -116,9 +144,9 @@ def test_the_package_years_are_covered_and_2027_is_not(calendar):
         lambda c: c.add_working_days(date(2026, 12, 30), 5),
     ],
 )
-def test_an_uncovered_year_raises_instead_of_guessing_mon_to_fri(calendar, call):
+def test_an_uncovered_year_raises_instead_of_guessing_mon_to_fri(official_calendar, call):
     with pytest.raises(CalendarCoverageError) as raised:
-        call(calendar)
+        call(official_calendar)
     assert raised.value.year == 2027
     assert isinstance(raised.value, LookupError)
     assert "contracts/calendar/2027.yaml" in str(raised.value)
@@ -139,13 +167,16 @@ def test_an_extension_file_covers_an_uncovered_year_with_its_adjusted_days(tmp_p
     assert calendar.is_workday(date(2030, 2, 11))  # an ordinary Monday
     assert calendar.working_days_between(date(2030, 2, 1), date(2030, 2, 11)) == 2  # Sat 02-09 and Mon 02-11
     assert calendar.add_working_days(date(2030, 2, 1), 1) == date(2030, 2, 9)
-    entry = calendar.coverage_report()[-1]
-    assert entry == YearCoverage(2030, "2030.yaml", "fictional test data", overrides_package=False)
+    entry = next(entry for entry in calendar.coverage_report() if entry.year == 2030)
+    assert entry == YearCoverage(2030, "2030.yaml", "fictional test data", overrides_package=False,
+                                 checksum=entry.checksum)
     assert calendar.version.startswith("chinesecalendar 1.11.0+files.")
+    # The years between the package's and the file's are provisional, and so are the two after it.
+    assert calendar.provisional_years == (2027, 2028, 2029, 2031, 2032)
 
 
 def test_spans_across_a_gap_in_coverage_name_the_missing_year(tmp_path):
-    calendar = WorkingCalendar(write_calendar_file(tmp_path, FICTIONAL_2030).parent)
+    calendar = WorkingCalendar(write_calendar_file(tmp_path, FICTIONAL_2030).parent, provisional_years=0)
     with pytest.raises(CalendarCoverageError) as raised:
         calendar.working_days_between(date(2026, 12, 30), date(2030, 1, 2))
     assert raised.value.year == 2027
@@ -176,6 +207,14 @@ def test_the_contracts_directory_can_be_set_by_environment(tmp_path, monkeypatch
     write_calendar_file(tmp_path, FICTIONAL_2030)
     monkeypatch.setenv("DUBAN_CONTRACTS_DIR", str(tmp_path))
     assert WorkingCalendar().is_covered(2030)
+
+
+def test_the_calendar_directory_and_provisional_years_can_be_set_by_environment(tmp_path, monkeypatch):
+    directory = write_calendar_file(tmp_path, FICTIONAL_2027).parent
+    monkeypatch.setenv("DUBAN_CALENDAR_DIR", str(directory))
+    monkeypatch.setenv("DUBAN_CALENDAR_PROVISIONAL_YEARS", "1")
+    calendar = WorkingCalendar()
+    assert calendar.is_covered(2027) and calendar.provisional_years == (2028,)
 
 
 def test_a_missing_data_directory_is_an_error(tmp_path):

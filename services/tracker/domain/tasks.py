@@ -2,12 +2,14 @@
 
 DESIGN §5: green on track; yellow when at most 30 % of the time to the deadline is left, or at
 most 10 working days, and it is not done; red when past due and not done; the light steps back
-down when the unit catches up. See docs/tracker.md for the rules as decided here."""
+down when the unit catches up. A milestone due before the plan was issued (T02-M1, 2021-03-31, in a
+plan issued 2021-05-11) is retroactive: it may still be reported done until a grace deadline after the
+issue date before it turns red. See docs/tracker.md for the rules as decided here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from duban.catalog.models import Milestone
@@ -17,6 +19,7 @@ YELLOW_SHARE_LEFT = 0.30
 YELLOW_WORKING_DAYS = 10
 # Used only when the working-day calendar lacks the year: 10 working days at five a week.
 YELLOW_CALENDAR_DAYS = 14
+RETROACTIVE_GRACE_WORKING_DAYS = 10  # default grace after the plan's issue for a milestone due before it
 _SEVERITY = {"green": 0, "yellow": 1, "red": 2}
 
 
@@ -39,11 +42,21 @@ class Occurrence:
     due: date
     starts: date  # when the time to this deadline began: the previous occurrence, or the plan's issue
     done_by: Completion | None = None
+    grace_until: date | None = None  # a retroactive occurrence (due before the plan's issue) is judged by this
+
+    @property
+    def retroactive(self) -> bool:
+        return self.grace_until is not None
+
+    @property
+    def deadline(self) -> date:
+        """The date the occurrence turns overdue after: its due date, or the grace deadline if retroactive."""
+        return self.grace_until or self.due
 
     def status(self, today: date) -> str:
         if self.done_by:
             return "done"
-        return "overdue" if today > self.due else "open"
+        return "overdue" if today > self.deadline else "open"
 
 
 @dataclass(frozen=True)
@@ -55,9 +68,17 @@ class Light:
     uncovered_year: int | None = None
 
 
+def retroactive_grace(plan_issued: date, calendar: WorkingCalendar,
+                      working_days: int = RETROACTIVE_GRACE_WORKING_DAYS) -> date:
+    """The deadline of a milestone that fell due before the plan was issued: `working_days` after the issue."""
+    return calendar.add_working_days(plan_issued, working_days)
+
+
 def occurrences(milestones: Sequence[Milestone], completions: Iterable[Completion], *, plan_issued: date,
-                today: date) -> list[Occurrence]:
+                today: date, grace_until: date | None = None) -> list[Occurrence]:
     """Every occurrence due up to the end of today's year, each completed by at most one completion.
+    An occurrence due before `plan_issued` is retroactive and judged by `grace_until` (by its due date
+    when no grace is given).
 
     Completions are assigned in (event time, source, id) order to the oldest occurrence of their
     milestone that is still open and due in or before the completion's year: catching up on an
@@ -68,29 +89,31 @@ def occurrences(milestones: Sequence[Milestone], completions: Iterable[Completio
     for milestone in milestones:
         starts, mine = plan_issued, []
         for due in milestone.occurrences(through):
-            mine.append(Occurrence(milestone.id, due, starts))
+            grace = grace_until if grace_until and due < plan_issued else None
+            mine.append(Occurrence(milestone.id, due, starts, grace_until=grace))
             starts = due
         for completion in (c for c in pending if c.milestone_id == milestone.id):
             for i, occ in enumerate(mine):
                 if occ.done_by is None and (milestone.recurrence is None or occ.due.year <= completion.on.year):
-                    mine[i] = Occurrence(occ.milestone_id, occ.due, occ.starts, completion)
+                    mine[i] = replace(occ, done_by=completion)
                     break
         result.extend(mine)
     return result
 
 
 def _deadline_light(occ: Occurrence, today: date, calendar: WorkingCalendar) -> Light:
-    if today > occ.due:
-        return Light("red", "past_due", occ.due)
-    span, left = (occ.due - occ.starts).days, (occ.due - today).days
+    due = occ.deadline
+    if today > due:
+        return Light("red", "past_due", due)
+    span, left = (due - occ.starts).days, (due - today).days
     near = span <= 0 or left <= YELLOW_SHARE_LEFT * span
     try:
-        near = near or calendar.working_days_between(today, occ.due) <= YELLOW_WORKING_DAYS
+        near = near or calendar.working_days_between(today, due) <= YELLOW_WORKING_DAYS
     except CalendarCoverageError as gap:
         near = near or left <= YELLOW_CALENDAR_DAYS
-        return Light("yellow" if near else "green", "deadline_near" if near else "on_track", occ.due,
+        return Light("yellow" if near else "green", "deadline_near" if near else "on_track", due,
                      "calendar_days", gap.year)
-    return Light("yellow" if near else "green", "deadline_near" if near else "on_track", occ.due)
+    return Light("yellow" if near else "green", "deadline_near" if near else "on_track", due)
 
 
 def task_light(occs: Sequence[Occurrence], *, status: str, done_on: date | None, today: date,
@@ -100,7 +123,7 @@ def task_light(occs: Sequence[Occurrence], *, status: str, done_on: date | None,
     open_occs = [o for o in occs if o.done_by is None and not (status == "done" and done_on and o.due <= done_on)]
     if not open_occs:
         return Light("green", "done", None)
-    lights = [_deadline_light(o, today, calendar) for o in sorted(open_occs, key=lambda o: o.due)]
+    lights = [_deadline_light(o, today, calendar) for o in sorted(open_occs, key=lambda o: o.deadline)]
     worst = max(lights, key=lambda x: _SEVERITY[x.light])  # max keeps the first: the earliest deadline
     gap = next((x for x in lights if x.uncovered_year), None)
     if gap and worst.basis != "calendar_days":
