@@ -95,7 +95,8 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
                 await store.sync_catalog(conn, catalog)
             consumer = LedgerConsumer(name="tracker-replay", pool=pool, producer=producer,
                                       handler=TrackerHandlers(catalog, evaluator, settings.clock),
-                                      validate=validate_by_model, retry_budget_s=settings.retry_budget_s)
+                                      validate=validate_by_model, retry_budget_s=settings.retry_budget_s,
+                                      time_window=settings.time_window())
             await _read_to_watermarks(settings, consumer, report)
             await reevaluate_all(pool, evaluator, settings.clock())
             if not announce:
