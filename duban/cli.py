@@ -18,8 +18,9 @@ def _registrars() -> list[Registrar]:
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
     from services.tracker.replay import register as replay
+    from services.tracker.void import register as void
 
-    return [catalog, workcal, launcher, topics, replay, keys, outbox]
+    return [catalog, workcal, launcher, topics, replay, keys, outbox, void]
 
 
 def build_parser() -> argparse.ArgumentParser:
