@@ -87,7 +87,7 @@ class Pipeline:
     dead_letters: AIOKafkaConsumer
     pool: object
     topic: str
-    dead_ids: set[str] = field(default_factory=set)
+    dead_letters_by_id: dict[str, dict[str, bytes]] = field(default_factory=dict)
     good_at: itertools.count = field(default_factory=itertools.count)
 
     def good(self) -> dict:
@@ -101,11 +101,12 @@ class Pipeline:
     async def settled(self, good: set[str], hostile: set[str]) -> bool:
         assert self.tracker.process.poll() is None, f"the tracker exited\n{self.tracker.log()[-4000:]}"
         for records in (await self.dead_letters.getmany(timeout_ms=100)).values():
-            self.dead_ids |= {dict(r.headers)["ce_id"].decode() for r in records}
+            self.dead_letters_by_id |= {dict(r.headers)["ce_id"].decode(): dict(r.headers) for r in records}
+        dead = self.dead_letters_by_id.keys()
         applied = {r["id"] for r in await self.pool.fetch("SELECT id FROM processed_events WHERE id = ANY($1::text[])",
                                                           list(good | hostile))}
-        assert not good & self.dead_ids, "a good event was dead-lettered"
-        return good <= applied and hostile <= applied | self.dead_ids
+        assert not good & dead, "a good event was dead-lettered"
+        return good <= applied and hostile <= applied | dead
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ async def pipeline(unique_topics, kafka_bootstrap, database_url, schema, pool, t
         await wait_for(lambda: ready(tracker), 90, "the tracker to own its partitions", tracker)
         running = Pipeline(tracker, producer, dead_letters, pool, topics.topic_dept_events)
         yield running
-        assert running.dead_ids, "no hostile event was dead-lettered: the strategies lost their teeth"
+        assert running.dead_letters_by_id, "no hostile event was dead-lettered: the strategies lost their teeth"
         assert tracker.process.poll() is None and tracker.stop(), tracker.log()[-4000:]
     finally:
         await dead_letters.stop()
@@ -144,3 +145,23 @@ async def test_hostile_events_are_applied_or_dead_lettered_and_the_good_ones_app
     await pipeline.producer.flush()
     good, bad = {before["id"], after["id"]}, {e["id"] for e in hostile}
     await wait_for(lambda: pipeline.settled(good, bad), 30, "every record applied or dead-lettered", pipeline.tracker)
+
+
+async def test_the_events_that_once_stopped_the_tracker_are_dead_lettered_with_their_reason(pipeline, pool):
+    nul, surrogate, doomsday, year_one, year_1900 = (pipeline.good() for _ in range(5))
+    nul["data"]["note"] = "试运行\u0000中"
+    surrogate["data"]["note"] = "\ud800"
+    doomsday["time"], year_one["time"], year_1900["time"] = (
+        "9999-12-31T00:00:00+08:00", "0001-01-01T00:00:00Z", "1900-01-01T08:00:00+08:00")
+    hostile = [nul, surrogate, doomsday, year_one, year_1900]
+    good = pipeline.good() | {"subject": doomsday["subject"], "source": doomsday["source"]}
+    for event in [*hostile, good]:
+        key, value, headers = record(event)
+        await pipeline.producer.send(pipeline.topic, value, key=key, headers=headers)
+    await pipeline.producer.flush()
+    await wait_for(lambda: pipeline.settled({good["id"]}, {e["id"] for e in hostile}), 30, "the dead letters",
+                   pipeline.tracker)
+    reasons = [pipeline.dead_letters_by_id[e["id"]]["dlq_reason"].decode() for e in hostile]
+    assert reasons == ["invalid", "invalid", "time_out_of_range", "time_out_of_range", "time_out_of_range"]
+    assert b"/data/note" in pipeline.dead_letters_by_id[nul["id"]]["dlq_error"]
+    assert await pool.fetchval("SELECT last_event_id FROM tasks WHERE id = $1", good["subject"]) == good["id"]
