@@ -4,6 +4,7 @@ without it, its change events in the outbox."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -12,9 +13,12 @@ import asyncpg
 import pytest
 
 from services.tracker.evaluation import TASK_UPDATED
+from services.tracker.replay import replay
+from services.tracker.settings import TrackerSettings
 from services.tracker.void import VoidRefused, void_event
 from tests.conftest import ROOT
 from tests.tracker.conftest import NOW, case_event, progress
+from tests.tracker.runtime import create_topics, produce
 
 pytestmark = pytest.mark.database
 
@@ -97,3 +101,21 @@ async def test_duban_events_void_from_the_command_line(tracker, pool, database_u
         assert (done.returncode, expected_out in done.stdout) == (expected_rc, True), done.stdout + done.stderr
     assert await pool.fetchval("SELECT principal FROM voided_events") == "district-office:zhao"
     assert await percent(pool) == 0
+
+
+async def test_a_replay_keeps_the_voids(tracker, pool, database_url, schema, unique_topics, kafka_bootstrap):
+    topics = unique_topics.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
+    await create_topics(topics)
+    real = progress("T20", "district-court", "2021-08-20 10:00", "in_progress", 60)
+    wrong = progress("T20", "district-court", "2021-08-25 10:00", "in_progress", 95)  # meant for another task
+    await produce(topics, [real, wrong])
+    await tracker.send(real, wrong)
+    async with pool.acquire() as conn:
+        await void_event(conn, wrong["source"], wrong["id"], "meant for T21", "district-office:wang", now=NOW)
+    assert await percent(pool) == 60
+
+    report = await replay(TrackerSettings(**json.loads(topics.model_dump_json()) | {
+        "database_url": database_url, "schema_name": schema, "fixed_now": NOW.isoformat()}))
+    assert (report.events, report.applied) == (2, 2)
+    assert await percent(pool) == 60, "the rebuilt task leaves the voided report out"
+    assert await pool.fetchval("SELECT reason FROM voided_events WHERE event_id = $1", wrong["id"]) == "meant for T21"
