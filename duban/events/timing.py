@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from duban.events.registry import CONTRACTS, FieldError
@@ -45,14 +45,17 @@ def _paths_of(event_type: str) -> tuple[Path, ...]:
     return tuple(_date_time_paths(schema, schema))
 
 
-def _values(value: Any, path: Path, at: tuple[str | int, ...] = ()) -> Iterator[tuple[str, Any]]:
-    if not path:
-        yield "".join(f"/{part}" for part in at), value
-    elif path[0] == "*" and isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _values(item, path[1:], (*at, index))
-    elif isinstance(value, Mapping) and path[0] in value:
-        yield from _values(value[path[0]], path[1:], (*at, path[0]))
+def _values(value: Any, path: Path, at: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    for depth, part in enumerate(path):
+        if part == "*":
+            if isinstance(value, list):
+                for index, item in enumerate(value):
+                    yield from _values(item, path[depth + 1:], (*at, *path[:depth], index))
+            return
+        if not isinstance(value, dict) or part not in value:
+            return
+        value = value[part]
+    yield (*at, *path), value
 
 
 @dataclass(frozen=True)
@@ -63,24 +66,33 @@ class TimeWindow:
     max_skew: timedelta = timedelta(minutes=5)
     clock: Callable[[], datetime] = field(default=_wall_clock, compare=False)
 
+    @cached_property
+    def _earliest(self) -> datetime:
+        return datetime.combine(self.floor, time(), timezone.utc)
+
     def errors(self, event: Mapping[str, Any]) -> list[FieldError]:
         """Every instant of a contract-valid event that lies outside the window (empty when all are sane)."""
         paths = _paths_of(event["type"]) if event.get("type") in CONTRACTS else ()
-        earliest = datetime.combine(self.floor, time(), timezone.utc)
+        earliest = self._earliest
         latest = self.clock() + self.max_skew
         errors = []
         for path in paths:
-            for pointer, text in _values(event, path):
+            for at, text in _values(event, path):
                 instant = datetime.fromisoformat(text) if isinstance(text, str) else None
                 if instant is None or instant.tzinfo is None:
                     continue  # the contract check reports it
                 if instant < earliest:
-                    errors.append(FieldError(pointer, f"{text} is before {self.floor.isoformat()}, the earliest instant"
-                                                      " an event may carry"))
+                    errors.append(FieldError(_pointer(at), f"{text} is before {self.floor.isoformat()}, the earliest"
+                                                           " instant an event may carry"))
                 elif instant > latest:
-                    errors.append(FieldError(pointer, f"{text} is more than {self.max_skew} ahead of the clock"
-                                                      f" ({latest - self.max_skew:%Y-%m-%dT%H:%M:%SZ})"))
-        period = event.get("data", {}).get("period") if isinstance(event.get("data"), Mapping) else None
+                    errors.append(FieldError(_pointer(at), f"{text} is more than {self.max_skew} ahead of the clock"
+                                                           f" ({latest - self.max_skew:%Y-%m-%dT%H:%M:%SZ})"))
+        data = event.get("data")
+        period = data.get("period") if isinstance(data, dict) else None
         if isinstance(period, str) and period[:4].isdigit() and not self.floor.year <= int(period[:4]) <= latest.year:
             errors.append(FieldError("/data/period", f"year {period[:4]} is outside {self.floor.year}–{latest.year}"))
         return errors
+
+
+def _pointer(parts: tuple[str | int, ...]) -> str:
+    return "".join(f"/{part}" for part in parts)
