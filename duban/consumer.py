@@ -50,7 +50,10 @@ BATCH_SECONDS = Histogram("duban_consumer_batch_seconds", "Time to apply one bat
 # (57P01–57P03): the transaction is gone, the next attempt on a fresh connection succeeds.
 TRANSIENT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                     asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncio.TimeoutError,
-                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
+                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
+                    # A client whose connection broke mid-operation may answer the next call with this
+                    # ("another operation is in progress"); a fresh connection succeeds.
+                    asyncpg.exceptions.InternalClientError)
 # Exit code for "stopped with an unapplied batch": supervisors restart, the broker redelivers.
 EXIT_UNAPPLIED = 75
 
@@ -61,6 +64,15 @@ class PermanentEventError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail = reason, detail
+
+
+def raise_if_infrastructure(conn: asyncpg.Connection, exc: Exception) -> None:
+    """Re-raise what is not the event's fault: a transient error, or anything at all once the
+    connection is gone (a terminated backend can surface as an odd error type before the conn says so)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        raise exc
+    if conn.is_closed():
+        raise asyncpg.exceptions.ConnectionDoesNotExistError(f"the connection closed while applying: {exc!r}") from exc
 
 
 def record_fault(exc: Exception) -> PermanentEventError:
@@ -228,9 +240,8 @@ class LedgerConsumer:
                     try:
                         async with conn.transaction():
                             await self.handler.apply_batch(conn, fresh)
-                    except TRANSIENT_ERRORS:
-                        raise
-                    except Exception:  # noqa: BLE001 - some event of the batch is at fault: find it alone
+                    except Exception as exc:  # noqa: BLE001 - unless the infrastructure's, some event is at fault
+                        raise_if_infrastructure(conn, exc)
                         await self._apply_each(conn, fresh, result)
                     else:
                         self._count_applied(fresh, result)
@@ -248,9 +259,8 @@ class LedgerConsumer:
                         await self.handler.apply_batch(conn, [event])
                     else:
                         await self.handler(conn, event)
-            except TRANSIENT_ERRORS:
-                raise
-            except Exception as exc:  # noqa: BLE001 - alone under its savepoint, whatever fails is this event's fault
+            except Exception as exc:  # noqa: BLE001 - alone under its savepoint, what fails is this event's fault
+                raise_if_infrastructure(conn, exc)
                 result.dead.append((event.delivery, record_fault(exc)))
                 await conn.execute("DELETE FROM processed_events WHERE source = $1 AND id = $2",
                                    event.ce["source"], event.ce["id"])
