@@ -143,8 +143,8 @@ async def send_dead_letter(
 ) -> None:
     """Publish an event that can never be applied, with why and where it came from, then count it."""
     dlq_headers = [h for h in headers if not h[0].startswith("dlq_")] + [
-        ("dlq_reason", reason.encode()),
-        ("dlq_error", error[:2000].encode()),
+        ("dlq_reason", reason.encode()),  # the error may quote the data: a lone surrogate is escaped, not fatal
+        ("dlq_error", error[:2000].encode("utf-8", "backslashreplace")),
         ("dlq_origin_topic", topic.encode()),
         ("dlq_origin_partition", str(partition).encode()),
         ("dlq_origin_offset", str(offset).encode()),

@@ -13,13 +13,15 @@ def _registrars() -> list[Registrar]:
     # Imported here so that `duban --help` stays fast and one broken feature cannot hide the others' help.
     from duban.catalog.cli import register as catalog
     from duban.launcher import register as launcher
+    from duban.outbox import register as outbox
     from duban.recompute_cli import register as recompute
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
     from services.tracker.replay import register as replay
+    from services.tracker.void import register as void
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute]
+    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,8 +3,12 @@
 The guarantees, in order:
 1. Every event of a batch is applied in ONE transaction together with its ledger row
    (source, id); an event already in the ledger is skipped, so redelivery never doubles an effect.
-2. An event that can never apply (undecodable, invalid, rejected by the domain) is dead-lettered
-   with its reason and origin; the rest of the batch still applies.
+2. An event that can never apply (undecodable, invalid, out of the time window, rejected by the
+   domain, refused by storage) is dead-lettered with its reason and origin; the rest of the batch
+   still applies. Whatever fails while ONE event is applied on its own, and is not one of the
+   TRANSIENT_ERRORS, is that event's fault (docs/decisions/013-record-and-infrastructure-faults.md):
+   a character or value PostgreSQL cannot hold, a change event that breaks its contract, a handler
+   that cannot cope with the data. Only the infrastructure's faults stop the stream.
 3. Transient failures (database or broker unreachable, the server shutting a connection down) are
    retried; if they outlast the retry budget the process exits WITHOUT acknowledging the batch.
    faust acknowledges a batch when the agent leaves it, even by an exception or a cancellation, so
@@ -33,7 +37,8 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from duban.broker import send_dead_letter
 from duban.events.kafka import from_kafka
-from duban.events.registry import CONTRACTS, validate_or_raise
+from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
+from duban.events.timing import TimeWindow
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +50,10 @@ BATCH_SECONDS = Histogram("duban_consumer_batch_seconds", "Time to apply one bat
 # (57P01–57P03): the transaction is gone, the next attempt on a fresh connection succeeds.
 TRANSIENT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                     asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncio.TimeoutError,
-                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError)
+                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
+                    # A client whose connection broke mid-operation may answer the next call with this
+                    # ("another operation is in progress"); a fresh connection succeeds.
+                    asyncpg.exceptions.InternalClientError)
 # Exit code for "stopped with an unapplied batch": supervisors restart, the broker redelivers.
 EXIT_UNAPPLIED = 75
 
@@ -56,6 +64,28 @@ class PermanentEventError(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason, self.detail = reason, detail
+
+
+def raise_if_infrastructure(conn: asyncpg.Connection, exc: Exception) -> None:
+    """Re-raise what is not the event's fault: a transient error, or anything at all once the
+    connection is gone (a terminated backend can surface as an odd error type before the conn says so)."""
+    if isinstance(exc, TRANSIENT_ERRORS):
+        raise exc
+    if conn.is_closed():
+        raise asyncpg.exceptions.ConnectionDoesNotExistError(f"the connection closed while applying: {exc!r}") from exc
+
+
+def record_fault(exc: Exception) -> PermanentEventError:
+    """The dead-letter reason for what failed while one event was applied alone (not a TRANSIENT_ERROR)."""
+    if isinstance(exc, PermanentEventError):
+        return exc
+    if isinstance(exc, asyncpg.DataError | UnicodeError):
+        # CharacterNotInRepertoireError (NUL), UntranslatableCharacterError, NumericValueOutOfRangeError,
+        # DatetimeFieldOverflowError…, or a lone surrogate that cannot be encoded for the wire.
+        return PermanentEventError("storage_refused", f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, InvalidEvent):
+        return PermanentEventError("change_event_invalid", str(exc))
+    return PermanentEventError("handler_failed", f"{type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)
@@ -128,9 +158,10 @@ class LedgerConsumer:
     """Applies batches for one service: `handler(conn, event)` does the domain work inside the transaction."""
 
     def __init__(self, *, name: str, pool: asyncpg.Pool, producer: AIOKafkaProducer, handler: Handler | BatchHandler,
-                 validate: Decoder, retry_budget_s: float = 60.0, stop_grace_s: float = 15.0) -> None:
+                 validate: Decoder, retry_budget_s: float = 60.0, stop_grace_s: float = 15.0,
+                 time_window: TimeWindow | None = None) -> None:
         self.name, self.pool, self.producer, self.handler = name, pool, producer, handler
-        self.validate = validate
+        self.validate, self.time_window = validate, time_window
         self.retry_budget_s, self.stop_grace_s = retry_budget_s, stop_grace_s
         self._batch_handler = isinstance(handler, BatchHandler)
         self.on_applied: list[Callable[[BatchResult], None]] = []
@@ -146,6 +177,8 @@ class LedgerConsumer:
             raise
         except Exception as exc:
             raise PermanentEventError("invalid", str(exc)) from exc
+        if self.time_window is not None and (errors := self.time_window.errors(ce)):
+            raise PermanentEventError("time_out_of_range", "; ".join(f"{e.path}: {e.message}" for e in errors))
         return InboundEvent(ce, delivery)
 
     async def apply(self, deliveries: Sequence[Delivery]) -> BatchResult:
@@ -197,6 +230,8 @@ class LedgerConsumer:
                 decoded.append(event)
             except PermanentEventError as err:
                 result.dead.append((delivery, err))
+            except Exception as exc:  # noqa: BLE001 - a check that fails on this event's data is the event's fault
+                result.dead.append((delivery, record_fault(exc)))
         with BATCH_SECONDS.labels(self.name).time():
             async with self.pool.acquire() as conn, conn.transaction():
                 fresh = await self._claim(conn, decoded)
@@ -205,7 +240,8 @@ class LedgerConsumer:
                     try:
                         async with conn.transaction():
                             await self.handler.apply_batch(conn, fresh)
-                    except PermanentEventError:
+                    except Exception as exc:  # noqa: BLE001 - unless the infrastructure's, some event is at fault
+                        raise_if_infrastructure(conn, exc)
                         await self._apply_each(conn, fresh, result)
                     else:
                         self._count_applied(fresh, result)
@@ -223,8 +259,9 @@ class LedgerConsumer:
                         await self.handler.apply_batch(conn, [event])
                     else:
                         await self.handler(conn, event)
-            except PermanentEventError as err:
-                result.dead.append((event.delivery, err))
+            except Exception as exc:  # noqa: BLE001 - alone under its savepoint, what fails is this event's fault
+                raise_if_infrastructure(conn, exc)
+                result.dead.append((event.delivery, record_fault(exc)))
                 await conn.execute("DELETE FROM processed_events WHERE source = $1 AND id = $2",
                                    event.ce["source"], event.ce["id"])
             else:

@@ -4,7 +4,12 @@ relay it to Kafka.
 Exactly one relay per schema is active at a time (a PostgreSQL advisory lock), and it publishes in
 `seq` order, so events of one aggregate reach their partition in the order they were committed.
 A crash between publish and marking can publish a row again: consumers dedupe on the CloudEvents
-(source, id), which the row carries from the start, so the effect is never doubled."""
+(source, id), which the row carries from the start, so the effect is never doubled.
+
+A row that can never be published (its event breaks its contract, the broker refuses its size) is
+the row's fault, not the infrastructure's: it is parked (kept, marked with the reason, counted) and
+the rows after it go on; `duban outbox parked` lists such rows and `duban outbox release` sends one
+again once the cause is fixed. Only a lost connection or a timeout makes the relay retry."""
 
 from __future__ import annotations
 
@@ -19,7 +24,14 @@ from typing import NamedTuple
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 from prometheus_client import Counter, Gauge
 
 from duban.events.kafka import to_kafka
@@ -27,12 +39,22 @@ from duban.events.kafka import to_kafka
 log = structlog.get_logger(__name__)
 
 RELAYED = Counter("duban_outbox_relayed_total", "Outbox events published to Kafka", ["schema"])
-BACKLOG = Gauge("duban_outbox_backlog", "Outbox events not yet published", ["schema"])
+BACKLOG = Gauge("duban_outbox_backlog", "Outbox events not yet published (parked ones aside)", ["schema"])
+PARKED = Counter("duban_outbox_parked_total", "Outbox events parked because they can never be published", ["schema"])
+PARKED_NOW = Gauge("duban_outbox_parked_rows", "Outbox events parked and not released", ["schema"])
 RELAY_ERRORS = Counter("duban_outbox_relay_errors_total", "Relay cycles that failed and were retried", ["schema"])
 
 # Failures the relay outlives: it reconnects and publishes the same rows again (same ids).
 _RELAY_TRANSIENT = (OSError, TimeoutError, KafkaError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                     asyncpg.exceptions.OperatorInterventionError)
+# What the producer or the broker answers about one record that no retry can change.
+_RECORD_REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
+                   UnsupportedForMessageFormatError)
+
+
+class _Parked(NamedTuple):
+    seq: int
+    reason: str
 
 
 class Change(NamedTuple):
@@ -101,6 +123,7 @@ class OutboxRelay:
                     if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"duban-relay:{self.schema}"):
                         break
                     await asyncio.sleep(self.idle_poll_s)
+                await self._count(conn)
                 while True:
                     self._wake.clear()
                     published = await self.publish_pending(conn)
@@ -116,24 +139,105 @@ class OutboxRelay:
                     await conn.remove_listener(f"{self.schema}_outbox", self._on_notify)
                     await conn.execute("SELECT pg_advisory_unlock_all()")
 
+    def _record(self, row: asyncpg.Record) -> tuple[bytes, bytes, list]:
+        return to_kafka({
+            "specversion": "1.0", "id": str(row["event_id"]), "source": self.source, "type": row["type"],
+            "subject": row["subject"], "time": row["event_time"].isoformat(),
+            "datacontenttype": "application/json", "data": json.loads(row["data"]),
+        })
+
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
+        """Publish the oldest unpublished rows; returns how many were taken (published or parked)."""
         rows = await conn.fetch(
             "SELECT seq, event_id, type, subject, event_time, data FROM outbox"
-            " WHERE published_at IS NULL ORDER BY seq LIMIT $1", self.batch_size)
+            " WHERE published_at IS NULL AND parked_at IS NULL ORDER BY seq LIMIT $1", self.batch_size)
         if not rows:
             BACKLOG.labels(self.schema).set(0)
             return 0
         # Send the whole batch, then wait: aiokafka keeps per-partition order within one producer.
-        futures = []
+        sent, parked = [], []
         for row in rows:
-            key, value, headers = to_kafka({
-                "specversion": "1.0", "id": str(row["event_id"]), "source": self.source, "type": row["type"],
-                "subject": row["subject"], "time": row["event_time"].isoformat(),
-                "datacontenttype": "application/json", "data": json.loads(row["data"]),
-            })
-            futures.append(await self.producer.send(self.topic, value, key=key, headers=headers))
-        await asyncio.gather(*futures)
-        await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", [r["seq"] for r in rows])
-        RELAYED.labels(self.schema).inc(len(rows))
-        BACKLOG.labels(self.schema).set(await conn.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+            try:
+                key, value, headers = self._record(row)
+            except Exception as exc:  # noqa: BLE001 - building a record does no I/O: whatever fails is this row's
+                parked.append(_Parked(row["seq"], f"unpublishable: {type(exc).__name__}: {exc}"))
+                continue
+            try:
+                sent.append((row["seq"], await self.producer.send(self.topic, value, key=key, headers=headers)))
+            except _RECORD_REFUSED as exc:
+                parked.append(_Parked(row["seq"], f"refused by the producer: {type(exc).__name__}: {exc}"))
+        outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        for (seq, _), outcome in zip(sent, outcomes):
+            if isinstance(outcome, _RECORD_REFUSED):
+                parked.append(_Parked(seq, f"refused by the broker: {type(outcome).__name__}: {outcome}"))
+            elif isinstance(outcome, BaseException):
+                raise outcome  # the infrastructure's: run() retries the rows from the oldest unpublished
+        published = [seq for (seq, _), outcome in zip(sent, outcomes) if not isinstance(outcome, BaseException)]
+        async with conn.transaction():
+            await conn.execute("UPDATE outbox SET published_at = now() WHERE seq = ANY($1::bigint[])", published)
+            if parked:
+                await conn.executemany("UPDATE outbox SET parked_at = now(), park_reason = $2 WHERE seq = $1", parked)
+        RELAYED.labels(self.schema).inc(len(published))
+        for row in parked:
+            PARKED.labels(self.schema).inc()
+            log.error("outbox row parked: it can never be published; later rows go on", schema=self.schema,
+                      seq=row.seq, reason=row.reason)
+        await self._count(conn)
         return len(rows)
+
+    async def _count(self, conn: asyncpg.Connection) -> None:
+        # Each count matches a partial index's predicate (duban/migrations/002), so neither scans the table.
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL AND parked_at IS NULL) AS backlog,"
+            " (SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL AND published_at IS NULL) AS parked")
+        BACKLOG.labels(self.schema).set(counts["backlog"])
+        PARKED_NOW.labels(self.schema).set(counts["parked"])
+
+
+# --- operators: `duban outbox` ---------------------------------------------------------------------
+
+
+async def parked_rows(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The parked rows of the connection's schema, oldest first."""
+    return await conn.fetch("SELECT seq, event_id, type, subject, event_time, parked_at, park_reason FROM outbox"
+                            " WHERE parked_at IS NOT NULL AND published_at IS NULL ORDER BY seq")
+
+
+async def release(conn: asyncpg.Connection, seq: int) -> bool:
+    """Hand a parked row back to the relay (after its cause was fixed); False when no such row is parked."""
+    return await conn.fetchval("UPDATE outbox SET parked_at = NULL, park_reason = NULL"
+                               " WHERE seq = $1 AND parked_at IS NOT NULL AND published_at IS NULL RETURNING true",
+                               seq) or False
+
+
+def register(subcommands) -> None:
+    parser = subcommands.add_parser("outbox", help="list or release outbox rows the relay parked")
+    parser.add_argument("--schema", default="tracker", help="the service schema whose outbox is read (default tracker)")
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("parked", help="list parked rows with their reason")
+    releasing = actions.add_parser("release", help="let the relay try a parked row again")
+    releasing.add_argument("seq", type=int)
+
+    async def act(args) -> int:
+        from duban.pg import create_pool
+        from duban.settings import ServiceSettings
+
+        pool = await create_pool(ServiceSettings().database_url, args.schema, max_size=1)
+        try:
+            async with pool.acquire() as conn:
+                if args.action == "release":
+                    if not await release(conn, args.seq):
+                        print(f"duban outbox: no parked row {args.seq} in {args.schema}")
+                        return 1
+                    print(f"released row {args.seq}; the relay publishes it on its next cycle")
+                    return 0
+                rows = await parked_rows(conn)
+        finally:
+            await pool.close()
+        for r in rows:
+            print(f"{r['seq']}\t{r['event_id']}\t{r['type']}\t{r['subject']}\t{r['parked_at']:%Y-%m-%dT%H:%M:%SZ}"
+                  f"\t{r['park_reason']}")
+        print(f"{len(rows)} parked row(s) in {args.schema}")
+        return 0
+
+    parser.set_defaults(handler=lambda args: asyncio.run(act(args)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://duban.gulou.gov.cn/problems/"
+
+
+class ProblemJSONResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+    def render(self, content) -> bytes:
+        # A problem may quote what the client sent, unpaired surrogates included; written as the
+        # \uXXXX escapes JSON has for them instead of failing the answer with a 500.
+        return json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8", "backslashreplace")
 
 
 class Problem(Exception):
@@ -28,7 +39,7 @@ def problem_response(status: int, kind: str, detail: str, *, instance: str | Non
     if instance:
         body["instance"] = instance
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return ProblemJSONResponse(body, status_code=status, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

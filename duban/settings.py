@@ -5,10 +5,13 @@ describes one process (see docs/runbooks/configuration.md for the full list)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from duban.events.timing import TimeWindow
 
 
 class ServiceSettings(BaseSettings):
@@ -40,6 +43,13 @@ class ServiceSettings(BaseSettings):
     # Liveness fails when the service's main loop has not ticked for this long.
     liveness_stale_after_s: float = 60.0
     data_dir: str = ".run"
+    # Sane time (duban/events/timing.py): event instants may run this far ahead of the clock, and
+    # none may lie before the floor; intake refuses the others with 400, consumers dead-letter them.
+    event_time_max_skew_s: float = Field(300.0, ge=0)
+    event_time_floor: date = date(2000, 1, 1)
+
+    def time_window(self) -> TimeWindow:
+        return TimeWindow(floor=self.event_time_floor, max_skew=timedelta(seconds=self.event_time_max_skew_s))
 
     @property
     def dead_letter_suffix(self) -> str:

@@ -61,7 +61,7 @@ class StreamService:
             faust_app = make_faust_app(self.settings, self.group)
             consumer = LedgerConsumer(name=self.name, pool=pool, producer=producer,
                                       handler=self.make_handler(pool), validate=self.validate,
-                                      retry_budget_s=self.retry_budget_s)
+                                      retry_budget_s=self.retry_budget_s, time_window=self.settings.time_window())
             if self.after_batch:
                 consumer.on_applied.append(self.after_batch)
             attach_agent(faust_app, raw_topic(faust_app, self.source_topic), consumer, batch_size=self.batch_size)

@@ -32,7 +32,7 @@ import jsonschema_rs
 
 from pydantic import ValidationError as ModelValidationError
 
-from duban.events.models import Event
+from duban.events.models import STORABLE_TEXT_PATTERN, Event
 from duban.events.registry import CONTRACTS, EventContract, parse_event
 
 Headers = list[tuple[str, bytes]]
@@ -42,9 +42,29 @@ _CONTENT_TYPE = ("content-type", b"application/json")
 _SPECVERSION = ("ce_specversion", b"1.0")
 
 
+def _for_rust(node: Any) -> Any:
+    # Rust's regex cannot name a surrogate, and needs not: a Rust string holds none, and an instance
+    # holding one never reaches the check (it fails to encode, which the callers read as "not fast").
+    if isinstance(node, dict):
+        return {k: _RUST_STORABLE_TEXT if k == "pattern" and v == STORABLE_TEXT_PATTERN else _for_rust(v)
+                for k, v in node.items()}
+    return [_for_rust(v) for v in node] if isinstance(node, list) else node
+
+
+_RUST_STORABLE_TEXT = r"^[^\u0000]*$"
+
+
 def compiled_validator(schema: Mapping[str, Any]) -> Any:
     """jsonschema-rs for a contract schema, reading it as the registry's Python validator does."""
-    return jsonschema_rs.validator_for(dict(schema), validate_formats=True, pattern_options=jsonschema_rs.RegexOptions())
+    return jsonschema_rs.validator_for(_for_rust(dict(schema)), validate_formats=True,
+                                       pattern_options=jsonschema_rs.RegexOptions())
+
+
+def _compiled_valid(plan: _Plan, event: object) -> bool:
+    try:
+        return plan.validator.is_valid(event)
+    except UnicodeEncodeError:  # an unpaired surrogate: not valid, and the reference way says where
+        return False
 
 
 def _integer(value: Any) -> Any:
@@ -120,14 +140,14 @@ def fast_valid(event: object) -> bool:
     """True when `event` keeps its type's JSON Schema (the compiled check); False when it does not
     or its type is unknown. Agrees with `validate_event(event) == []`."""
     plan = _plan_of(event)
-    return plan is not None and plan.validator.is_valid(event)
+    return plan is not None and _compiled_valid(plan, event)
 
 
 def parse_event_fast(event: Mapping[str, Any]) -> Event:
     """`parse_event` with the compiled check in place of the Python one when the event keeps its
     contract (the two agree, see above); any doubt goes the reference way, which lists the errors."""
     plan = _plan_of(event)
-    if plan is not None and plan.validator.is_valid(event):
+    if plan is not None and _compiled_valid(plan, event):
         try:
             return CONTRACTS[event["type"]].model.model_validate(event)
         except ModelValidationError:
@@ -150,7 +170,7 @@ def fast_record(event: object) -> Record | None:
     """The (key, value, headers) `to_kafka(parse_event(event))` gives, when `event` keeps its
     contract and the fast path can write it; None otherwise (then ask `parse_event`)."""
     plan = _plan_of(event)
-    if plan is None or plan.fields is None or not plan.validator.is_valid(event):
+    if plan is None or plan.fields is None or not _compiled_valid(plan, event):
         return None
     data = event["data"]
     try:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -42,10 +43,14 @@ RFC3339_PATTERN = (
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
     r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# Free text holds any character PostgreSQL and UTF-8 can: not NUL (text and jsonb refuse it) and
+# no unpaired UTF-16 surrogate (no UTF-8 encoding exists for one; I-JSON, RFC 7493, forbids them).
+STORABLE_TEXT_PATTERN = r"^[^\u0000\uD800-\uDFFF]*$"
 # Absolute http(s) URL made of the characters RFC 3986 allows (non-ASCII must be percent-encoded).
 HTTP_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?([/?#][A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]*)?$"
 
 _RFC3339 = re.compile(RFC3339_PATTERN)
+_UNSTORABLE = re.compile(r"[\u0000\uD800-\uDFFF]")
 
 
 def schema_id(event_type: str) -> str:
@@ -68,6 +73,19 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
+def _storable(value: str) -> str:
+    # Checked in Python: pydantic's Rust regex engine cannot name surrogates (Rust strings hold none).
+    if match := _UNSTORABLE.search(value):
+        raise ValueError(f"holds {match[0]!r} at {match.start()}: NUL and unpaired surrogates cannot be stored")
+    return value
+
+
+def _free_text(max_length: int) -> Any:
+    """A non-empty JSON string of at most `max_length` characters that storage can hold."""
+    return Annotated[_text(max_length=max_length), AfterValidator(_storable),
+                     Field(json_schema_extra={"pattern": STORABLE_TEXT_PATTERN})]
+
+
 def _text(pattern: str | None = None, *, max_length: int | None = None) -> Any:
     """A non-empty JSON string (no coercion from numbers or bytes), optionally matching `pattern`."""
     min_length = None if pattern else 1  # every pattern here already needs a character
@@ -87,11 +105,11 @@ DepartmentSource = _text(DEPARTMENT_SOURCE_PATTERN, max_length=128)
 StepCode = _text(STEP_PATTERN)
 Period = _text(PERIOD_PATTERN)
 HttpUrl = Annotated[_text(HTTP_URL_PATTERN, max_length=2048), Field(json_schema_extra={"format": "uri"})]
-Note = _text(max_length=2000)
-Reason = _text(max_length=500)
-Reference = _text(max_length=128)  # the department's own case number, e.g. （2021）闽0102破7号
-Title = _text(max_length=200)
-StepName = _text(max_length=100)
+Note = _free_text(2000)
+Reason = _free_text(500)
+Reference = _free_text(128)  # the department's own case number, e.g. （2021）闽0102破7号
+Title = _free_text(200)
+StepName = _free_text(100)
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
 Count = Annotated[int, Field(strict=True, ge=0)]
 Value = Annotated[float, Field(strict=True, allow_inf_nan=False)]

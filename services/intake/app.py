@@ -3,7 +3,8 @@ intake checks who is speaking, what they may say and that it keeps its contract,
 publishes the rest to Kafka in binary mode and answers 202 only once the broker acknowledged them.
 
 The order of the checks is the order of their cost: key (401), media type (415), body size (413),
-JSON (400), batch size (413), rate (429), contract (400), catalog rules (403), repeats (409), broker (503).
+JSON (400), batch size (413), rate (429), contract (400), time window (400), catalog rules (403), repeats (409),
+broker (503).
 """
 
 import asyncio
@@ -26,6 +27,7 @@ from duban.broker import make_producer
 from duban.catalog import load_catalog
 from duban.events import InvalidEvent, parse_event, to_kafka
 from duban.events.fast import Record, fast_record
+from duban.events.timing import TimeWindow
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
 from duban.pg import create_pool
@@ -65,6 +67,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     liveness = Liveness(settings.liveness_stale_after_s)
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     retry_after = {"Retry-After": str(settings.retry_after_s)}
+    time_window = settings.time_window()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -134,6 +137,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
                           f" second (bursts of {settings.rate_limit_burst}); resend after Retry-After",
                           headers={"Retry-After": str(math.ceil(wait))})
         records = _contract_checked(events)
+        _in_time_window(time_window, events)
         _authorised(referee, department, events)
         source = SOURCE_PREFIX + department
         digests = [ledger.payload_hash(event) for event in events]
@@ -198,6 +202,17 @@ def _contract_checked(events: list[Any]) -> list[Record]:
         raise Problem(400, "invalid-events", "events break their contract; nothing was accepted: fix them and resend"
                       " the whole request", events=invalid)
     return records
+
+
+def _in_time_window(window: TimeWindow, events: list[dict[str, Any]]) -> None:
+    """400 when an event's instants lie before the floor or ahead of the clock: the contract admits
+    them, but a report dated 9999-12-31 would stay its task's latest for ever (duban/events/timing.py)."""
+    refused = [{"index": index, "id": event["id"], "errors": [e.as_dict() for e in errors]}
+               for index, event in enumerate(events) if (errors := window.errors(event))]
+    if refused:
+        raise Problem(400, "event-time-out-of-range", f"event instants must lie between {window.floor.isoformat()}"
+                      f" and {window.max_skew} ahead of the clock; nothing was accepted: fix them and resend"
+                      " the whole request", events=refused)
 
 
 def _authorised(referee: Referee, department: str, events: list[dict[str, Any]]) -> None:

@@ -20,7 +20,7 @@ from services.intake.binding import BATCH, BINARY_DATA, STRUCTURED
 
 # Problem types intake answers with; docs/intake.md explains each.
 PROBLEM_TYPES = {
-    400: ["malformed-json", "malformed-batch", "invalid-events"],
+    400: ["malformed-json", "malformed-batch", "invalid-events", "event-time-out-of-range"],
     401: ["unauthenticated"],
     403: ["forbidden"],
     409: ["id-conflict"],

@@ -34,7 +34,7 @@ def report_consumer(settings: MetricsSettings, handler: Handler, event_type: str
         producer = make_producer(settings)
         await producer.start()
         consumer = LedgerConsumer(name="metrics-reports", pool=pool, producer=producer, handler=handler,
-                                  validate=validate_or_raise)
+                                  validate=validate_or_raise, time_window=settings.time_window())
         consumer.on_applied.append(on_applied)
 
         async def agent(stream):

@@ -70,7 +70,8 @@ class TaskEvaluator:
                                c["source"], c["event_id"]) for c in completions.get(task_id, ())]
             occs = occurrences(task.milestones, done, plan_issued=self.catalog.plan.issued, today=today,
                                grace_until=self.grace_until)
-            status = report["status"] if report else row["status"]
+            # No report (none yet, or every one voided): the task is as the plan left it.
+            status = report["status"] if report else "not_started"
             done_on = civil_date(report["event_time"]) if report and status == "done" else None
             light = task_light(occs, status=status, done_on=done_on, today=today, calendar=self.calendar)
             if light.uncovered_year:
@@ -104,7 +105,7 @@ class TaskEvaluator:
                     "reported_at": utc(current[2])}, now))
 
             new_row = (
-                task_id, status, report["percent"] if report else row["percent"],
+                task_id, status, report["percent"] if report else 0,
                 report["event_time"] if report else None, report["source"] if report else None,
                 report["event_id"] if report else None, report["note"] if report else None,
                 report["evidence_url"] if report else None, light.light, light.reason,

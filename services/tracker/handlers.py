@@ -7,7 +7,7 @@ and case events with one statement per table, then re-derives the touched tasks 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cache
 
@@ -80,7 +80,12 @@ class TrackerHandlers:
 async def apply_case_events(conn: asyncpg.Connection, rows: Sequence[tuple], now: datetime) -> None:
     """Store case events, re-fold every case they touch and announce what changed."""
     await store.insert_case_events(conn, rows)
-    keys = sorted({(r[2], r[3]) for r in rows})
+    await refold_cases(conn, {(r[2], r[3]) for r in rows}, now)
+
+
+async def refold_cases(conn: asyncpg.Connection, cases: Iterable[tuple[str, str]], now: datetime) -> None:
+    """Fold each (department, case id) afresh from its stored events and announce what changed."""
+    keys = sorted(set(cases))
     announced = await store.lock_cases(conn, keys)
     events = await store.case_events_of(conn, keys)
     saved, changes = [], []

@@ -6,7 +6,8 @@ start; then evaluates every task as of now. It reads with aiokafka directly, ass
 partition with no consumer group, so the live group's committed offsets stay as they were: a
 tracker started afterwards resumes there and the ledger skips what the replay already applied.
 
-Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
+The district office's voids (services/tracker/void.py) are carried over: the rebuilt state leaves
+out the same events. Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
 The rebuilt outbox repeats what was announced before, so its rows are marked published unless
 `--announce` is given (then consumers apply what changed and skip nothing else: see docs/tracker.md)."""
 
@@ -32,6 +33,16 @@ from services.tracker.scheduled import reevaluate_all
 from services.tracker.settings import TrackerSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+# The district office's voids are decisions, not derived state: they outlive the rebuild.
+_VOID_COLUMNS = ("source", "event_id", "type", "subject", "reason", "principal", "voided_at")
+
+
+async def _voids_of(conn: asyncpg.Connection, schema: str) -> list[tuple]:
+    if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".voided_events') is None:
+        return []
+    return [tuple(r) for r in await conn.fetch(f'SELECT {", ".join(_VOID_COLUMNS)} FROM "{schema}".voided_events')]
 
 
 class TrackerRunning(RuntimeError):
@@ -83,6 +94,7 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
     try:
         if not await guard.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"duban-relay:{schema}"):
             raise TrackerRunning(f"a tracker is running against schema {schema!r} (it holds the relay lock); stop it first")
+        voids = await _voids_of(guard, schema)
         await guard.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await migrate(settings.database_url, schema, MIGRATIONS)
         catalog = load_catalog()
@@ -93,9 +105,11 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
         try:
             async with pool.acquire() as conn:
                 await store.sync_catalog(conn, catalog)
+                await conn.copy_records_to_table("voided_events", records=voids, columns=_VOID_COLUMNS)
             consumer = LedgerConsumer(name="tracker-replay", pool=pool, producer=producer,
                                       handler=TrackerHandlers(catalog, evaluator, settings.clock),
-                                      validate=validate_by_model, retry_budget_s=settings.retry_budget_s)
+                                      validate=validate_by_model, retry_budget_s=settings.retry_budget_s,
+                                      time_window=settings.time_window())
             await _read_to_watermarks(settings, consumer, report)
             await reevaluate_all(pool, evaluator, settings.clock())
             if not announce:

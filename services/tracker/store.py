@@ -65,19 +65,24 @@ async def lock_tasks(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[
     return {r["id"]: r for r in rows}
 
 
+# Voided events stay in their tables but take no part in any fold (services/tracker/void.py).
+_NOT_VOIDED = "NOT EXISTS (SELECT 1 FROM voided_events v WHERE v.source = {0}.source AND v.event_id = {0}.event_id)"
+
+
 async def current_reports(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
     """Each task's report that is current: the latest in event time, ties broken by (source, id), so the
     outcome does not depend on arrival order."""
     rows = await conn.fetch(
         "SELECT r.* FROM unnest($1::text[]) AS t (id) CROSS JOIN LATERAL"
-        " (SELECT task_id, source, event_id, event_time, status, percent, note, evidence_url FROM task_reports"
-        "  WHERE task_id = t.id ORDER BY event_time DESC, source DESC, event_id DESC LIMIT 1) AS r", list(task_ids))
+        " (SELECT task_id, source, event_id, event_time, status, percent, note, evidence_url FROM task_reports tr"
+        f"  WHERE task_id = t.id AND {_NOT_VOIDED.format('tr')}"
+        "  ORDER BY event_time DESC, source DESC, event_id DESC LIMIT 1) AS r", list(task_ids))
     return {r["task_id"]: r for r in rows}
 
 
 async def completions_of(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[str, list[asyncpg.Record]]:
-    rows = await conn.fetch("SELECT task_id, source, event_id, milestone_id, event_time FROM milestone_completions"
-                            " WHERE task_id = ANY($1::text[])", list(task_ids))
+    rows = await conn.fetch("SELECT task_id, source, event_id, milestone_id, event_time FROM milestone_completions mc"
+                            f" WHERE task_id = ANY($1::text[]) AND {_NOT_VOIDED.format('mc')}", list(task_ids))
     out: dict[str, list[asyncpg.Record]] = defaultdict(list)
     for row in rows:
         out[row["task_id"]].append(row)
@@ -151,8 +156,9 @@ async def case_events_of(conn: asyncpg.Connection, keys: Sequence[tuple[str, str
                          ) -> dict[tuple[str, str], list[CaseEvent]]:
     departments, case_ids = _columns(keys)
     rows = await conn.fetch(
-        "SELECT department, case_id, source, event_id, type, event_time, data FROM case_events"
-        " WHERE (department, case_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))", departments, case_ids)
+        "SELECT department, case_id, source, event_id, type, event_time, data FROM case_events ce"
+        " WHERE (department, case_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))"
+        f" AND {_NOT_VOIDED.format('ce')}", departments, case_ids)
     out: dict[tuple[str, str], list[CaseEvent]] = defaultdict(list)
     for r in rows:
         out[(r["department"], r["case_id"])].append(

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from duban.events import CONTRACTS, DEPARTMENT_EVENT_TYPES, InvalidEvent, parse_event, to_kafka, validate_event
 from duban.events.fast import fast_record, fast_valid, parse_event_fast
+from duban.events.models import STORABLE_TEXT_PATTERN
 from services.intake.ledger import canonical_json, payload_hash
 from tests.contracts import invalid_examples, valid_examples
 
@@ -109,6 +110,25 @@ def test_an_integer_written_as_60_0_goes_the_reference_way_and_is_refused() -> N
         parse_event(event)
 
 
+_FREE_TEXT = [(e, name) for e in EXAMPLES for name, field in CONTRACTS[e["type"]].schema["$defs"]["data"]["properties"].items()
+              if field.get("pattern") == STORABLE_TEXT_PATTERN]
+
+
+@pytest.mark.parametrize(("text", "storable"), [
+    ("a\x00b", False), ("\ud800", False), ("a\udfffb", False), ("\ud83d\ude00", False),  # a pair written as two escapes
+    ("\u202eevil\u202c", True), ("😀", True), ("\x01\x7f\ufffe", True),
+])
+def test_unstorable_free_text_is_refused_both_ways_at_its_pointer(text: str, storable: bool) -> None:
+    """NUL and unpaired surrogates cannot be stored (docs/contracts.md); bidi controls and the rest can.
+    Python's json reads "\\ud83d\\ude00" as one character, so two surrogates here are a lone pair."""
+    for example, name in _FREE_TEXT:
+        event = copy.deepcopy(example)
+        event["data"][name] = text
+        assert_agree(event)
+        errors = {error.path for error in validate_event(event)}
+        assert (f"/data/{name}" not in errors) == storable, (example["type"], name)
+
+
 # --- generated corpus ---------------------------------------------------------------------------
 
 _scalars = st.one_of(
@@ -143,6 +163,7 @@ _urls = st.builds(
 )
 _awkward_strings = st.one_of(
     _times, _urls, st.text(max_size=10),
+    st.sampled_from(["\x00", "a\x00", "\ud800", "x\udc00y", "\u202e\u2066", "\ufeff"]),
     st.sampled_from(["T01", "T01\n", "T28", "T29", "T00", "T1", "t01", "T01 ", "T0\u0661", "T2-M1", "T20-M1", "T20-M1\n",
                      "/departments/tax-bureau", "/departments/tax-bureau\n", "/departments/Tax", "/departments/",
                      "/services/tracker", "service_item", "service_item\n", "2026", "2026-Q1", "2026-Q5", "2026-13",

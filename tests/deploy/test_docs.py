@@ -13,7 +13,8 @@ from tests.deploy.conftest import ROOT, known_env_names
 
 DOCS = ["docs/architecture.md", "docs/runbooks/operations.md", "docs/decisions/001-faust-as-thin-runtime.md",
         "docs/decisions/002-outbox-and-ledger.md", "docs/decisions/003-local-runtime.md", "docs/deploy.md",
-        "docs/decisions/016-kubernetes-on-operators.md"]
+        "docs/decisions/016-kubernetes-on-operators.md", "docs/runbooks/dead-letters-increasing.md",
+        "docs/runbooks/outbox-rows-parked.md", "docs/decisions/013-record-and-infrastructure-faults.md"]
 
 
 def commands(text: str) -> list[str]:
