@@ -70,6 +70,14 @@ class EmbeddedPostgres:
             with self.server._lock:
                 self.server.ensure_postgres_running()
 
+    def running(self) -> bool:
+        pid = postmaster_pid(self.pgdata)
+        return pid is not None and _alive(pid)
+
+    @property
+    def log_path(self) -> Path:
+        return self.pgdata / "log"
+
     def stop(self) -> None:
         """Fast shutdown: open transactions roll back, connections are closed, the data stays."""
         stop_postmaster(self.pgdata)

@@ -6,8 +6,9 @@ migrations applied, then the four services start as processes, a demo feed posts
 and Ctrl-C (or SIGTERM) stops everything, children first, leaving no process behind.
 
 While it runs the launcher supervises: a service that exits is reported (name, exit code, the end
-of its log) and started again after a capped exponential backoff; the embedded broker exiting stops
-everything, because its events were in memory and cannot come back. Nothing outlives the launcher,
+of its log) and started again after a capped exponential backoff; the embedded PostgreSQL is
+started again at once (its data is on disk); the embedded broker exiting stops everything, because
+its events were in memory and cannot come back. Nothing outlives the launcher,
 not even when it is killed with SIGKILL (see duban/embedded.py)."""
 
 from __future__ import annotations
@@ -188,8 +189,14 @@ class Stack:
                                    f"{log_tail(self.log_path(name))}\n(whole log: {self.log_path(name)})")
 
     async def supervise(self, interval_s: float = 0.25) -> None:
-        """Runs until the embedded broker exits (raises BrokerLost); restarts every other child that exits."""
+        """Runs until the embedded broker exits (raises BrokerLost); restarts every other child that
+        exits, and the embedded PostgreSQL (its data is on disk)."""
         while True:
+            if self.pg_server is not None and not self.pg_server.running():
+                self.say(f"the embedded PostgreSQL exited; the end of its log {self.pg_server.log_path}:\n"
+                         f"{log_tail(self.pg_server.log_path)}\nstarting it again (its data is kept)")
+                await asyncio.to_thread(self.pg_server.start)
+                self.say("PostgreSQL restarted")
             now = time.monotonic()
             for index, (name, child) in enumerate(self.children):
                 if child.poll() is None:

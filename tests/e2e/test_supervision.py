@@ -78,3 +78,11 @@ def test_nothing_outlives_a_launcher_killed_with_sigkill(launcher):
 
 def _words(process: psutil.Process) -> set[str]:
     return {Path(part).name.split("-v")[0] for part in process.cmdline()}
+
+
+def test_the_embedded_postgresql_dying_is_reported_and_it_is_started_again(launcher):
+    psutil.Process(postmaster_pid(Path(launcher.run_dir) / "pg")).kill()
+    launcher.wait_for_output("the embedded PostgreSQL exited", 10)
+    launcher.wait_for_output("PostgreSQL restarted", 60)
+    wait_until(lambda: all(ready(url) for url in launcher.urls.values()), 90, "every service to be ready again")
+    assert launcher.process.poll() is None
