@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
 import faust
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from faust.sensors import Monitor, Sensor
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from prometheus_client import Counter
@@ -91,6 +92,41 @@ async def wait_for_broker(settings: ServiceSettings, timeout_s: float = 30.0) ->
             await asyncio.sleep(0.3)
         finally:
             await admin.close()
+
+
+class BrokerProbe:
+    """Readiness against the broker: a metadata request over an existing client (a producer's), which
+    fails while the broker cannot be reached or a topic the service needs has no leader. Its answer
+    is kept for `ttl_s`, so frequent probes and scrapes cost one request per interval."""
+
+    def __init__(self, client: AIOKafkaClient, topics: Iterable[str], *, timeout_s: float = 1.5,
+                 ttl_s: float = 1.5) -> None:
+        self.client, self.topics, self.timeout_s, self.ttl_s = client, tuple(topics), timeout_s, ttl_s
+        self._asked_at = -float("inf")
+        self._failure: Exception | None = None
+        self._lock = asyncio.Lock()
+
+    async def check(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._asked_at >= self.ttl_s:
+                self._failure = await self._ask()
+                self._asked_at = time.monotonic()
+        if self._failure is not None:
+            raise self._failure
+
+    async def _ask(self) -> Exception | None:
+        try:
+            cluster = await asyncio.wait_for(self.client.fetch_all_metadata(), self.timeout_s)
+        except asyncio.TimeoutError:
+            return TimeoutError(f"the broker did not answer a metadata request within {self.timeout_s:g}s")
+        except Exception as error:  # noqa: BLE001 - whatever it is, the broker is not usable
+            return error
+        leaderless = [topic for topic in self.topics
+                      if not cluster.partitions_for_topic(topic)
+                      or cluster.available_partitions_for_topic(topic) != cluster.partitions_for_topic(topic)]
+        if leaderless:
+            return RuntimeError(f"topics missing or without a leader: {', '.join(leaderless)}")
+        return None
 
 
 class LeanMonitor(Monitor):

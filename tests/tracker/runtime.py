@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import asyncpg
 
 from duban.broker import ensure_topics, make_producer
+from duban.embedded import die_with_parent
 from duban.events.kafka import to_kafka
 from duban.settings import ServiceSettings
 from tests.conftest import ROOT, free_port
@@ -88,7 +89,8 @@ class TrackerProcess:
     def start(self) -> TrackerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it for its lifetime
         self.process = subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=ROOT, stdout=log,
-                                        stderr=subprocess.STDOUT, env=self.env | {"DUBAN_HTTP_PORT": str(self.port)})
+                                        stderr=subprocess.STDOUT, env=self.env | {"DUBAN_HTTP_PORT": str(self.port)},
+                                        preexec_fn=die_with_parent)  # never outlives the tests
         return self
 
     @property
