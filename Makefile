@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker clean
+.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker openapi-metrics openapi-notifier clean
 
 $(BIN)/.synced: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ lock: venv
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock
 
 # Every service's OpenAPI document, generated from its app; tests fail when a committed one drifts.
-openapi: openapi-intake openapi-tracker
+openapi: openapi-intake openapi-tracker openapi-metrics openapi-notifier
 
 openapi-intake: venv
 	$(BIN)/python -m services.intake.openapi > contracts/openapi/intake.json
@@ -42,6 +42,13 @@ openapi-intake: venv
 # The tracker's OpenAPI document (tests/tracker/test_api.py fails when it drifts from the routes).
 openapi-tracker: venv
 	$(BIN)/python -m services.tracker.openapi > contracts/openapi/tracker.json
+
+# The read APIs of metrics and notifier (tests/metrics/test_api.py, tests/notifier/test_api.py check drift).
+openapi-metrics: venv
+	$(BIN)/python -m services.metrics.openapi > contracts/openapi/metrics.json
+
+openapi-notifier: venv
+	$(BIN)/python -m services.notifier.openapi > contracts/openapi/notifier.json
 
 clean:
 	rm -rf $(VENV) node_modules .run

@@ -13,12 +13,13 @@ def _registrars() -> list[Registrar]:
     # Imported here so that `duban --help` stays fast and one broken feature cannot hide the others' help.
     from duban.catalog.cli import register as catalog
     from duban.launcher import register as launcher
+    from duban.tokens_cli import register as tokens
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
     from services.tracker.replay import register as replay
 
-    return [catalog, workcal, launcher, topics, replay, keys]
+    return [catalog, workcal, launcher, topics, replay, keys, tokens]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,14 @@ class ServiceSettings(BaseSettings):
     # Liveness fails when the service's main loop has not ticked for this long.
     liveness_stale_after_s: float = 60.0
     data_dir: str = ".run"
+    # Bearer tokens (duban/auth.py): the identity provider's JWKS or one public key file; a service with neither
+    # refuses to start. `duban run` sets the key file to the key pair it keeps under the data dir.
+    auth_jwks_url: str | None = None
+    auth_public_key_file: str | None = None
+    auth_issuer: str = "duban-local"
+    auth_audience: str = "duban"
+    auth_role_claim: str = "role"
+    auth_department_claim: str = "department"
 
     @property
     def dead_letter_suffix(self) -> str:

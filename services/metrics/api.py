@@ -10,6 +10,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
+from duban.auth import CurrentPrincipal, authenticated, forbidden
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
 from duban.problems import Problem
@@ -39,7 +40,8 @@ def describe(ind: Indicator, figure: Figure) -> dict:
 
 
 def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    # Every route needs a bearer token; a department sees the figures and cases of its own department only.
+    router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
 
     async def figures_of(conn: asyncpg.Connection, period: str, case_type: str | None = None) -> list[Figure]:
         now = datetime.now(timezone.utc)
@@ -51,7 +53,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
         return period or str(civil_date(datetime.now(timezone.utc)).year)
 
     @router.get("/indicators")
-    async def list_indicators(pool: Pool, period: PeriodQuery = None) -> dict:
+    async def list_indicators(pool: Pool, principal: CurrentPrincipal, period: PeriodQuery = None) -> dict:
         period = period_or_default(period)
         async with pool.acquire() as conn:
             figures = await figures_of(conn, period)
@@ -61,15 +63,17 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
             mine = [f for f in figures if f.indicator == ind.id]
             plan_wide = next(f for f in mine if f.department == ALL_DEPARTMENTS)
             items.append({**describe(ind, plan_wide),
-                          "departments": [asdict(f) for f in mine if f.department != ALL_DEPARTMENTS]})
+                          "departments": [asdict(f) for f in mine if f.department != ALL_DEPARTMENTS
+                                          and principal.may_see_department(f.department)]})
         return {"period": period, "items": items,
                 "calendar": {"version": hours.calendar.version, "uncovered_cases": uncovered,
                              "covers_next_year": hours.calendar.is_covered(civil_date(datetime.now(timezone.utc)).year + 1)}}
 
     @router.get("/indicators/{indicator_id}")
     async def get_indicator(
-        pool: Pool, indicator_id: str, period: PeriodQuery = None,
-        department: Annotated[str, Query(pattern=r"^[a-z0-9-]+$")] = ALL_DEPARTMENTS,
+        pool: Pool, principal: CurrentPrincipal, indicator_id: str, period: PeriodQuery = None,
+        department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
+                                                description="default: all (a department's token: its own)")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
     ) -> dict:
@@ -78,6 +82,10 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
         except KeyError:
             raise Problem(404, "indicator-not-found", f"no indicator {indicator_id!r} in the plan",
                           known=[i.id for i in catalog.indicators]) from None
+        # A department sees its own figure and cases, not the other departments' cases behind the plan-wide one.
+        department = department or principal.department or ALL_DEPARTMENTS
+        if not principal.sees_everything and department != principal.department:
+            raise forbidden(f"{principal.department} may see only its own figures and cases of {ind.id}")
         if department != ALL_DEPARTMENTS and department not in ind.feed.departments:
             raise Problem(404, "department-not-found", f"{department!r} does not feed {ind.id}",
                           known=[ALL_DEPARTMENTS, *ind.feed.departments])

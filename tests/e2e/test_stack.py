@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.e2e.conftest import department_key, progress_event, wait_until
+from tests.e2e.conftest import bearer_token, department_key, progress_event, wait_until
 
 
 def test_every_service_is_ready(stack):
@@ -21,7 +21,7 @@ def test_every_service_is_ready(stack):
 
 
 def test_event_flows_from_intake_to_tracker_and_metrics(stack):
-    _launcher, urls, _run_dir, database_url = stack
+    _launcher, urls, run_dir, database_url = stack
     event = progress_event("T07", "market-regulation", 60)
     response = httpx.post(urls["intake"] + "/v1/events", json=event,
                           headers={"content-type": "application/cloudevents+json",
@@ -29,15 +29,21 @@ def test_event_flows_from_intake_to_tracker_and_metrics(stack):
     assert response.status_code == 202, response.text
     assert event["id"] in response.json()["accepted"]
 
+    viewer = bearer_token(run_dir, "--role", "viewer")
+    anonymous = httpx.get(urls["tracker"] + "/v1/tasks/T07")
+    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
+
     def tracker_has_it():
-        task = httpx.get(urls["tracker"] + "/v1/tasks/T07").json()
+        task = httpx.get(urls["tracker"] + "/v1/tasks/T07", headers=viewer).json()
         return task if task["percent"] == 60 and task["status"] == "in_progress" else None
 
     task = wait_until(tracker_has_it, 15, "the tracker to apply the event")
     assert task["last_reporter"] == "/departments/market-regulation"
-    assert [h["event_id"] for h in task["history"]] == [event["id"]]
+    history = httpx.get(urls["tracker"] + "/v1/tasks/T07/history", headers=viewer).json()
+    assert [h["event_id"] for h in history["items"]] == [event["id"]]
 
-    listed = httpx.get(urls["tracker"] + "/v1/tasks", params={"area": "A3", "status": "in_progress"}).json()
+    listed = httpx.get(urls["tracker"] + "/v1/tasks", params={"area": "A3", "status": "in_progress"},
+                       headers=viewer).json()
     assert [t["id"] for t in listed["items"]] == ["T07"]
 
     # T07's milestones fell due in 2021, so the tracker lights it red (DESIGN §5: past due, not done).
