@@ -33,7 +33,10 @@ def service_document(router: APIRouter, *, title: str, description: str,
     doc["components"]["schemas"]["Problem"] = schema
     for path, operations in doc["paths"].items():
         for operation in operations.values():
-            for status, kinds in {**AUTH_PROBLEMS, 422: "invalid-request", **problems.get(path, {})}.items():
+            common = {**AUTH_PROBLEMS, 422: "invalid-request"}
+            if "requestBody" in operation:
+                common[400] = "http-error (the body is not JSON)"
+            for status, kinds in {**common, **problems.get(path, {})}.items():
                 operation["responses"][str(status)] = {
                     "description": f"problem: {kinds}",
                     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from duban.auth import CurrentPrincipal, authenticated, forbidden
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
+from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import OfficeHours
 from services.metrics import store
@@ -20,7 +21,7 @@ from services.metrics.exposition import open_clocks_now
 from services.metrics.indicators import ALL_DEPARTMENTS, Figure, Period, build_figures, civil_date, read_clock
 from services.metrics.settings import MetricsSettings
 
-PERIOD_PATTERN = r"^\d{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
+PERIOD_PATTERN = r"^[1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
 HISTORY_SHOWN = 100
 
 
@@ -75,7 +76,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
         department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
                                                 description="default: all (a department's token: its own)")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     ) -> dict:
         try:
             ind = catalog.indicator(indicator_id)

@@ -8,11 +8,12 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from duban.auth import ChangingPrincipal, CurrentPrincipal, authenticated
 from duban.catalog import Catalog
+from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import OfficeHours
 from services.notifier import store
@@ -28,6 +29,7 @@ def get_pool(request: Request) -> asyncpg.Pool:
 
 
 Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
+EscalationId = Annotated[int, Path(ge=1, le=BIGINT_MAX)]
 
 
 class Acknowledgement(BaseModel):
@@ -72,7 +74,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: NotifierSettings
                                                 description="a unit of the task, or addressed at the current level")] = None,
         open: Annotated[bool | None, Query(description="true: unresolved only; false: resolved only")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     ) -> dict:
         if department is not None:
             principal.require_department(department, "escalations")
@@ -92,14 +94,14 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: NotifierSettings
                 "total": total, "limit": limit, "offset": offset}
 
     @router.get("/escalations/{escalation_id}")
-    async def get_escalation(pool: Pool, principal: CurrentPrincipal, escalation_id: int) -> dict:
+    async def get_escalation(pool: Pool, principal: CurrentPrincipal, escalation_id: EscalationId) -> dict:
         async with pool.acquire() as conn:
             row = await one(conn, escalation_id)
             principal.require_task(catalog, row["task_id"], "escalation")
             return await with_deliveries(conn, row)
 
     @router.post("/escalations/{escalation_id}/acknowledge")
-    async def acknowledge(pool: Pool, principal: ChangingPrincipal, escalation_id: int, body: Acknowledgement) -> dict:
+    async def acknowledge(pool: Pool, principal: ChangingPrincipal, escalation_id: EscalationId, body: Acknowledgement) -> dict:
         now = clock()
         # The end of the last working day allowed.
         latest = midnight(hours.calendar.add_working_days(civil(now), settings.acknowledge_max_days) + timedelta(days=1))
@@ -129,7 +131,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: NotifierSettings
         status: Literal["pending", "sent", "dead", "cancelled"] | None = None,
         channel: Literal["wecom", "dingtalk", "email", "webhook"] | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     ) -> dict:
         async with pool.acquire() as conn:
             rows = await conn.fetch(

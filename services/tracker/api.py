@@ -11,13 +11,14 @@ from pydantic import BaseModel, Field
 
 from duban.auth import CurrentPrincipal, Principal, authenticated
 from duban.catalog import Catalog
+from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from services.tracker import store
 
 Status = Literal["not_started", "in_progress", "done", "blocked"]
 LightName = Literal["green", "yellow", "red"]
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="items to skip")]
 DepartmentCode = Annotated[str, Query(pattern=r"^[a-z0-9-]+$", max_length=64)]
 
 
