@@ -12,6 +12,7 @@ import os
 import random
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -205,6 +206,21 @@ async def serving(app) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def schemathesis(document: Path, url: str, credential: str, workdir: Path, *, max_examples: int,
+                 config_file: Path | None = None) -> subprocess.CompletedProcess:
+    """Schemathesis from a committed OpenAPI document against a running service, with a bearer credential;
+    every check that can hold for these APIs."""
+    config = ["--config-file", str(config_file)] if config_file else []
+    return subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", *config, "run", str(document), "--url", url,
+         "-H", f"Authorization: Bearer {credential}", "--checks",
+         "not_a_server_error,negative_data_rejection,status_code_conformance,content_type_conformance,"
+         "response_schema_conformance,response_headers_conformance",
+         "--phases", "examples,coverage,fuzzing", "--max-examples", str(max_examples), "--workers", "1",
+         "--seed", "2021", "--suppress-health-check", "all"],
+        cwd=workdir, capture_output=True, text=True, timeout=280)
 
 
 def pytest_collection_modifyitems(items) -> None:
