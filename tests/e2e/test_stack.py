@@ -20,6 +20,19 @@ def test_every_service_is_ready(stack):
         assert httpx.get(url + "/healthz").status_code == 200
 
 
+def test_every_service_wants_credentials_and_trusts_the_embedded_key(stack):
+    _launcher, urls, run_dir, _database_url = stack
+    viewer = bearer_token(run_dir, "--role", "viewer")
+    for name, path in (("tracker", "/v1/tasks"), ("metrics", "/v1/indicators"), ("notifier", "/v1/escalations")):
+        assert httpx.get(urls[name] + path).status_code == 401, name
+        assert httpx.get(urls[name] + path, headers=viewer).status_code == 200, name
+    assert httpx.post(urls["intake"] + "/v1/events", json={}).status_code == 401
+    # Intake takes a department's token as well as its key; a viewer does not report.
+    refused = httpx.post(urls["intake"] + "/v1/events", json=progress_event("T07", "market-regulation", 10),
+                         headers={"content-type": "application/cloudevents+json", **viewer})
+    assert refused.status_code == 403
+
+
 def test_event_flows_from_intake_to_tracker_and_metrics(stack):
     _launcher, urls, run_dir, database_url = stack
     event = progress_event("T07", "market-regulation", 60)
