@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 
-.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker prometheus-rule policy-lock clean
+.PHONY: run test venv lock tools openapi openapi-intake openapi-tracker openapi-metrics openapi-notifier prometheus-rule policy-lock clean
 
 $(BIN)/.synced: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,7 +34,7 @@ lock: venv
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock
 
 # Every service's OpenAPI document, generated from its app; tests fail when a committed one drifts.
-openapi: openapi-intake openapi-tracker
+openapi: openapi-intake openapi-tracker openapi-metrics openapi-notifier
 
 openapi-intake: venv
 	$(BIN)/python -m services.intake.openapi > contracts/openapi/intake.json
@@ -58,6 +58,13 @@ policy-lock: venv
 	test -x .venv-policy/bin/python || $(PYTHON) -m venv .venv-policy
 	$(BIN)/uv pip sync --quiet --python .venv-policy/bin/python deploy/k8s/policy/checkov.lock
 	touch $@
+
+# The read APIs of metrics and notifier (tests/metrics/test_api.py, tests/notifier/test_api.py check drift).
+openapi-metrics: venv
+	$(BIN)/python -m services.metrics.openapi > contracts/openapi/metrics.json
+
+openapi-notifier: venv
+	$(BIN)/python -m services.notifier.openapi > contracts/openapi/notifier.json
 
 clean:
 	rm -rf $(VENV) .venv-policy node_modules .run

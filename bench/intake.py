@@ -42,6 +42,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from duban.auth import ensure_local_keys  # noqa: E402
 from duban.broker import ensure_topics, wait_for_broker  # noqa: E402
 from duban.events import to_kafka  # noqa: E402
 from duban.pg import ensure_database, migrate  # noqa: E402
@@ -231,7 +232,8 @@ async def main(events: int, latency_seconds: float, profile: Path | None) -> Non
 
         env = dict(os.environ, DUBAN_DATABASE_URL=database_url, DUBAN_KAFKA_BOOTSTRAP=bootstrap,
                    DUBAN_HTTP_PORT=str(port), DUBAN_TOPIC_DEPT_EVENTS="bench.intake", DUBAN_LOG_LEVEL="WARNING",
-                   DUBAN_RATE_LIMIT_PER_S="1e9", DUBAN_RATE_LIMIT_BURST=str(10**9))
+                   DUBAN_RATE_LIMIT_PER_S="1e9", DUBAN_RATE_LIMIT_BURST=str(10**9),
+                   DUBAN_AUTH_PUBLIC_KEY_FILE=str(ensure_local_keys(work)[1]))
         intake = subprocess.Popen([sys.executable, "-m", "services.intake"], cwd=ROOT, env=env,
                                   stdout=open(work / "intake.log", "wb"), stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"

@@ -15,13 +15,14 @@ def _registrars() -> list[Registrar]:
     from duban.launcher import register as launcher
     from duban.outbox import register as outbox
     from duban.recompute_cli import register as recompute
+    from duban.tokens_cli import register as tokens
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
     from services.tracker.replay import register as replay
     from services.tracker.void import register as void
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void]
+    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, wait_for_broker
 from duban.embedded import EmbeddedPostgres, die_with_parent, tansu_command
 from duban.pg import ensure_database, migrate, pending_migrations
@@ -178,6 +179,9 @@ class Stack:
         database_url, bootstrap = self.start_database(), self.start_broker()
         self.env.update(DUBAN_DATABASE_URL=database_url, DUBAN_KAFKA_BOOTSTRAP=bootstrap,
                         DUBAN_DATA_DIR=str(self.run_dir))
+        if not (self.env.get("DUBAN_AUTH_JWKS_URL") or self.env.get("DUBAN_AUTH_PUBLIC_KEY_FILE")):
+            # The embedded default: services trust the key pair `duban tokens issue` signs with.
+            self.env["DUBAN_AUTH_PUBLIC_KEY_FILE"] = str(ensure_local_keys(self.run_dir)[1])
         settings = ServiceSettings(database_url=database_url, kafka_bootstrap=bootstrap)
         await wait_for_broker(settings)
         await ensure_topics(settings)

@@ -29,6 +29,8 @@ def database_unavailable(error: BaseException) -> bool:
 
 
 _MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+# The largest bigint: an HTTP parameter beyond it (an offset, an id) is the client's error, not the database's.
+BIGINT_MAX = 2**63 - 1
 
 
 async def create_pool(database_url: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

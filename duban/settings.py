@@ -50,6 +50,14 @@ class ServiceSettings(BaseSettings):
 
     def time_window(self) -> TimeWindow:
         return TimeWindow(floor=self.event_time_floor, max_skew=timedelta(seconds=self.event_time_max_skew_s))
+    # Bearer tokens (duban/auth.py): the identity provider's JWKS or one public key file; a service with neither
+    # refuses to start. `duban run` sets the key file to the key pair it keeps under the data dir.
+    auth_jwks_url: str | None = None
+    auth_public_key_file: str | None = None
+    auth_issuer: str = "duban-local"
+    auth_audience: str = "duban"
+    auth_role_claim: str = "role"
+    auth_department_claim: str = "department"
 
     @property
     def dead_letter_suffix(self) -> str:

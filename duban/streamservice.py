@@ -13,6 +13,7 @@ import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI
 
+from duban import auth
 from duban.broker import BrokerProbe, make_faust_app, make_producer, raw_topic
 from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, attach_agent
 from duban.events.registry import validate_or_raise
@@ -52,6 +53,7 @@ class StreamService:
 
         @asynccontextmanager
         async def lifespan(app: FastAPI):
+            auth.install(app, self.settings)  # no key to check tokens with: refuse to start rather than run open
             pool = await create_pool(self.settings.database_url, self.schema)
             producer = make_producer(self.settings)
             await producer.start()

@@ -12,6 +12,8 @@ import os
 import random
 import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -19,9 +21,15 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
+import asyncio
+from dataclasses import dataclass
+from datetime import timedelta
+
 import asyncpg
 import pytest
+import uvicorn
 
+from duban.auth import Role, TokenVerifier, ensure_local_keys, issue_token
 from duban.broker import ensure_topics, wait_for_broker
 from duban.embedded import EmbeddedPostgres, start_tansu
 from duban.pg import create_pool, migrate
@@ -155,6 +163,86 @@ async def migrated_schema(database_url: str, service: str) -> AsyncIterator[str]
             await conn.execute(f'DROP SCHEMA "{name}" CASCADE')
         finally:
             await conn.close()
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Bearer tokens signed with the session's key pair, which every service the tests start trusts."""
+
+    private_key: Path
+    public_key: Path
+
+    def issue(self, role: Role = "district-office", department: str | None = None, *, subject: str | None = None,
+              ttl: timedelta = timedelta(hours=1), **settings) -> str:
+        if department is not None:
+            role = "department"
+        return issue_token(self.private_key, ServiceSettings(**settings), role=role, department=department,
+                           subject=subject, ttl=ttl)
+
+    def headers(self, role: Role = "district-office", department: str | None = None, **options) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.issue(role, department, **options)}"}
+
+    def verifier(self) -> TokenVerifier:
+        return TokenVerifier(ServiceSettings(auth_public_key_file=str(self.public_key)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tokens(tmp_path_factory) -> Tokens:
+    """A key pair for the session, named in DUBAN_AUTH_PUBLIC_KEY_FILE so that every service the tests
+    start, in-process or as a child process, verifies tokens with it (as `duban run` arranges)."""
+    private, public = ensure_local_keys(tmp_path_factory.mktemp("auth"))
+    saved = {name: os.environ.pop(name, None) for name in ("DUBAN_AUTH_JWKS_URL", "DUBAN_AUTH_PUBLIC_KEY_FILE")}
+    os.environ["DUBAN_AUTH_PUBLIC_KEY_FILE"] = str(public)
+    yield Tokens(private, public)
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
+
+
+def read_api(router, pool: asyncpg.Pool, tokens: Tokens):
+    """A service's read API as its app serves it (problem documents, token checks), without its consumer."""
+    from fastapi import FastAPI
+
+    from duban.problems import install_problem_handlers
+
+    app = FastAPI()
+    app.state.pool, app.state.verifier = pool, tokens.verifier()
+    install_problem_handlers(app)
+    app.include_router(router)
+    return app
+
+
+@contextlib.asynccontextmanager
+async def serving(app) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a free port in this event loop; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def schemathesis(document: Path, url: str, credential: str, workdir: Path, *, max_examples: int,
+                 config_file: Path | None = None) -> subprocess.CompletedProcess:
+    """Schemathesis from a committed OpenAPI document against a running service, with a bearer credential;
+    every check that can hold for these APIs."""
+    config = ["--config-file", str(config_file)] if config_file else []
+    return subprocess.run(
+        [sys.executable, "-m", "schemathesis.cli", *config, "run", str(document), "--url", url,
+         "-H", f"Authorization: Bearer {credential}", "--checks",
+         "not_a_server_error,negative_data_rejection,status_code_conformance,content_type_conformance,"
+         "response_schema_conformance,response_headers_conformance",
+         "--phases", "examples,coverage,fuzzing", "--max-examples", str(max_examples), "--workers", "1",
+         "--seed", "2021", "--suppress-health-check", "all"],
+        cwd=workdir, capture_output=True, text=True, timeout=280)
 
 
 def pytest_collection_modifyitems(items) -> None:

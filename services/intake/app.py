@@ -22,6 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Counter
 from pydantic import BaseModel
 
+from duban import auth
 from duban.broker import BrokerProbe, make_producer
 from duban.catalog import load_catalog
 from duban.events import InvalidEvent, parse_event, to_kafka
@@ -66,6 +67,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        auth.install(app, settings)  # no key to check tokens with: refuse to start rather than run open
         pool = await create_pool(settings.database_url, settings.schema_name)
         producer = intake_producer(settings)
         try:
@@ -102,15 +104,21 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     for kind_of in (Problem, *DATABASE_UNAVAILABLE):
         counted(kind_of)
 
-    bearer = HTTPBearer(auto_error=False, scheme_name="departmentKey",
-                        description="The department's API key (`duban keys create <department>`): dbk_<department>_…")
+    api_key = HTTPBearer(auto_error=False, scheme_name="departmentKey",
+                         description="The department's API key (`duban keys create <department>`): dbk_<department>_…")
 
     async def caller(request: Request,
-                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-        """The department whose key signs the request."""
+                     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(api_key)],
+                     _token: Annotated[HTTPAuthorizationCredentials | None, Depends(auth.bearer)]) -> str:
+        """The department whose key, or whose bearer token (JWT, role department), signs the request."""
         if credentials is None:
             raise Problem(401, "unauthenticated", "send the department's API key as `Authorization: Bearer <key>`",
                           headers={"WWW-Authenticate": 'Bearer realm="duban-intake"'})
+        if not keys.looks_like_token(credentials.credentials) and credentials.credentials.count(".") == 2:
+            principal = await request.app.state.verifier.verify(credentials.credentials)
+            if principal.department is None:
+                raise Problem(403, "forbidden", f"only a department posts events; this token's role is {principal.role}")
+            return principal.department
         department = await keys.authenticate(request.app.state.pool, credentials.credentials)
         if department is None:
             raise Problem(401, "unauthenticated", "the API key is unknown, revoked or expired",

@@ -10,8 +10,10 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 
+from duban.auth import CurrentPrincipal, authenticated, forbidden
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
+from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import OfficeHours
 from services.metrics import store
@@ -19,7 +21,7 @@ from services.metrics.exposition import open_clocks_now
 from services.metrics.indicators import ALL_DEPARTMENTS, Figure, Period, build_figures, civil_date, read_clock
 from services.metrics.settings import MetricsSettings
 
-PERIOD_PATTERN = r"^\d{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
+PERIOD_PATTERN = r"^[1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
 HISTORY_SHOWN = 100
 
 
@@ -39,7 +41,8 @@ def describe(ind: Indicator, figure: Figure) -> dict:
 
 
 def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    # Every route needs a bearer token; a department sees the figures and cases of its own department only.
+    router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
 
     async def figures_of(conn: asyncpg.Connection, period: str, case_type: str | None = None) -> list[Figure]:
         now = datetime.now(timezone.utc)
@@ -51,7 +54,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
         return period or str(civil_date(datetime.now(timezone.utc)).year)
 
     @router.get("/indicators")
-    async def list_indicators(pool: Pool, period: PeriodQuery = None) -> dict:
+    async def list_indicators(pool: Pool, principal: CurrentPrincipal, period: PeriodQuery = None) -> dict:
         period = period_or_default(period)
         async with pool.acquire() as conn:
             figures = await figures_of(conn, period)
@@ -61,7 +64,8 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
             mine = [f for f in figures if f.indicator == ind.id]
             plan_wide = next(f for f in mine if f.department == ALL_DEPARTMENTS)
             items.append({**describe(ind, plan_wide),
-                          "departments": [asdict(f) for f in mine if f.department != ALL_DEPARTMENTS]})
+                          "departments": [asdict(f) for f in mine if f.department != ALL_DEPARTMENTS
+                                          and principal.may_see_department(f.department)]})
         return {"period": period, "items": items,
                 "calendar": {"version": hours.calendar.version, "uncovered_cases": uncovered,
                              "provisional_years": list(hours.calendar.provisional_years),
@@ -69,16 +73,21 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
 
     @router.get("/indicators/{indicator_id}")
     async def get_indicator(
-        pool: Pool, indicator_id: str, period: PeriodQuery = None,
-        department: Annotated[str, Query(pattern=r"^[a-z0-9-]+$")] = ALL_DEPARTMENTS,
+        pool: Pool, principal: CurrentPrincipal, indicator_id: str, period: PeriodQuery = None,
+        department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
+                                                description="default: all (a department's token: its own)")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
     ) -> dict:
         try:
             ind = catalog.indicator(indicator_id)
         except KeyError:
             raise Problem(404, "indicator-not-found", f"no indicator {indicator_id!r} in the plan",
                           known=[i.id for i in catalog.indicators]) from None
+        # A department sees its own figure and cases, not the other departments' cases behind the plan-wide one.
+        department = department or principal.department or ALL_DEPARTMENTS
+        if not principal.sees_everything and department != principal.department:
+            raise forbidden(f"{principal.department} may see only its own figures and cases of {ind.id}")
         if department != ALL_DEPARTMENTS and department not in ind.feed.departments:
             raise Problem(404, "department-not-found", f"{department!r} does not feed {ind.id}",
                           known=[ALL_DEPARTMENTS, *ind.feed.departments])

@@ -24,6 +24,6 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     return StreamService(
         name="notifier", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handler,
-        routers=[make_router(hours, settings, settings.clock)],
+        routers=[make_router(catalog, hours, settings, settings.clock)],
         background=[scheduling_job(catalog, hours, routes, settings, settings.clock)],
     ).create_app()

@@ -10,7 +10,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from duban.auth import CurrentPrincipal, Principal, authenticated
 from duban.catalog import Catalog
+from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import WorkingCalendar
 from services.tracker import store
@@ -20,7 +22,7 @@ from services.tracker.evaluation import TaskEvaluator
 Status = Literal["not_started", "in_progress", "done", "blocked"]
 LightName = Literal["green", "yellow", "red"]
 Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="items to skip")]
 DepartmentCode = Annotated[str, Query(pattern=r"^[a-z0-9-]+$", max_length=64)]
 
 
@@ -85,13 +87,20 @@ class MilestoneCompletion(BaseModel):
 
 
 class TaskDetail(Task):
-    history: list[Report] = Field(description="every report in event time")
+    history_total: int = Field(description="how many reports the task has; GET /v1/tasks/{task_id}/history pages them")
     milestones: list[MilestoneOccurrence]
     milestone_completions: list[MilestoneCompletion]
 
 
 class TaskPage(BaseModel):
     items: list[Task]
+    total: int
+    limit: int
+    offset: int
+
+
+class ReportPage(BaseModel):
+    items: list[Report] = Field(description="reports, the latest (in event time) first")
     total: int
     limit: int
     offset: int
@@ -168,7 +177,8 @@ Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 
 def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    # Every route needs a bearer token; a department sees only its own tasks and cases (duban/auth.py).
+    router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
     evaluator = evaluator or TaskEvaluator(catalog, WorkingCalendar())
     calendar, issued = evaluator.calendar, catalog.plan.issued
 
@@ -192,6 +202,7 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
     @router.get("/tasks", response_model=TaskPage)
     async def list_tasks(
         pool: Pool,
+        principal: CurrentPrincipal,
         area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
         department: DepartmentCode | None = None,
         status: Status | None = None,
@@ -199,22 +210,38 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> TaskPage:
-        task_ids = None
+        task_ids = principal.visible_tasks(catalog)
         if department is not None:
             department_or_404(department)
+            principal.require_department(department, "tasks")
             task_ids = [t.id for t in catalog.tasks_of_department(department)]
         async with pool.acquire() as conn:
             items, total = await store.list_tasks(conn, area=area, task_ids=task_ids, status=status, light=light,
                                                   limit=limit, offset=offset)
         return TaskPage(items=[with_calendar(t) for t in items], total=total, limit=limit, offset=offset)
 
+    def task_or_404(principal: Principal, task_id: str) -> None:
+        if task_id not in {t.id for t in catalog.tasks}:
+            raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
+        principal.require_task(catalog, task_id)
+
     @router.get("/tasks/{task_id}", response_model=TaskDetail)
-    async def get_task(pool: Pool, task_id: str) -> dict:
+    async def get_task(pool: Pool, principal: CurrentPrincipal, task_id: str) -> dict:
+        """The task with its milestones; its reports are paged by GET /v1/tasks/{task_id}/history."""
+        task_or_404(principal, task_id)
         async with pool.acquire() as conn:
             task = await store.get_task(conn, task_id)
         if task is None:
             raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
         return {**with_calendar(task), "milestones": [with_grace(m) for m in task["milestones"]]}
+
+    @router.get("/tasks/{task_id}/history", response_model=ReportPage)
+    async def get_task_history(pool: Pool, principal: CurrentPrincipal, task_id: str, limit: Limit = 50,
+                               offset: Offset = 0) -> ReportPage:
+        task_or_404(principal, task_id)
+        async with pool.acquire() as conn:
+            items, total = await store.task_history(conn, task_id, limit=limit, offset=offset)
+        return ReportPage(items=items, total=total, limit=limit, offset=offset)
 
     async def case_of(pool: asyncpg.Pool, department: str, case_id: str) -> dict:
         async with pool.acquire() as conn:
@@ -224,9 +251,14 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         return case
 
     @router.get("/cases/{case_id}", response_model=Case, response_model_by_alias=True)
-    async def get_case(pool: Pool, case_id: str, department: DepartmentCode | None = None) -> dict:
-        """A case by its id; case ids are unique per department, so `department` is needed when two share one."""
-        if department is None:
+    async def get_case(pool: Pool, principal: CurrentPrincipal, case_id: str,
+                       department: DepartmentCode | None = None) -> dict:
+        """A case by its id; case ids are unique per department, so `department` is needed when two share one.
+        A department's token looks among its own cases only."""
+        department = department or principal.department
+        if department is not None:
+            principal.require_department(department, "cases")
+        else:
             async with pool.acquire() as conn:
                 departments = await store.departments_of_case(conn, case_id)
             if len(departments) > 1:
@@ -238,14 +270,17 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         return await case_of(pool, department, case_id)
 
     @router.get("/departments/{code}/cases/{case_id}", response_model=Case, response_model_by_alias=True)
-    async def get_department_case(pool: Pool, code: str, case_id: str) -> dict:
+    async def get_department_case(pool: Pool, principal: CurrentPrincipal, code: str, case_id: str) -> dict:
         department_or_404(code)
+        principal.require_department(code, "cases")
         return await case_of(pool, code, case_id)
 
     @router.get("/departments/{code}", response_model=DepartmentView)
-    async def get_department(pool: Pool, code: str, limit: Limit = 50, offset: Offset = 0) -> DepartmentView:
+    async def get_department(pool: Pool, principal: CurrentPrincipal, code: str, limit: Limit = 50,
+                             offset: Offset = 0) -> DepartmentView:
         """The department's tasks (as lead, responsible unit or member of a named collective) and its open cases."""
         department = department_or_404(code)
+        principal.require_department(code, "department view")
         task_ids = [t.id for t in catalog.tasks_of_department(code)]
         async with pool.acquire() as conn:
             tasks, _ = await store.list_tasks(conn, area=None, task_ids=task_ids, status=None, light=None,

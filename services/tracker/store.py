@@ -199,17 +199,25 @@ async def get_task(conn: asyncpg.Connection, task_id: str) -> dict | None:
     row = await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
     if row is None:
         return None
-    history = await conn.fetch(
-        "SELECT source, event_id, event_time, status, percent, note, evidence_url FROM task_reports"
-        " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
+    history_total = await conn.fetchval("SELECT count(*) FROM task_reports WHERE task_id = $1", task_id)
     milestones = await conn.fetch(
         "SELECT milestone_id, due, starts, status, done_at, done_by, done_event_id, status_as_of FROM milestones"
         " WHERE task_id = $1 ORDER BY due, milestone_id", task_id)
     completions = await conn.fetch(
         "SELECT source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
         " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
-    return {**dict(row), "history": [dict(h) for h in history], "milestones": [dict(m) for m in milestones],
+    return {**dict(row), "history_total": history_total, "milestones": [dict(m) for m in milestones],
             "milestone_completions": [dict(c) for c in completions]}
+
+
+async def task_history(conn: asyncpg.Connection, task_id: str, *, limit: int, offset: int) -> tuple[list[dict], int]:
+    """A page of the task's reports, the latest (in event time) first."""
+    total = await conn.fetchval("SELECT count(*) FROM task_reports WHERE task_id = $1", task_id)
+    rows = await conn.fetch(
+        "SELECT source, event_id, event_time, status, percent, note, evidence_url FROM task_reports"
+        " WHERE task_id = $1 ORDER BY event_time DESC, source DESC, event_id DESC LIMIT $2 OFFSET $3",
+        task_id, limit, offset)
+    return [dict(r) for r in rows], total
 
 
 async def get_case(conn: asyncpg.Connection, department: str, case_id: str) -> dict | None:

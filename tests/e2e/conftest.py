@@ -98,6 +98,15 @@ def department_key(database_url: str, department: str) -> str:
     return created.stdout.strip()
 
 
+def bearer_token(run_dir: Path, *options: str) -> dict[str, str]:
+    """A token made the way a person gets one locally: `duban tokens issue`, with the key pair `duban run` trusts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
+    issued = subprocess.run([sys.executable, "-m", "duban.cli", "tokens", "issue", *options], cwd=ROOT,
+                            env=dict(env, DUBAN_DATA_DIR=str(run_dir)), capture_output=True, text=True, timeout=60,
+                            check=True)
+    return {"authorization": f"Bearer {issued.stdout.strip()}"}
+
+
 def post(urls: dict[str, str], key: str, events: list[dict]) -> httpx.Response:
     return httpx.post(urls["intake"] + "/v1/events", json=events,
                       headers={"content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {key}"})

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from tests.e2e.conftest import department_key, progress_event, wait_until
+from tests.e2e.conftest import bearer_token, department_key, progress_event, wait_until
 
 
 def test_every_service_is_ready(stack):
@@ -20,8 +20,21 @@ def test_every_service_is_ready(stack):
         assert httpx.get(url + "/healthz").status_code == 200
 
 
+def test_every_service_wants_credentials_and_trusts_the_embedded_key(stack):
+    _launcher, urls, run_dir, _database_url = stack
+    viewer = bearer_token(run_dir, "--role", "viewer")
+    for name, path in (("tracker", "/v1/tasks"), ("metrics", "/v1/indicators"), ("notifier", "/v1/escalations")):
+        assert httpx.get(urls[name] + path).status_code == 401, name
+        assert httpx.get(urls[name] + path, headers=viewer).status_code == 200, name
+    assert httpx.post(urls["intake"] + "/v1/events", json={}).status_code == 401
+    # Intake takes a department's token as well as its key; a viewer does not report.
+    refused = httpx.post(urls["intake"] + "/v1/events", json=progress_event("T07", "market-regulation", 10),
+                         headers={"content-type": "application/cloudevents+json", **viewer})
+    assert refused.status_code == 403
+
+
 def test_event_flows_from_intake_to_tracker_and_metrics(stack):
-    _launcher, urls, _run_dir, database_url = stack
+    _launcher, urls, run_dir, database_url = stack
     event = progress_event("T07", "market-regulation", 60)
     response = httpx.post(urls["intake"] + "/v1/events", json=event,
                           headers={"content-type": "application/cloudevents+json",
@@ -29,15 +42,21 @@ def test_event_flows_from_intake_to_tracker_and_metrics(stack):
     assert response.status_code == 202, response.text
     assert event["id"] in response.json()["accepted"]
 
+    viewer = bearer_token(run_dir, "--role", "viewer")
+    anonymous = httpx.get(urls["tracker"] + "/v1/tasks/T07")
+    assert anonymous.status_code == 401 and anonymous.headers["content-type"] == "application/problem+json"
+
     def tracker_has_it():
-        task = httpx.get(urls["tracker"] + "/v1/tasks/T07").json()
+        task = httpx.get(urls["tracker"] + "/v1/tasks/T07", headers=viewer).json()
         return task if task["percent"] == 60 and task["status"] == "in_progress" else None
 
     task = wait_until(tracker_has_it, 15, "the tracker to apply the event")
     assert task["last_reporter"] == "/departments/market-regulation"
-    assert [h["event_id"] for h in task["history"]] == [event["id"]]
+    history = httpx.get(urls["tracker"] + "/v1/tasks/T07/history", headers=viewer).json()
+    assert [h["event_id"] for h in history["items"]] == [event["id"]]
 
-    listed = httpx.get(urls["tracker"] + "/v1/tasks", params={"area": "A3", "status": "in_progress"}).json()
+    listed = httpx.get(urls["tracker"] + "/v1/tasks", params={"area": "A3", "status": "in_progress"},
+                       headers=viewer).json()
     assert [t["id"] for t in listed["items"]] == ["T07"]
 
     # T07's milestones fell due in 2021, so the tracker lights it red (DESIGN §5: past due, not done).

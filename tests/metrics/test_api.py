@@ -4,28 +4,33 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from duban.problems import install_problem_handlers
 from services.metrics.api import make_router
+from services.metrics.openapi import OPENAPI_PATH, render
 from services.metrics.settings import MetricsSettings
+from tests.conftest import ROOT, read_api, serving
 from tests.metrics.conftest import CATALOG, HOURS
-
-pytestmark = pytest.mark.database
 
 REFUND, TAX = "export_tax_refund", "tax-bureau"
 
 
+def test_the_committed_openapi_document_matches_the_routes():
+    assert (ROOT / OPENAPI_PATH).read_text(encoding="utf-8") == render(), "run `make openapi-metrics`"
+
+
 @pytest.fixture
-async def client(pool):
-    app = FastAPI()
-    app.state.pool = pool
-    install_problem_handlers(app)
-    app.include_router(make_router(CATALOG, HOURS, MetricsSettings()))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://metrics") as client:
+async def api(pool, tokens) -> str:
+    async with serving(read_api(make_router(CATALOG, HOURS, MetricsSettings()), pool, tokens)) as url:
+        yield url
+
+
+@pytest.fixture
+async def client(api, tokens):
+    async with httpx.AsyncClient(base_url=api, headers=tokens.headers()) as client:
         yield client
 
 
+@pytest.mark.database
 async def test_indicator_lists_its_cases_and_clocks(feed, client):
     await feed.closed("R1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00")
     await feed.closed("R2", REFUND, TAX, "2021-09-16 09:00", "2021-09-22 10:00")
@@ -45,6 +50,7 @@ async def test_indicator_lists_its_cases_and_clocks(feed, client):
     assert [h["value"] for h in page["history"]] == [1.0, 3.5]
 
 
+@pytest.mark.database
 async def test_uncovered_cases_are_surfaced(feed, client):
     await feed.closed("U1", REFUND, TAX, "2028-12-28 09:00", "2029-01-06 09:00")
     listing = (await client.get("/v1/indicators", params={"period": "2029"})).json()
@@ -70,6 +76,7 @@ async def test_figures_on_a_provisional_year_say_so(feed, client):
     assert [c["provisional"] for c in covered["cases"]["items"]] == [False]
 
 
+@pytest.mark.database
 @pytest.mark.parametrize(("path", "params", "status", "kind"), [
     ("/v1/indicators/no_such_thing", {}, 404, "indicator-not-found"),
     ("/v1/indicators/export_tax_refund_days", {"department": "education"}, 404, "department-not-found"),
@@ -80,3 +87,16 @@ async def test_problems(client, path, params, status, kind):
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"].endswith(kind)
+
+
+@pytest.mark.database
+async def test_a_department_sees_its_own_figures_and_cases(feed, api, tokens):
+    await feed.closed("R1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00")
+    await feed.closed("Q1", "company_startup", "market-regulation", "2021-09-16 09:00", "2021-09-17 10:00")
+    async with httpx.AsyncClient(base_url=api, headers=tokens.headers(department=TAX)) as client:
+        listing = (await client.get("/v1/indicators", params={"period": "2021"})).json()
+        assert {d["department"] for i in listing["items"] for d in i["departments"]} == {TAX}
+        mine = (await client.get("/v1/indicators/export_tax_refund_days", params={"period": "2021"})).json()
+        assert mine["department"] == TAX and [c["case_id"] for c in mine["cases"]["items"]] == ["R1"]
+        plan_wide = await client.get("/v1/indicators/export_tax_refund_days", params={"department": "all"})
+        assert plan_wide.status_code == 403 and plan_wide.json()["type"].endswith("/forbidden")

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import httpx
 import pytest
 
+from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, make_producer
 from duban.events.kafka import to_kafka
 from duban.pg import migrate
@@ -75,6 +76,7 @@ async def metrics_service(database_url, kafka_bootstrap, unique_topics, tmp_path
         "DUBAN_CONSUMER_GROUP": f"metrics-{tag}", "DUBAN_REPORTS_CONSUMER_GROUP": f"metrics-reports-{tag}",
         "DUBAN_HTTP_PORT": str(port), "DUBAN_LAG_POLL_INTERVAL_S": "1", "DUBAN_DATA_DIR": str(tmp_path),
         "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "10",
+        "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(tmp_path)[1]),
     }
     log = open(tmp_path / "metrics.log", "wb")
     service = subprocess.Popen([sys.executable, "-m", "services.metrics"], cwd=ROOT, env=env, stdout=log,

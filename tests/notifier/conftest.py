@@ -18,11 +18,9 @@ import httpx
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI
 
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
-from duban.problems import install_problem_handlers
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.notifier.api import make_router
 from services.notifier.channels import make_channels
@@ -35,7 +33,7 @@ from services.notifier.handlers import (
 from services.notifier.routes import Routes
 from services.notifier.scheduler import Scheduler
 from services.notifier.settings import NotifierSettings
-from tests.conftest import at, free_port, migrated_schema, schema_pool
+from tests.conftest import at, free_port, migrated_schema, read_api, schema_pool, serving
 
 CATALOG = load_catalog()
 HOURS = OfficeHours(WorkingCalendar(), OfficeSchedule.default())
@@ -214,11 +212,9 @@ class Clock:
 
 
 @pytest.fixture
-async def api(pool):
+async def api(pool, tokens):
+    """The read API under a real server, a district-office client, and the clock it runs on."""
     clock = Clock()
-    app = FastAPI()
-    app.state.pool = pool
-    install_problem_handlers(app)
-    app.include_router(make_router(HOURS, NotifierSettings(), clock))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://notifier") as client:
+    async with serving(read_api(make_router(CATALOG, HOURS, NotifierSettings(), clock), pool, tokens)) as url, \
+            httpx.AsyncClient(base_url=url, headers=tokens.headers(subject="督查室 王五")) as client:
         yield client, clock

@@ -37,7 +37,7 @@ def routes_for(url: str) -> dict:
     }
 
 
-async def test_the_ladder_over_national_day(feed, pool, make_scheduler, http_receiver, smtp_server, api):
+async def test_the_ladder_over_national_day(feed, pool, make_scheduler, http_receiver, smtp_server, api, tokens):
     scheduler, (_, mailbox), (client, clock) = await make_scheduler(routes_for(http_receiver.url)), smtp_server, api
 
     # Friday before National Day, the task turns yellow: level 1 to its responsible units at once,
@@ -67,7 +67,8 @@ async def test_the_ladder_over_national_day(feed, pool, make_scheduler, http_rec
     item = await escalation(pool, "T17")
     clock.now = at("2021-09-26 10:00")
     answer = await client.post(f"/v1/escalations/{item['id']}/acknowledge",
-                               json={"by": "区数字办 王主任", "until": at("2021-09-29 12:00").isoformat(), "note": "已部署"})
+                               json={"until": at("2021-09-29 12:00").isoformat(), "note": "已部署"},
+                               headers=tokens.headers(department="digital-office", subject="区数字办 王主任"))
     assert answer.status_code == 200 and answer.json()["acknowledged_by"] == "区数字办 王主任"
     day = at("2021-09-27 09:00")
     while day < at("2021-10-08 00:00"):

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import asyncpg
 
+from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, make_producer
 from duban.embedded import die_with_parent
 from duban.events.kafka import to_kafka
@@ -125,6 +126,7 @@ def tracker_env(settings: ServiceSettings, *, database_url: str, schema: str, gr
         "DUBAN_SCHEMA_NAME": schema, "DUBAN_CONSUMER_GROUP": group, "DUBAN_DATA_DIR": str(data_dir),
         "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "6",
         "DUBAN_FIXED_NOW": FIXED_NOW, "DUBAN_LOG_JSON": "false",
+        "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(data_dir)[1]),
     }
 
 
