@@ -16,9 +16,10 @@ def _registrars() -> list[Registrar]:
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
+    from services.notifier.cli import register as routes
     from services.tracker.replay import register as replay
 
-    return [catalog, workcal, launcher, topics, replay, keys]
+    return [catalog, workcal, launcher, topics, replay, keys, routes]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -49,6 +49,8 @@ class EmailRoute(_Route):
 class WebhookRoute(_Route):
     channel: Literal["webhook"]
     url: Url
+    # Standard Webhooks signing key, "whsec_" + base64 of 24–64 random bytes; unset: unsigned.
+    secret: Annotated[str, StringConstraints(pattern=r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$")] | None = None
 
 
 Route = Annotated[WeComRoute | DingTalkRoute | EmailRoute | WebhookRoute, Field(discriminator="channel")]
@@ -101,6 +103,11 @@ class Routes:
             raise RoutesError(f"{path}: departments not in the plan catalog: {', '.join(unknown)}")
         return cls(spec)
 
+    def unrouted(self, catalog: Catalog) -> list[str]:
+        """The plan's departments (units, not collectives: a collective has no address of its own) that no
+        route reaches at any level: their notices would go nowhere."""
+        return [d.code for d in catalog.departments if d.kind == "unit" and not self._by_department.get(d.code)]
+
     def targets(self, department: str, level: int) -> list[Target]:
         """The department's addresses for a level; empty when it has none (the caller reports it)."""
         return [t for t in self._by_department.get(department, ()) if level in t.route.levels]
@@ -120,3 +127,10 @@ class Routes:
             for target in targets:
                 reached.setdefault(target, []).append(code)
         return reached, unrouted
+
+
+def local_routes(catalog: Catalog, domain: str = "departments.duban.test") -> dict:
+    """A routes file sending every department's notices by e-mail to `<code>@<domain>`: what `make run`
+    and docker-compose use, so every notice lands in the local mail catcher (or Mailpit)."""
+    return {"departments": {d.code: [{"channel": "email", "to": [f"{d.code}@{domain}"]}]
+                            for d in catalog.departments if d.kind == "unit"}}

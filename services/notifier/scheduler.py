@@ -64,6 +64,10 @@ class Scheduler:
         return Policy(s.escalation_red_days_to_top, s.escalation_unacknowledged_days_to_top,
                       s.escalation_repeat_every_days)
 
+    def sendable_from(self, moment: datetime) -> datetime:
+        """The first instant at or after `moment` a notice may go out: office time, unless configured otherwise."""
+        return moment if self.settings.deliver_outside_office_hours else self.hours.next_office_time(moment)
+
     async def run_once(self, pool: asyncpg.Pool, now: datetime) -> None:
         await self.evaluate_due(pool, now)
         await self.deliver_due(pool, now)
@@ -86,7 +90,7 @@ class Scheduler:
     async def _evaluate(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
         try:
             ev = evaluate(store.ladder_of(row), now, self.hours.calendar, self.policy)
-            not_before = self.hours.next_office_time(now)
+            not_before = self.sendable_from(now)
         except CalendarCoverageError as exc:
             CALENDAR_GAPS.labels(str(exc.year)).inc()
             log.error("working-day calendar lacks a year; escalation not evaluated", item=row["item"], year=exc.year)
@@ -133,8 +137,8 @@ class Scheduler:
             await store.finish(conn, row["id"], "cancelled", now, "resolved" if row["resolved_at"] else "acknowledged")
             DELIVERIES.labels(channel, "cancelled").inc()
             return
-        if not self.hours.is_office_time(now):
-            await store.postpone(conn, row["id"], self.hours.next_office_time(now))
+        if (sendable := self.sendable_from(now)) > now:
+            await store.postpone(conn, row["id"], sendable)
             return
         target = self.routes.target(row["recipient"])
         if target is None:
@@ -144,7 +148,7 @@ class Scheduler:
         if channel in RATE_LIMITED:
             free_at = await store.robot_slot(conn, row["recipient"], now, self.settings.robot_messages_per_minute)
             if free_at is not None:
-                await store.postpone(conn, row["id"], self.hours.next_office_time(free_at))
+                await store.postpone(conn, row["id"], self.sendable_from(free_at))
                 DELIVERIES.labels(channel, "rate_limited").inc()
                 return
         try:
@@ -161,7 +165,7 @@ class Scheduler:
         s = self.settings
         if exc.transient and attempts < s.delivery_max_attempts:
             wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
-            retry_at = self.hours.next_office_time(now + timedelta(seconds=wait))
+            retry_at = self.sendable_from(now + timedelta(seconds=wait))
             await store.record_attempt(conn, row["id"], status="pending", error=str(exc), not_before=retry_at, now=now)
             DELIVERIES.labels(row["channel"], "retry").inc()
             log.warning("notice not delivered; will retry", recipient=row["recipient"], attempt=attempts,

@@ -22,6 +22,8 @@ class NotifierSettings(ServiceSettings):
 
     # Who receives what: department code -> channel addresses (docs/notifier.md). None: nobody yet.
     notifier_routes: Path | None = None
+    # Send at any hour instead of office hours only: the local demo (`duban run`), whose clock is the wall clock.
+    deliver_outside_office_hours: bool = False
     # How often the scheduler looks for due escalations and deliveries.
     scheduler_interval_s: float = Field(15.0, gt=0)
     # Robots accept this many messages per rolling minute (WeCom and DingTalk: 20).

@@ -32,7 +32,7 @@ def stack(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
     launcher = subprocess.Popen(
         [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
-         "--base-port", str(base_port), "--kafka-port", str(kafka_port)],
+         "--base-port", str(base_port), "--kafka-port", str(kafka_port), "--mail-port", str(free_port())],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     for line in launcher.stdout:
