@@ -101,6 +101,7 @@ class Received:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: dict
+    raw: bytes
 
 
 @dataclass
@@ -125,9 +126,9 @@ def http_receiver():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             url = urlsplit(self.path)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
             with lock:
-                receiver.received.append(Received(url.path, parse_qs(url.query), dict(self.headers), body))
+                receiver.received.append(Received(url.path, parse_qs(url.query), dict(self.headers), json.loads(raw), raw))
                 status, answer = receiver.script.pop(0) if receiver.script else receiver.default
             payload = json.dumps(answer).encode()
             self.send_response(status)
