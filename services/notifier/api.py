@@ -121,7 +121,7 @@ def make_router(hours: OfficeHours, settings: NotifierSettings, clock: Callable[
     ) -> dict:
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT escalation_id, item, notice, {DELIVERY_COLUMNS} FROM deliveries WHERE ($1::text IS NULL OR"
+                f"SELECT kind, escalation_id, item, notice, {DELIVERY_COLUMNS} FROM deliveries WHERE ($1::text IS NULL OR"
                 " status = $1) AND ($2::text IS NULL OR channel = $2) ORDER BY id DESC LIMIT $3 OFFSET $4",
                 status, channel, limit, offset)
         return {"items": [{**dict(r), "notice": json.loads(r["notice"])} for r in rows], "limit": limit, "offset": offset}

@@ -12,8 +12,9 @@ from duban.workcal import OfficeHours
 from services.notifier.api import make_router
 from services.notifier.handlers import NotifierHandler
 from services.notifier.routes import Routes
-from services.notifier.scheduler import scheduling_job
+from services.notifier.scheduler import scheduling_job, sendable_from
 from services.notifier.settings import NotifierSettings
+from services.notifier.warnings import CaseWarningPlanner
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +29,8 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     # A routes file that does not load stops the start: better than notices silently going nowhere.
     routes = Routes.load(settings.notifier_routes, catalog)
     report_unrouted(routes, catalog, settings)
-    handler = NotifierHandler(catalog)
+    planner = CaseWarningPlanner(catalog, routes, lambda moment: sendable_from(hours, settings, moment), settings.clock)
+    handler = NotifierHandler(catalog, planner)
     return StreamService(
         name="notifier", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handler,

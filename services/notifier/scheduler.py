@@ -24,7 +24,7 @@ from duban.workcal import CalendarCoverageError, OfficeHours
 from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
 from services.notifier.escalation import Policy, addressees, evaluate
-from services.notifier.messages import Notice, build_notice
+from services.notifier.messages import build_notice, notice_from_json
 from services.notifier.routes import Routes
 from services.notifier.settings import NotifierSettings
 
@@ -46,8 +46,15 @@ CLAIM_BATCH = 100
 CALENDAR_RETRY = timedelta(hours=1)
 
 
+def sendable_from(hours: OfficeHours, settings: NotifierSettings, moment: datetime) -> datetime:
+    """The first instant at or after `moment` a notice may go out: office time, unless configured otherwise."""
+    return moment if settings.deliver_outside_office_hours else hours.next_office_time(moment)
+
+
 def delivery_key(row: asyncpg.Record) -> str:
-    return f"{row['item']}/{row['level']}/{row['window_start']}/{row['channel']}/{row['recipient']}"
+    # Escalations keep the key they always had, so a notice retried across an upgrade keeps its ids.
+    prefix = "" if row["kind"] == "escalation" else f"{row['kind']}/"
+    return f"{prefix}{row['item']}/{row['level']}/{row['window_start']}/{row['channel']}/{row['recipient']}"
 
 
 @dataclass
@@ -65,8 +72,7 @@ class Scheduler:
                       s.escalation_repeat_every_days)
 
     def sendable_from(self, moment: datetime) -> datetime:
-        """The first instant at or after `moment` a notice may go out: office time, unless configured otherwise."""
-        return moment if self.settings.deliver_outside_office_hours else self.hours.next_office_time(moment)
+        return sendable_from(self.hours, self.settings, moment)
 
     async def run_once(self, pool: asyncpg.Pool, now: datetime) -> None:
         await self.evaluate_due(pool, now)
@@ -152,7 +158,8 @@ class Scheduler:
                 DELIVERIES.labels(channel, "rate_limited").inc()
                 return
         try:
-            await self.channels[channel].send(target, Notice.from_json(json.loads(row["notice"])), delivery_key(row))
+            await self.channels[channel].send(target, notice_from_json(row["kind"], json.loads(row["notice"])),
+                                              delivery_key(row))
         except DeliveryError as exc:
             await self._failed(conn, row, now, exc)
             return

@@ -65,22 +65,23 @@ async def set_addressees(conn: asyncpg.Connection, escalation_id: int, addressee
     await conn.execute("UPDATE escalations SET addressees = $2 WHERE id = $1", escalation_id, addressees)
 
 
-async def plan_delivery(conn: asyncpg.Connection, *, escalation_id: int, item: str, level: int, window: date,
+async def plan_delivery(conn: asyncpg.Connection, *, escalation_id: int | None, item: str, level: int, window: date,
                         channel: str, recipient: str, departments: list[str], notice: dict, not_before: datetime,
-                        now: datetime) -> bool:
-    """Record a notice to send; False when this (item, level, window, channel, recipient) exists already."""
+                        now: datetime, kind: str = "escalation") -> bool:
+    """Record a notice to send; False when this (kind, item, level, window, channel, recipient) exists already."""
     status = await conn.execute(
         "INSERT INTO deliveries (escalation_id, item, level, window_start, channel, recipient, departments, notice,"
-        " not_before, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT DO NOTHING",
+        " not_before, created_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)"
+        " ON CONFLICT DO NOTHING",
         escalation_id, item, level, window, channel, recipient, departments, json.dumps(notice, ensure_ascii=False),
-        not_before, now)
+        not_before, now, kind)
     return status == "INSERT 0 1"
 
 
 async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT d.id, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
-        " e.resolved_at, e.acknowledged_until FROM deliveries d JOIN escalations e ON e.id = d.escalation_id"
+        "SELECT d.id, d.kind, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
+        " e.resolved_at, e.acknowledged_until FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
         " WHERE d.status = 'pending' AND d.not_before <= $1 ORDER BY d.not_before, d.id LIMIT 1"
         " FOR UPDATE OF d SKIP LOCKED", now)
 

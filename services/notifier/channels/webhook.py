@@ -1,4 +1,4 @@
-"""A generic webhook: the notice as a CloudEvent (structured mode), signed per the Standard Webhooks
+"""A generic webhook: the notice as a CloudEvent of its kind's type (contracts/notices/) (structured mode), signed per the Standard Webhooks
 specification when the route has a secret (https://www.standardwebhooks.com).
 
 The CloudEvent id and the `webhook-id` header derive from the delivery key, so a receiver sees the
@@ -20,16 +20,14 @@ from services.notifier.channels.post import post_json
 from services.notifier.messages import Notice, plain_text, title
 from services.notifier.routes import Target, WebhookRoute
 
-ESCALATION_NOTICE = "duban.notifier.escalation-notice.v1"
-
 
 def delivery_id(key: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"urn:duban:notifier:{key}"))
 
 
 def cloudevent(notice: Notice, key: str) -> dict:
-    return {"specversion": "1.0", "id": delivery_id(key), "source": "/services/notifier", "type": ESCALATION_NOTICE,
-            "subject": notice.item, "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+    return {"specversion": "1.0", "id": delivery_id(key), "source": "/services/notifier", "type": notice.TYPE,
+            "subject": notice.subject, "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
             "datacontenttype": "application/json",
             "data": {**notice.as_json(), "title": title(notice), "text": plain_text(notice)}}
 

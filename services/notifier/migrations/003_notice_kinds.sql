@@ -1,0 +1,9 @@
+-- Deliveries of other notices than an escalation's: case warnings (item = <department>/<case id>,
+-- level = the threshold in %, window = the day the case opened) and digests. Once per
+-- (kind, item, level, window, channel, recipient).
+ALTER TABLE deliveries
+    ALTER COLUMN escalation_id DROP NOT NULL,
+    ADD COLUMN kind text NOT NULL DEFAULT 'escalation' CHECK (kind IN ('escalation', 'case-warning', 'digest')),
+    ADD CONSTRAINT deliveries_escalation_has_its_escalation CHECK ((kind = 'escalation') = (escalation_id IS NOT NULL)),
+    DROP CONSTRAINT deliveries_item_level_window_start_channel_recipient_key;
+CREATE UNIQUE INDEX deliveries_once ON deliveries (kind, item, level, window_start, channel, recipient);
