@@ -144,7 +144,84 @@ class CaseWarningNotice:
         return "请办理部门抓紧办理，确保在时限内办结。"
 
 
-NOTICE_KINDS = {kind.KIND: kind for kind in (Notice, CaseWarningNotice)}
+LIGHT_WORDS = {"green": "绿灯", "yellow": "黄灯", "red": "红灯", None: "未评估"}
+
+
+def _item_line(item: dict) -> str:
+    """One open item of a digest: what, light, due date and what is asked."""
+    what = f"{item['item']} {item['title']}"
+    level = f"，{LEVEL_NAMES[item['level']]}" if item.get("level") else ""
+    due = f"，截止 {_chinese_date(item['deadline'])}" if item.get("deadline") else ""
+    ask = f"：{CALLS[item['level']]}" if item.get("level") else ""
+    return f"{what}（{LIGHT_WORDS[item['light']]}{due}{level}）{ask}"
+
+
+@dataclass(frozen=True)
+class DigestNotice:
+    """A department's daily digest (每日督办提醒): its open items at the opening of the working day."""
+
+    department: str
+    department_name: str
+    day: str  # ISO date
+    items: list[dict]  # open escalations of its tasks: item, title, light, deadline, level
+    warnings: list[dict]  # case warnings since the previous digest: case_id, case_type_name, threshold, elapsed, allowed, unit
+
+    KIND = "digest"
+    TYPE = "duban.notifier.digest-notice.v1"
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def subject(self) -> str:
+        return self.department
+
+    def heading(self) -> str:
+        return (f"【督办日报】{self.department_name} {_chinese_date(self.day)}："
+                f"{len(self.items)}项督办事项，{len(self.warnings)}件案件预警")
+
+    def facts(self) -> list[tuple[str, str]]:
+        rows = [(f"督办事项{i}", _item_line(item)) for i, item in enumerate(self.items, 1)]
+        rows += [(f"案件预警{i}", f"{w['case_type_name']} {w['case_id']} 已用时{w['threshold']}%"
+                  f"（{_number(w['elapsed'])}/{_number(w['allowed'])}{UNITS[w['unit']]}）")
+                 for i, w in enumerate(self.warnings, 1)]
+        return rows
+
+    def ask(self) -> str:
+        return "请按要求推进上述事项，确保按期完成。"
+
+
+@dataclass(frozen=True)
+class WeeklyNotice:
+    """A lead department's Monday digest (每周督办周报): every task it leads, with its light."""
+
+    department: str
+    department_name: str
+    week_of: str  # ISO date of the week's first working day
+    tasks: list[dict]  # item, title, light, deadline (when escalated), level (when escalated)
+
+    KIND = "weekly-digest"
+    TYPE = "duban.notifier.weekly-digest-notice.v1"
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+    @property
+    def subject(self) -> str:
+        return self.department
+
+    def heading(self) -> str:
+        red = sum(t["light"] == "red" for t in self.tasks)
+        return f"【督办周报】{self.department_name} {_chinese_date(self.week_of)}：牵头{len(self.tasks)}项任务，{red}项红灯"
+
+    def facts(self) -> list[tuple[str, str]]:
+        return [(f"任务{i}", _item_line(task)) for i, task in enumerate(self.tasks, 1)]
+
+    def ask(self) -> str:
+        return "请牵头部门统筹推进，对黄灯、红灯任务督促责任单位加快落实。"
+
+
+NOTICE_KINDS = {kind.KIND: kind for kind in (Notice, CaseWarningNotice, DigestNotice, WeeklyNotice)}
 
 
 def notice_from_json(kind: str, data: dict):

@@ -27,6 +27,9 @@ class _Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # Levels whose notices this address receives, e.g. [2] for a head's mailbox that wants 催办 only.
     levels: Levels = ALL_LEVELS
+    # immediate: each notice as it is due; digest: one message a working day, at DUBAN_DIGEST_AT, listing
+    # the department's open items (docs/notifier.md).
+    mode: Literal["immediate", "digest"] = "immediate"
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
 
 
@@ -112,6 +115,11 @@ class Routes:
         """The department's addresses for a level; empty when it has none (the caller reports it)."""
         return [t for t in self._by_department.get(department, ()) if level in t.route.levels]
 
+    def digest_targets(self) -> dict[str, list[Target]]:
+        """Department → its addresses that take the daily digest instead of single notices."""
+        found = {code: [t for t in targets if t.route.mode == "digest"] for code, targets in self._by_department.items()}
+        return {code: targets for code, targets in found.items() if targets}
+
     def target(self, recipient: str) -> Target | None:
         return self._by_recipient.get(recipient)
 
@@ -124,7 +132,8 @@ class Routes:
             targets = self.targets(code, level)
             if not targets:
                 unrouted.append(code)
-            for target in targets:
+            # A digest address hears of it in the next digest, not now.
+            for target in (t for t in targets if t.route.mode == "immediate"):
                 reached.setdefault(target, []).append(code)
         return reached, unrouted
 

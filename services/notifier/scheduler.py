@@ -23,6 +23,7 @@ from duban.consumer import TRANSIENT_ERRORS
 from duban.workcal import CalendarCoverageError, OfficeHours
 from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
+from services.notifier.digests import Digests
 from services.notifier.escalation import Policy, addressees, evaluate
 from services.notifier.messages import build_notice, notice_from_json
 from services.notifier.routes import Routes
@@ -76,6 +77,7 @@ class Scheduler:
 
     async def run_once(self, pool: asyncpg.Pool, now: datetime) -> None:
         await self.evaluate_due(pool, now)
+        await Digests(self.catalog, self.hours, self.routes, self.settings).plan(pool, now)
         await self.deliver_due(pool, now)
         await self.refresh_gauges(pool)
 

@@ -78,6 +78,32 @@ async def plan_delivery(conn: asyncpg.Connection, *, escalation_id: int | None, 
     return status == "INSERT 0 1"
 
 
+async def record_case_warning(conn: asyncpg.Connection, *, department: str, case_id: str, threshold: int,
+                              as_of: datetime, notice: dict) -> None:
+    await conn.execute(
+        "INSERT INTO case_warnings (department, case_id, threshold, as_of, notice) VALUES ($1, $2, $3, $4, $5::jsonb)"
+        " ON CONFLICT DO NOTHING", department, case_id, threshold, as_of, json.dumps(notice, ensure_ascii=False))
+
+
+async def open_items_of(conn: asyncpg.Connection, department: str) -> list[asyncpg.Record]:
+    """Open escalations of the tasks the department leads or works on, oldest deadline first."""
+    return await conn.fetch(
+        "SELECT item, task_id, light, level, deadline FROM escalations WHERE resolved_at IS NULL AND $1 = ANY(units)"
+        " ORDER BY deadline, item", department)
+
+
+async def case_warnings_between(conn: asyncpg.Connection, department: str, after: datetime,
+                                until: datetime) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT notice FROM case_warnings WHERE department = $1 AND as_of > $2 AND as_of <= $3"
+        " ORDER BY as_of, case_id, threshold", department, after, until)
+
+
+async def lights_of(conn: asyncpg.Connection, task_ids: list[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT task_id, light FROM task_lights WHERE task_id = ANY($1)", task_ids)
+    return {r["task_id"]: r["light"] for r in rows}
+
+
 async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT d.id, d.kind, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"

@@ -51,6 +51,9 @@ class CaseWarningPlanner:
         # The day the case opened names its one life: a repeated or re-announced warning plans nothing new.
         window = to_shanghai(datetime.fromisoformat(data["opened_at"])).date()
         now = self.clock()
+        await store.record_case_warning(conn, department=department.code, case_id=event.ce["subject"],
+                                        threshold=threshold, as_of=datetime.fromisoformat(data["as_of"]),
+                                        notice=notice.as_json())
         for codes, level in (([department.code], HANDLER_LEVEL), (to_lead, LEAD_LEVEL)):
             await self._plan(conn, item, threshold, window, notice, codes, level, now)
 

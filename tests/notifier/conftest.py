@@ -180,6 +180,8 @@ async def make_scheduler(tmp_path, smtp_server):
     clients = []
 
     async def make(departments: dict, **overrides) -> Scheduler:
+        # The escalation tests' Mondays would bring the leads their weekly digest too; test_digests.py asks for it.
+        overrides.setdefault("weekly_digest", False)
         controller, _ = smtp_server
         settings = NotifierSettings(notifier_routes=write_routes(tmp_path, departments), smtp_host=controller.hostname,
                                     smtp_port=controller.port, delivery_timeout_s=5.0, **overrides)
