@@ -1,6 +1,6 @@
 """Tracker change events → escalations: a light that turns yellow or red opens or raises one, green
-or done resolves it; case warnings go to their planner (warnings.py). Applied inside the consumer's transaction, so each event counts once; the
-scheduler then decides what to send and when."""
+or done resolves it; case warnings go to their planner (warnings.py). Applied inside the consumer's
+transaction, so each event counts once; the scheduler then decides what to send and when."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from prometheus_client import Counter
 from duban.catalog import Catalog
 from duban.catalog.models import Task
 from duban.consumer import InboundEvent, PermanentEventError
+from duban.events.models import CaseWarning, event_type
 from services.notifier import store
 from services.notifier.escalation import civil, milestone_deadline, on_light, task_deadline
 
@@ -22,7 +23,7 @@ log = structlog.get_logger(__name__)
 TASK_UPDATED = "duban.tracker.task.updated.v1"
 LIGHT_CHANGED = "duban.tracker.task.light-changed.v1"
 MILESTONE_CHANGED = "duban.tracker.milestone.status-changed.v1"
-CASE_WARNING = "duban.tracker.case.warning.v1"
+CASE_WARNING = event_type(CaseWarning)
 LIGHT_CHANGES = Counter("duban_notifier_light_changes_total", "Task light changes seen", ["light"])
 
 # A milestone has no yellow: overdue is its red, and open or done means nothing to escalate.

@@ -72,12 +72,20 @@ class Scheduler:
         return Policy(s.escalation_red_days_to_top, s.escalation_unacknowledged_days_to_top,
                       s.escalation_repeat_every_days)
 
+    def __post_init__(self) -> None:
+        self.digests = Digests(self.catalog, self.hours, self.routes, self.settings)
+
     def sendable_from(self, moment: datetime) -> datetime:
         return sendable_from(self.hours, self.settings, moment)
 
     async def run_once(self, pool: asyncpg.Pool, now: datetime) -> None:
         await self.evaluate_due(pool, now)
-        await Digests(self.catalog, self.hours, self.routes, self.settings).plan(pool, now)
+        try:
+            await self.digests.plan(pool, now)
+        except CalendarCoverageError as exc:
+            # Surfaced, not guessed: no working day is assumed for a year the calendar lacks.
+            CALENDAR_GAPS.labels(str(exc.year)).inc()
+            log.error("working-day calendar lacks a year; no digests", year=exc.year)
         await self.deliver_due(pool, now)
         await self.refresh_gauges(pool)
 

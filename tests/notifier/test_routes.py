@@ -8,6 +8,7 @@ import sys
 
 import yaml
 from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from services.notifier.app import report_unrouted
 from services.notifier.routes import Routes, RoutesFile, local_routes
@@ -45,12 +46,14 @@ def test_docker_compose_routes_every_department_to_mailpit():
     assert mount in notifier["volumes"]
 
 
-def test_unrouted_departments_are_a_warning_and_a_gauge_at_start(tmp_path, capsys):
+def test_unrouted_departments_are_a_warning_and_a_gauge_at_start(tmp_path):
     path = write_routes(tmp_path, {"health": [{"channel": "email", "to": ["office@health.gulou.gov.cn"]}]})
-    unrouted = report_unrouted(Routes.load(path, CATALOG), CATALOG, NotifierSettings(notifier_routes=path))
+    with capture_logs() as logs:
+        unrouted = report_unrouted(Routes.load(path, CATALOG), CATALOG, NotifierSettings(notifier_routes=path))
     assert set(unrouted) == UNITS - {"health"}
     assert REGISTRY.get_sample_value("duban_notifier_unrouted_departments") == len(UNITS) - 1
-    assert "departments without a route" in capsys.readouterr().out
+    [warning] = [entry for entry in logs if entry["event"].startswith("departments without a route")]
+    assert warning["log_level"] == "warning" and set(warning["departments"]) == UNITS - {"health"}
     assert report_unrouted(local(), CATALOG, NotifierSettings()) == []
     assert REGISTRY.get_sample_value("duban_notifier_unrouted_departments") == 0
 
