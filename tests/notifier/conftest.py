@@ -149,11 +149,19 @@ def http_receiver():
 
 
 class Mailbox:
+    """Keeps what it accepts; answers the first attempts with the scripted `refusals` (e.g. "451 …")."""
+
     def __init__(self) -> None:
         self.messages: list = []
+        self.refused: list = []
+        self.refusals: list[str] = []
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.original_content, policy=policy.default)))
+        message = message_from_bytes(envelope.original_content, policy=policy.default)
+        if self.refusals:
+            self.refused.append(message)
+            return self.refusals.pop(0)
+        self.messages.append((envelope.rcpt_tos, message))
         return "250 OK"
 
 

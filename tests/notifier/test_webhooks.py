@@ -81,3 +81,16 @@ def test_the_notice_contracts_hold_their_examples_and_refuse_their_counter_examp
         for case in json.loads((NOTICES_DIR / "invalid" / path.name).read_text(encoding="utf-8")):
             paths = {"/" + "/".join(map(str, e.absolute_path)) for e in notice_validator(path.stem).iter_errors(case["event"])}
             assert paths == set(case["expected_errors"]), case["comment"]
+
+
+async def test_a_retried_mail_keeps_its_message_id(feed, pool, make_scheduler, smtp_server):
+    scheduler = await make_scheduler(office_hook("http://127.0.0.1:9"), delivery_retry_initial_s=1)
+    _, mailbox = smtp_server
+    mailbox.refusals = ["451 4.3.0 try again later"]
+    await feed.send(light_changed("T17", "red", at("2021-09-27 09:00")))
+    for seconds in (0, 2):
+        await scheduler.run_once(pool, at("2021-09-27 09:00") + timedelta(seconds=seconds))
+    [refused], [(_, accepted)] = mailbox.refused, mailbox.messages
+    assert refused["Message-ID"] == accepted["Message-ID"] and accepted["Subject"].startswith("【催办】T17")
+    [row] = await deliveries(pool, channel="email")
+    assert (row["status"], row["attempts"]) == ("sent", 2)
