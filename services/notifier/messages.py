@@ -36,8 +36,15 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+class _Stored:
+    """A notice's facts are stored with its delivery as JSON (the dataclass fields)."""
+
+    def as_json(self) -> dict:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class Notice:
+class Notice(_Stored):
     """An escalation's notice (督办通知)."""
 
     escalation_id: int
@@ -55,9 +62,6 @@ class Notice:
 
     KIND = "escalation"
     TYPE = "duban.notifier.escalation-notice.v1"
-
-    def as_json(self) -> dict:
-        return asdict(self)
 
     @property
     def subject(self) -> str:
@@ -88,7 +92,7 @@ class Notice:
 
 
 @dataclass(frozen=True)
-class CaseWarningNotice:
+class CaseWarningNotice(_Stored):
     """A case nearing or past its allowed time (案件时限预警)."""
 
     case_id: str
@@ -113,9 +117,6 @@ class CaseWarningNotice:
 
     KIND = "case-warning"
     TYPE = "duban.notifier.case-warning-notice.v1"
-
-    def as_json(self) -> dict:
-        return asdict(self)
 
     @property
     def subject(self) -> str:
@@ -157,7 +158,7 @@ def _item_line(item: dict) -> str:
 
 
 @dataclass(frozen=True)
-class DigestNotice:
+class DigestNotice(_Stored):
     """A department's daily digest (每日督办提醒): its open items at the opening of the working day."""
 
     department: str
@@ -168,9 +169,6 @@ class DigestNotice:
 
     KIND = "digest"
     TYPE = "duban.notifier.digest-notice.v1"
-
-    def as_json(self) -> dict:
-        return asdict(self)
 
     @property
     def subject(self) -> str:
@@ -192,7 +190,7 @@ class DigestNotice:
 
 
 @dataclass(frozen=True)
-class WeeklyNotice:
+class WeeklyNotice(_Stored):
     """A lead department's Monday digest (每周督办周报): every task it leads, with its light."""
 
     department: str
@@ -202,9 +200,6 @@ class WeeklyNotice:
 
     KIND = "weekly-digest"
     TYPE = "duban.notifier.weekly-digest-notice.v1"
-
-    def as_json(self) -> dict:
-        return asdict(self)
 
     @property
     def subject(self) -> str:
