@@ -21,10 +21,13 @@ venv: $(BIN)/.synced
 run: venv
 	$(BIN)/duban run
 
-# Binaries the tests run that no pinned Python package ships: promtool and prometheus (Debian's package).
+# Binaries the tests run that no pinned Python package ships: promtool and prometheus, amtool and
+# prometheus-alertmanager (Debian's packages).
 tools:
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null && \
+	  command -v prometheus-alertmanager >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager >/dev/null; }
 
 test: venv node_modules/.package-lock.json tools .venv-policy/.synced
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -19,10 +19,11 @@ def _registrars() -> list[Registrar]:
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
+    from services.notifier.cli import register as routes
     from services.tracker.replay import register as replay
     from services.tracker.void import register as void
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens]
+    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens, routes]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -267,7 +267,28 @@ class Stack:
             self.pg_server = None
 
 
-async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> int:
+# -- local mail: the notifier's notices land in files a newcomer can open ------------------------------
+
+
+def start_local_mail(stack: Stack, mail_port: int):
+    """Unless an SMTP server or a routes file is configured: a mail catcher writing each message to
+    <run dir>/mail/*.eml, and a routes file mailing every department there, at any hour. Returns the
+    catcher to stop, or None."""
+    if "DUBAN_NOTIFIER_ROUTES" in stack.env or "DUBAN_SMTP_HOST" in stack.env:
+        return None
+    from duban.mailcatcher import start_mail_catcher
+    from services.notifier.cli import local_routes_file
+
+    mail_dir = stack.run_dir / "mail"
+    catcher = start_mail_catcher(mail_dir, mail_port)
+    stack.env.update(DUBAN_NOTIFIER_ROUTES=str(local_routes_file(stack.run_dir / "routes.yaml")),
+                     DUBAN_SMTP_HOST="127.0.0.1", DUBAN_SMTP_PORT=str(mail_port),
+                     DUBAN_DELIVER_OUTSIDE_OFFICE_HOURS="true")
+    stack.say(f"Mail        smtp://127.0.0.1:{mail_port}  (every department's notices, one .eml each, in {mail_dir})")
+    return catcher
+
+
+async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_port: int = 1025) -> int:
     stack = Stack(run_dir, base_port, kafka_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -276,7 +297,9 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> int
     # Whatever started the launcher (make, a shell, a test) going away is a stop request too.
     die_with_parent()
     exit_code = 0
+    mail = None
     try:
+        mail = start_local_mail(stack, mail_port)
         await stack.start()
         print("Duban is running. Ctrl-C stops everything.", flush=True)
         feed = None
@@ -300,6 +323,8 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool) -> int
     finally:
         print("stopping…", flush=True)
         stack.stop()
+        if mail is not None:
+            mail.stop()
         print("stopped.", flush=True)
     return exit_code
 
@@ -310,7 +335,9 @@ def register(subcommands) -> None:
     run_parser.add_argument("--base-port", type=int, default=8000, help="services listen on base+1 … base+4")
     run_parser.add_argument("--kafka-port", type=int, default=9092, help="port of the embedded broker")
     run_parser.add_argument("--no-demo", action="store_true", help="do not post demo department events")
-    run_parser.set_defaults(handler=lambda a: asyncio.run(run(a.run_dir.resolve(), a.base_port, a.kafka_port, not a.no_demo)))
+    run_parser.add_argument("--mail-port", type=int, default=1025, help="port of the local mail catcher's SMTP server")
+    run_parser.set_defaults(handler=lambda a: asyncio.run(run(a.run_dir.resolve(), a.base_port, a.kafka_port, not a.no_demo,
+                                                              a.mail_port)))
 
     migrate_parser = subcommands.add_parser("migrate", help="apply every service's schema migrations")
     migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES if s.schema],

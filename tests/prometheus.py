@@ -29,13 +29,17 @@ def wait_for(what: str, probe, timeout_s: float = 60.0):
 
 
 @contextlib.contextmanager
-def running_prometheus(jobs: dict[str, list[str]], workdir: Path) -> Iterator[str]:
-    """Prometheus scraping each job's targets every second with every rule file; yields its URL."""
+def running_prometheus(jobs: dict[str, list[str]], workdir: Path, *, rule_files: list[Path] = RULE_FILES,
+                       alertmanager: str | None = None) -> Iterator[str]:
+    """Prometheus scraping each job's targets every second with the rule files (by default the project's),
+    sending alerts to `alertmanager` (host:port) when given; yields its URL."""
     port = free_port()
     config = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-              "rule_files": [str(path) for path in RULE_FILES],
+              "rule_files": [str(path) for path in rule_files],
               "scrape_configs": [{"job_name": job, "static_configs": [{"targets": targets}]}
                                  for job, targets in jobs.items()]}
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     server = subprocess.Popen(
         ["prometheus", f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'tsdb'}",

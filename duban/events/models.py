@@ -453,6 +453,28 @@ class TrackedCaseCancelled(TrackerEvent):
     data: TrackedCaseCancelledData
 
 
+class CaseWarningData(Closed):
+    department: DepartmentCode
+    case_type: CaseType
+    opened_at: Timestamp
+    # Share of the allowed time used, in percent: 50 and 75 warn, 100 is the limit reached.
+    threshold: Literal[50, 75, 100]
+    indicator: IndicatorId  # the plan's indicator whose target is the case's limit
+    unit: Literal["working_hours", "working_days", "calendar_days"]
+    allowed: Value  # the limit, in `unit`
+    elapsed: Value  # time used as of `as_of`, in `unit`, paused time excluded
+    as_of: Timestamp
+    paused: StrictBool  # the clock is paused right now (补正, 听证…)
+    reference: Reference | None = None
+    title: Title | None = None
+
+
+class CaseWarning(TrackerEvent):
+    type: Literal["duban.tracker.case.warning.v1"]
+    subject: CaseId
+    data: CaseWarningData
+
+
 DEPARTMENT_EVENTS: tuple[type[DepartmentEvent], ...] = (
     TaskProgressReported,
     TaskMilestoneCompleted,
@@ -471,4 +493,5 @@ TRACKER_EVENTS: tuple[type[TrackerEvent], ...] = (
     TrackedCaseOpened,
     TrackedCaseClosed,
     TrackedCaseCancelled,
+    CaseWarning,
 )

@@ -135,7 +135,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: NotifierSettings
     ) -> dict:
         async with pool.acquire() as conn:
             rows = await conn.fetch(
-                f"SELECT escalation_id, item, notice, {DELIVERY_COLUMNS} FROM deliveries WHERE ($1::text IS NULL OR"
+                f"SELECT kind, escalation_id, item, notice, {DELIVERY_COLUMNS} FROM deliveries WHERE ($1::text IS NULL OR"
                 " status = $1) AND ($2::text IS NULL OR channel = $2) AND ($5::text[] IS NULL OR escalation_id IN"
                 " (SELECT id FROM escalations WHERE task_id = ANY($5))) ORDER BY id DESC LIMIT $3 OFFSET $4",
                 status, channel, limit, offset, principal.visible_tasks(catalog))

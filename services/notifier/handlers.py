@@ -1,9 +1,10 @@
 """Tracker change events → escalations: a light that turns yellow or red opens or raises one, green
-or done resolves it. Applied inside the consumer's transaction, so each event counts once; the
-scheduler then decides what to send and when."""
+or done resolves it; case warnings go to their planner (warnings.py). Applied inside the consumer's
+transaction, so each event counts once; the scheduler then decides what to send and when."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
@@ -13,6 +14,7 @@ from prometheus_client import Counter
 from duban.catalog import Catalog
 from duban.catalog.models import Task
 from duban.consumer import InboundEvent, PermanentEventError
+from duban.events.models import CaseWarning, event_type
 from services.notifier import store
 from services.notifier.escalation import civil, milestone_deadline, on_light, task_deadline
 
@@ -21,6 +23,7 @@ log = structlog.get_logger(__name__)
 TASK_UPDATED = "duban.tracker.task.updated.v1"
 LIGHT_CHANGED = "duban.tracker.task.light-changed.v1"
 MILESTONE_CHANGED = "duban.tracker.milestone.status-changed.v1"
+CASE_WARNING = event_type(CaseWarning)
 LIGHT_CHANGES = Counter("duban_notifier_light_changes_total", "Task light changes seen", ["light"])
 
 # A milestone has no yellow: overdue is its red, and open or done means nothing to escalate.
@@ -28,12 +31,16 @@ MILESTONE_LIGHTS = {"overdue": "red", "open": "green", "done": "green"}
 
 
 class NotifierHandler:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, case_warnings: Callable[[asyncpg.Connection, InboundEvent], Awaitable[None]]
+                 | None = None) -> None:
         self.catalog = catalog
+        self.case_warnings = case_warnings  # services.notifier.warnings.CaseWarningPlanner
 
     async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
         data = event.ce["data"]
-        if event.type == LIGHT_CHANGED:
+        if event.type == CASE_WARNING and self.case_warnings:
+            await self.case_warnings(conn, event)
+        elif event.type == LIGHT_CHANGED:
             await self._task_light(conn, self._task(event), data["to"], datetime.fromisoformat(data["as_of"]))
         elif event.type == TASK_UPDATED:
             task, at = self._task(event), datetime.fromisoformat(event.ce["time"])

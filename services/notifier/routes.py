@@ -27,6 +27,9 @@ class _Route(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # Levels whose notices this address receives, e.g. [2] for a head's mailbox that wants 催办 only.
     levels: Levels = ALL_LEVELS
+    # immediate: each notice as it is due; digest: one message a working day, at DUBAN_DIGEST_AT, listing
+    # the department's open items (docs/notifier.md).
+    mode: Literal["immediate", "digest"] = "immediate"
     name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")] | None = None
 
 
@@ -49,6 +52,8 @@ class EmailRoute(_Route):
 class WebhookRoute(_Route):
     channel: Literal["webhook"]
     url: Url
+    # Standard Webhooks signing key, "whsec_" + base64 of 24–64 random bytes; unset: unsigned.
+    secret: Annotated[str, StringConstraints(pattern=r"^whsec_[A-Za-z0-9+/]{32,}={0,2}$")] | None = None
 
 
 Route = Annotated[WeComRoute | DingTalkRoute | EmailRoute | WebhookRoute, Field(discriminator="channel")]
@@ -101,9 +106,19 @@ class Routes:
             raise RoutesError(f"{path}: departments not in the plan catalog: {', '.join(unknown)}")
         return cls(spec)
 
+    def unrouted(self, catalog: Catalog) -> list[str]:
+        """The plan's departments (units, not collectives: a collective has no address of its own) that no
+        route reaches at any level: their notices would go nowhere."""
+        return [d.code for d in catalog.departments if d.kind == "unit" and not self._by_department.get(d.code)]
+
     def targets(self, department: str, level: int) -> list[Target]:
         """The department's addresses for a level; empty when it has none (the caller reports it)."""
         return [t for t in self._by_department.get(department, ()) if level in t.route.levels]
+
+    def digest_targets(self) -> dict[str, list[Target]]:
+        """Department → its addresses that take the daily digest instead of single notices."""
+        found = {code: [t for t in targets if t.route.mode == "digest"] for code, targets in self._by_department.items()}
+        return {code: targets for code, targets in found.items() if targets}
 
     def target(self, recipient: str) -> Target | None:
         return self._by_recipient.get(recipient)
@@ -117,6 +132,14 @@ class Routes:
             targets = self.targets(code, level)
             if not targets:
                 unrouted.append(code)
-            for target in targets:
+            # A digest address hears of it in the next digest, not now.
+            for target in (t for t in targets if t.route.mode == "immediate"):
                 reached.setdefault(target, []).append(code)
         return reached, unrouted
+
+
+def local_routes(catalog: Catalog, domain: str = "departments.duban.test") -> dict:
+    """A routes file sending every department's notices by e-mail to `<code>@<domain>`: what `make run`
+    and docker-compose use, so every notice lands in the local mail catcher (or Mailpit)."""
+    return {"departments": {d.code: [{"channel": "email", "to": [f"{d.code}@{domain}"]}]
+                            for d in catalog.departments if d.kind == "unit"}}

@@ -23,8 +23,9 @@ from duban.consumer import TRANSIENT_ERRORS
 from duban.workcal import CalendarCoverageError, OfficeHours
 from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
+from services.notifier.digests import Digests
 from services.notifier.escalation import Policy, addressees, evaluate
-from services.notifier.messages import Notice, build_notice
+from services.notifier.messages import build_notice, notice_from_json
 from services.notifier.routes import Routes
 from services.notifier.settings import NotifierSettings
 
@@ -46,8 +47,15 @@ CLAIM_BATCH = 100
 CALENDAR_RETRY = timedelta(hours=1)
 
 
+def sendable_from(hours: OfficeHours, settings: NotifierSettings, moment: datetime) -> datetime:
+    """The first instant at or after `moment` a notice may go out: office time, unless configured otherwise."""
+    return moment if settings.deliver_outside_office_hours else hours.next_office_time(moment)
+
+
 def delivery_key(row: asyncpg.Record) -> str:
-    return f"{row['item']}/{row['level']}/{row['window_start']}/{row['channel']}/{row['recipient']}"
+    # Escalations keep the key they always had, so a notice retried across an upgrade keeps its ids.
+    prefix = "" if row["kind"] == "escalation" else f"{row['kind']}/"
+    return f"{prefix}{row['item']}/{row['level']}/{row['window_start']}/{row['channel']}/{row['recipient']}"
 
 
 @dataclass
@@ -64,8 +72,20 @@ class Scheduler:
         return Policy(s.escalation_red_days_to_top, s.escalation_unacknowledged_days_to_top,
                       s.escalation_repeat_every_days)
 
+    def __post_init__(self) -> None:
+        self.digests = Digests(self.catalog, self.hours, self.routes, self.settings)
+
+    def sendable_from(self, moment: datetime) -> datetime:
+        return sendable_from(self.hours, self.settings, moment)
+
     async def run_once(self, pool: asyncpg.Pool, now: datetime) -> None:
         await self.evaluate_due(pool, now)
+        try:
+            await self.digests.plan(pool, now)
+        except CalendarCoverageError as exc:
+            # Surfaced, not guessed: no working day is assumed for a year the calendar lacks.
+            CALENDAR_GAPS.labels(str(exc.year)).inc()
+            log.error("working-day calendar lacks a year; no digests", year=exc.year)
         await self.deliver_due(pool, now)
         await self.refresh_gauges(pool)
 
@@ -86,7 +106,7 @@ class Scheduler:
     async def _evaluate(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
         try:
             ev = evaluate(store.ladder_of(row), now, self.hours.calendar, self.policy)
-            not_before = self.hours.next_office_time(now)
+            not_before = self.sendable_from(now)
         except CalendarCoverageError as exc:
             CALENDAR_GAPS.labels(str(exc.year)).inc()
             log.error("working-day calendar lacks a year; escalation not evaluated", item=row["item"], year=exc.year)
@@ -133,8 +153,8 @@ class Scheduler:
             await store.finish(conn, row["id"], "cancelled", now, "resolved" if row["resolved_at"] else "acknowledged")
             DELIVERIES.labels(channel, "cancelled").inc()
             return
-        if not self.hours.is_office_time(now):
-            await store.postpone(conn, row["id"], self.hours.next_office_time(now))
+        if (sendable := self.sendable_from(now)) > now:
+            await store.postpone(conn, row["id"], sendable)
             return
         target = self.routes.target(row["recipient"])
         if target is None:
@@ -144,11 +164,12 @@ class Scheduler:
         if channel in RATE_LIMITED:
             free_at = await store.robot_slot(conn, row["recipient"], now, self.settings.robot_messages_per_minute)
             if free_at is not None:
-                await store.postpone(conn, row["id"], self.hours.next_office_time(free_at))
+                await store.postpone(conn, row["id"], self.sendable_from(free_at))
                 DELIVERIES.labels(channel, "rate_limited").inc()
                 return
         try:
-            await self.channels[channel].send(target, Notice.from_json(json.loads(row["notice"])), delivery_key(row))
+            await self.channels[channel].send(target, notice_from_json(row["kind"], json.loads(row["notice"])),
+                                              delivery_key(row))
         except DeliveryError as exc:
             await self._failed(conn, row, now, exc)
             return
@@ -161,7 +182,7 @@ class Scheduler:
         s = self.settings
         if exc.transient and attempts < s.delivery_max_attempts:
             wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
-            retry_at = self.hours.next_office_time(now + timedelta(seconds=wait))
+            retry_at = self.sendable_from(now + timedelta(seconds=wait))
             await store.record_attempt(conn, row["id"], status="pending", error=str(exc), not_before=retry_at, now=now)
             DELIVERIES.labels(row["channel"], "retry").inc()
             log.warning("notice not delivered; will retry", recipient=row["recipient"], attempt=attempts,

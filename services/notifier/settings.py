@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import datetime, time, timezone
 from pathlib import Path
 
 from pydantic import AwareDatetime, Field, SecretStr
@@ -22,6 +22,12 @@ class NotifierSettings(ServiceSettings):
 
     # Who receives what: department code -> channel addresses (docs/notifier.md). None: nobody yet.
     notifier_routes: Path | None = None
+    # Send at any hour instead of office hours only: the local demo (`duban run`), whose clock is the wall clock.
+    deliver_outside_office_hours: bool = False
+    # Digest routes get their digest at this civil time (Asia/Shanghai) of each working day; lead
+    # departments get the weekly one on the week's first working day.
+    digest_at: time = time(8, 30)
+    weekly_digest: bool = True
     # How often the scheduler looks for due escalations and deliveries.
     scheduler_interval_s: float = Field(15.0, gt=0)
     # Robots accept this many messages per rolling minute (WeCom and DingTalk: 20).

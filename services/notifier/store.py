@@ -65,22 +65,49 @@ async def set_addressees(conn: asyncpg.Connection, escalation_id: int, addressee
     await conn.execute("UPDATE escalations SET addressees = $2 WHERE id = $1", escalation_id, addressees)
 
 
-async def plan_delivery(conn: asyncpg.Connection, *, escalation_id: int, item: str, level: int, window: date,
+async def plan_delivery(conn: asyncpg.Connection, *, escalation_id: int | None, item: str, level: int, window: date,
                         channel: str, recipient: str, departments: list[str], notice: dict, not_before: datetime,
-                        now: datetime) -> bool:
-    """Record a notice to send; False when this (item, level, window, channel, recipient) exists already."""
+                        now: datetime, kind: str = "escalation") -> bool:
+    """Record a notice to send; False when this (kind, item, level, window, channel, recipient) exists already."""
     status = await conn.execute(
         "INSERT INTO deliveries (escalation_id, item, level, window_start, channel, recipient, departments, notice,"
-        " not_before, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10) ON CONFLICT DO NOTHING",
+        " not_before, created_at, kind) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)"
+        " ON CONFLICT DO NOTHING",
         escalation_id, item, level, window, channel, recipient, departments, json.dumps(notice, ensure_ascii=False),
-        not_before, now)
+        not_before, now, kind)
     return status == "INSERT 0 1"
+
+
+async def record_case_warning(conn: asyncpg.Connection, *, department: str, case_id: str, threshold: int,
+                              as_of: datetime, notice: dict) -> None:
+    await conn.execute(
+        "INSERT INTO case_warnings (department, case_id, threshold, as_of, notice) VALUES ($1, $2, $3, $4, $5::jsonb)"
+        " ON CONFLICT DO NOTHING", department, case_id, threshold, as_of, json.dumps(notice, ensure_ascii=False))
+
+
+async def open_items_of(conn: asyncpg.Connection, department: str) -> list[asyncpg.Record]:
+    """Open escalations of the tasks the department leads or works on, oldest deadline first."""
+    return await conn.fetch(
+        "SELECT item, task_id, light, level, deadline FROM escalations WHERE resolved_at IS NULL AND $1 = ANY(units)"
+        " ORDER BY deadline, item", department)
+
+
+async def case_warnings_between(conn: asyncpg.Connection, department: str, after: datetime,
+                                until: datetime) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT notice FROM case_warnings WHERE department = $1 AND as_of > $2 AND as_of <= $3"
+        " ORDER BY as_of, case_id, threshold", department, after, until)
+
+
+async def lights_of(conn: asyncpg.Connection, task_ids: list[str]) -> dict[str, str]:
+    rows = await conn.fetch("SELECT task_id, light FROM task_lights WHERE task_id = ANY($1)", task_ids)
+    return {r["task_id"]: r["light"] for r in rows}
 
 
 async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT d.id, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
-        " e.resolved_at, e.acknowledged_until FROM deliveries d JOIN escalations e ON e.id = d.escalation_id"
+        "SELECT d.id, d.kind, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
+        " e.resolved_at, e.acknowledged_until FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
         " WHERE d.status = 'pending' AND d.not_before <= $1 ORDER BY d.not_before, d.id LIMIT 1"
         " FOR UPDATE OF d SKIP LOCKED", now)
 

@@ -12,6 +12,8 @@ class TrackerSettings(ServiceSettings):
     batch_size: int = 500
     # Lights age with the calendar: every task is re-evaluated this often, and at midnight Asia/Shanghai.
     reevaluate_interval_s: float = Field(300.0, gt=0)
+    # Open cases are checked this often for the 50 / 75 / 100 % warnings of their allowed time.
+    case_warning_interval_s: float = Field(60.0, gt=0)
     # Transient failures are retried this long before the process exits without acknowledging its batch.
     retry_budget_s: float = Field(60.0, gt=0)
     # A milestone due before the plan's issue date may be reported done this many working days after it

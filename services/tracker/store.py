@@ -246,6 +246,30 @@ async def open_cases(conn: asyncpg.Connection, department: str, *, limit: int, o
     return [dict(r) for r in rows], total
 
 
+async def open_cases_to_warn(conn: asyncpg.Connection, case_types: Sequence[str], after: tuple[str, str],
+                             limit: int) -> list[asyncpg.Record]:
+    """Open or paused cases of these types after the key `after`, in key order, with the thresholds
+    they were already warned about."""
+    return await conn.fetch(
+        "SELECT c.department, c.case_id, c.case_type, c.opened_at, c.state,"
+        " coalesce((SELECT array_agg(w.threshold) FROM case_warnings w"
+        "           WHERE (w.department, w.case_id) = (c.department, c.case_id)), '{}') AS warned"
+        " FROM cases c WHERE c.status IN ('open', 'paused') AND c.opened_at IS NOT NULL"
+        " AND c.case_type = ANY($1::text[]) AND (c.department, c.case_id) > ($2, $3)"
+        " ORDER BY c.department, c.case_id LIMIT $4", list(case_types), after[0], after[1], limit)
+
+
+async def record_warnings(conn: asyncpg.Connection, department: str, case_id: str, thresholds: Sequence[int],
+                          indicator: str, crossed_at: datetime) -> list[int]:
+    """Mark the thresholds passed (the highest one announced); returns those not marked before."""
+    rows = await conn.fetch(
+        "INSERT INTO case_warnings (department, case_id, threshold, indicator, crossed_at, announced)"
+        " SELECT $1, $2, t, $4, $5, t = $6 FROM unnest($3::smallint[]) AS t"
+        " ON CONFLICT DO NOTHING RETURNING threshold", department, case_id, list(thresholds), indicator, crossed_at,
+        max(thresholds))
+    return sorted(r["threshold"] for r in rows)
+
+
 async def all_task_ids(conn: asyncpg.Connection) -> list[str]:
     return [r["id"] for r in await conn.fetch("SELECT id FROM tasks ORDER BY id")]
 

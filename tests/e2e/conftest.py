@@ -37,7 +37,7 @@ class Launcher:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
-             "--base-port", str(base_port), "--kafka-port", str(kafka_port)],
+             "--base-port", str(base_port), "--kafka-port", str(kafka_port), "--mail-port", str(free_port())],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)

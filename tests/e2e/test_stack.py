@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import psutil
 
+from duban.mailcatcher import read_mail
 from tests.e2e.conftest import bearer_token, department_key, progress_event, wait_until
 
 
@@ -69,6 +70,19 @@ def test_event_flows_from_intake_to_tracker_and_metrics(stack):
 
     # Every task of the plan is counted, reported on or not (the tracker announces each first light).
     wait_until(lambda: tasks_counted() == 28, 15, "metrics to count all 28 tasks")
+
+
+def test_overdue_work_reaches_the_departments_by_mail(stack):
+    _launcher, urls, run_dir, _database_url = stack
+    mail_dir = Path(run_dir) / "mail"
+    # The plan's 2021 deadlines have passed: the notifier urges the lead departments, whose notices the
+    # launcher's generated routes send to its mail catcher, one .eml each, at any hour.
+    [first, *_] = wait_until(lambda: read_mail(mail_dir), 90, "a notice in the mail catcher")
+    assert first["To"].endswith("@departments.duban.test") and first["Message-ID"]
+    assert first["Subject"].startswith("【") and "截止日期" in first.get_content()
+    sent = httpx.get(urls["notifier"] + "/v1/deliveries", params={"status": "sent"}).json()["items"]
+    assert sent and all(d["channel"] == "email" for d in sent)
+    assert "duban_notifier_unrouted_departments 0.0" in httpx.get(urls["notifier"] + "/metrics").text
 
 
 def test_stopping_leaves_no_process_behind(stack):

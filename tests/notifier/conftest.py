@@ -99,6 +99,7 @@ class Received:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: dict
+    raw: bytes
 
 
 @dataclass
@@ -123,9 +124,9 @@ def http_receiver():
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             url = urlsplit(self.path)
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
             with lock:
-                receiver.received.append(Received(url.path, parse_qs(url.query), dict(self.headers), body))
+                receiver.received.append(Received(url.path, parse_qs(url.query), dict(self.headers), json.loads(raw), raw))
                 status, answer = receiver.script.pop(0) if receiver.script else receiver.default
             payload = json.dumps(answer).encode()
             self.send_response(status)
@@ -146,11 +147,19 @@ def http_receiver():
 
 
 class Mailbox:
+    """Keeps what it accepts; answers the first attempts with the scripted `refusals` (e.g. "451 …")."""
+
     def __init__(self) -> None:
         self.messages: list = []
+        self.refused: list = []
+        self.refusals: list[str] = []
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.original_content, policy=policy.default)))
+        message = message_from_bytes(envelope.original_content, policy=policy.default)
+        if self.refusals:
+            self.refused.append(message)
+            return self.refusals.pop(0)
+        self.messages.append((envelope.rcpt_tos, message))
         return "250 OK"
 
 
@@ -177,6 +186,8 @@ async def make_scheduler(tmp_path, smtp_server):
     clients = []
 
     async def make(departments: dict, **overrides) -> Scheduler:
+        # The escalation tests' Mondays would bring the leads their weekly digest too; test_digests.py asks for it.
+        overrides.setdefault("weekly_digest", False)
         controller, _ = smtp_server
         settings = NotifierSettings(notifier_routes=write_routes(tmp_path, departments), smtp_host=controller.hostname,
                                     smtp_port=controller.port, delivery_timeout_s=5.0, **overrides)

@@ -80,16 +80,17 @@ async def produce(settings: ServiceSettings, events: list[dict], *, per_second: 
 
 @dataclass
 class TrackerProcess:
-    """`python -m services.tracker` with the test's topics, schema and group."""
+    """`python -m services.tracker` (or another stream service's `module`) with the test's topics, schema and group."""
 
     env: dict
     log_path: Path
     process: subprocess.Popen | None = None
     port: int = field(default_factory=free_port)
+    module: str = "services.tracker"
 
     def start(self) -> TrackerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it for its lifetime
-        self.process = subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=ROOT, stdout=log,
+        self.process = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, stdout=log,
                                         stderr=subprocess.STDOUT, env=self.env | {"DUBAN_HTTP_PORT": str(self.port)},
                                         preexec_fn=die_with_parent)  # never outlives the tests
         return self
