@@ -54,7 +54,8 @@ async def main(args: argparse.Namespace) -> int:
                     print("  refused:", refusal)
         finally:
             system.stop()
-    print("FAILED: something accepted was lost or applied twice" if failed else "ok: 0 lost, 0 twice, 0 duplicate notices")
+    print("FAILED: lost, twice, dup notices and unsent must be 0, and every post accepted" if failed
+          else "ok: 0 lost, 0 applied twice, 0 duplicate notices")
     return 1 if failed else 0
 
 

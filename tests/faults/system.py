@@ -21,7 +21,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -39,6 +39,7 @@ from duban.settings import ServiceSettings
 from services.intake.keys import provision_keys
 from tests.conftest import free_port
 from tests.tracker.conftest import at, case_event, progress
+from tests.tracker.runtime import TrackerProcess
 
 CATALOG = load_catalog()
 # Lights and escalations as of a working morning after the plan year (Wednesday 2022-03-02, 10:00
@@ -113,15 +114,16 @@ class Mailbox:
     """An aiosmtpd handler that keeps every message's Message-ID.
 
     While `hold()` is on, senders wait at their first recipient with the envelope open.
-    `kill_next_sender()` arms it to SIGKILL the process whose connection gives the next recipient:
-    that notifier dies mid-send, before its message reached the server."""
+    `kill_next_sender()` arms it to SIGKILL the next sender in the middle of its send: at its
+    recipient (the message has not reached the server), or with `after_data` once the server has
+    the whole message but before it answers (the server took the mail; the sender never hears so)."""
 
     def __init__(self) -> None:
         self.message_ids: list[str] = []
-        self.killed: list[int] = []
+        self.killed: list[tuple[int, str | None]] = []  # pid, and the Message-ID it was sending if known
         self._open = threading.Event()
         self._open.set()
-        self._kill_next = threading.Event()
+        self._kill_at: str | None = None
 
     def hold(self) -> None:
         self._open.clear()
@@ -129,23 +131,27 @@ class Mailbox:
     def release(self) -> None:
         self._open.set()
 
-    def kill_next_sender(self) -> None:
-        self._kill_next.set()
+    def kill_next_sender(self, *, after_data: bool = False) -> None:
+        self._kill_at = "DATA" if after_data else "RCPT"
+
+    def _kill_sender(self, session, stage: str, message_id: str | None = None) -> None:
+        if self._kill_at == stage:
+            self._kill_at = None
+            pid = sender_pid(session.peer[1])
+            os.kill(pid, signal.SIGKILL)
+            self.killed.append((pid, message_id))
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         while not self._open.is_set():
             await asyncio.sleep(0.05)
-        if self._kill_next.is_set():
-            self._kill_next.clear()
-            pid = sender_pid(session.peer[1])
-            os.kill(pid, signal.SIGKILL)
-            self.killed.append(pid)
+        self._kill_sender(session, "RCPT")
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
-        message = message_from_bytes(envelope.original_content, policy=policy.default)
-        self.message_ids.append(message["Message-ID"])
+        message_id = message_from_bytes(envelope.original_content, policy=policy.default)["Message-ID"]
+        self.message_ids.append(message_id)
+        self._kill_sender(session, "DATA", message_id)
         return "250 OK"
 
 
@@ -161,35 +167,17 @@ def sender_pid(local_port: int) -> int:
 
 
 @dataclass
-class Service:
-    name: str
-    env: dict
-    log_path: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
+class Service(TrackerProcess):
+    """A service process started as the launcher starts it (its own process group, dies with its
+    parent); `name` is the service, or `<service>-<suffix>` for one of several replicas."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    name: str = "tracker"
 
     def start(self) -> Service:
         module = "services." + self.name.split("-")[0]
         self.process = _spawn([sys.executable, "-m", module], dict(self.env, DUBAN_HTTP_PORT=str(self.port)),
                               self.log_path)
         return self
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
     async def wait_ready(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -204,7 +192,7 @@ class Service:
         raise TimeoutError(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.tail()}")
 
     def tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:]
+        return self.log()[-chars:]
 
 
 class System:
@@ -252,10 +240,12 @@ class System:
             "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "6",
             "DUBAN_NOTIFIER_ROUTES": str(routes), "DUBAN_SMTP_HOST": "127.0.0.1",
             "DUBAN_SMTP_PORT": str(self.smtp.port), "DUBAN_SCHEDULER_INTERVAL_S": "0.5",
-            "DUBAN_DELIVERY_RETRY_INITIAL_S": "1",
+            # The clock is fixed, so a retry planned for later never falls due: a send held at the
+            # mail server must not time out into one.
+            "DUBAN_DELIVERY_TIMEOUT_S": "300",
         }
         for name in ("intake", "tracker"):
-            self.services[name] = Service(name, self.env, self.run_dir / f"{name}.log").start()
+            self.services[name] = Service(self.env, self.run_dir / f"{name}.log", name=name).start()
         for name in ("intake", "tracker"):
             await self.services[name].wait_ready()
         return self
@@ -265,7 +255,7 @@ class System:
         read the tracker's changes from the start and send every escalation's notices anew."""
         await migrate_all_notifier(self.database_url, schema)
         env = dict(self.env, DUBAN_SCHEMA_NAME=schema, DUBAN_CONSUMER_GROUP=f"duban-{schema}")
-        started = [Service(f"notifier-{schema}-{n}", env, self.run_dir / f"notifier-{schema}-{n}.log").start()
+        started = [Service(env, self.run_dir / f"notifier-{schema}-{n}.log", name=f"notifier-{schema}-{n}").start()
                    for n in range(count)]
         self.services |= {s.name: s for s in started}
         for service in started:
@@ -330,6 +320,7 @@ class Departments:
         self.accepted: dict[str, float] = {}  # event id -> when intake first said 202
         self.posted = 0
         self.resent = 0  # posts answered by a 5xx, a 429 or a broken connection, then resent
+        self.slowest_s = 0.0  # the longest intake took to answer one post
         self.refused: list[str] = []  # 4xx answers: a fault of the test, not of the system
         self._case = 0
         self._open: list[tuple[str, int]] = []
@@ -350,10 +341,15 @@ class Departments:
         self._open.append((case_id, 0))
         return case_event("opened", case_id, t, {})
 
+    def client(self) -> httpx.AsyncClient:
+        # Many department systems, not one client: no pool limit queues a post behind the others.
+        return httpx.AsyncClient(base_url=self.intake_url, timeout=60.0,
+                                 limits=httpx.Limits(max_connections=None, max_keepalive_connections=200))
+
     async def run(self, seconds: float) -> None:
         """Posts rate × seconds events on the rate's schedule (a client that falls behind catches
         up rather than posting fewer), then waits for every resend to end."""
-        async with httpx.AsyncClient(base_url=self.intake_url, timeout=15.0) as client:
+        async with self.client() as client:
             sends: set[asyncio.Task] = set()
             started = time.monotonic()
             for n in range(int(seconds * self.rate)):
@@ -364,17 +360,24 @@ class Departments:
                 task.add_done_callback(sends.discard)
             await asyncio.gather(*sends)
 
-    async def _deliver(self, client: httpx.AsyncClient, event: dict, give_up_after_s: float = 120.0) -> None:
+    def post(self, client: httpx.AsyncClient, event: dict) -> Awaitable[httpx.Response]:
+        """One post of one event, with the key of the department it comes from."""
         department = event["source"].removeprefix("/departments/")
-        headers = {"content-type": "application/cloudevents+json", "authorization": f"Bearer {self.keys[department]}"}
+        return client.post("/v1/events", json=event, headers={
+            "content-type": "application/cloudevents+json", "authorization": f"Bearer {self.keys[department]}"})
+
+    async def _deliver(self, client: httpx.AsyncClient, event: dict, give_up_after_s: float = 120.0) -> None:
         deadline = time.monotonic() + give_up_after_s
         while time.monotonic() < deadline:
+            posted = time.monotonic()
             try:
-                response = await client.post("/v1/events", json=event, headers=headers)
+                response = await self.post(client, event)
             except httpx.HTTPError:
                 self.resent += 1
                 await asyncio.sleep(1.0)
                 continue
+            finally:
+                self.slowest_s = max(self.slowest_s, time.monotonic() - posted)
             if response.status_code == 202:
                 self.accepted.setdefault(event["id"], time.monotonic())
                 return
@@ -394,6 +397,7 @@ class Outcome:
     scenario: str
     posted: int
     resent: int
+    slowest_answer_s: float
     accepted: int
     applied: int
     lost: int
@@ -405,12 +409,19 @@ class Outcome:
     refused: list[str]
 
     def row(self) -> str:
-        return (f"{self.scenario:<22} {self.resent:>6} {self.accepted:>8} {self.applied:>8} {self.lost:>5} {self.twice:>6}"
-                f" {self.notices:>8} {self.duplicate_notices:>10} {self.recovery_s:>10.1f}")
+        return " ".join(f"{value:>{width}.1f}" if isinstance(value, float) else f"{value:{align}{width}}"
+                        for (_, width, align), value in zip(COLUMNS, (
+                            self.scenario, self.resent, self.slowest_answer_s, self.accepted, self.applied,
+                            self.lost, self.twice, self.notices, self.duplicate_notices, self.unsent_notices,
+                            self.recovery_s)))
 
 
-HEADER = (f"{'scenario':<22} {'resent':>6} {'accepted':>8} {'applied':>8} {'lost':>5} {'twice':>6}"
-          f" {'notices':>8} {'dup notices':>10} {'recovery s':>10}")
+# The table bench/faults.py prints: (heading, width, alignment). "resent": posts answered by a 5xx or a broken
+# connection and sent again; "slowest": the longest one post waited for intake's answer, in seconds;
+# "unsent": notices planned but not sent when the scenario ended.
+COLUMNS = (("scenario", 20, "<"),) + tuple((name, len(name), ">") for name in (
+    "resent", "slowest", "accepted", "applied", "lost", "twice", "notices", "dup notices", "unsent", "recovery s"))
+HEADER = " ".join(f"{name:{align}{width}}" for name, width, align in COLUMNS)
 
 
 async def applied_ids(conn: asyncpg.Connection, ids: list[str]) -> int:
@@ -473,6 +484,7 @@ async def run_scenario(system: System, scenario: Scenario, *, seconds: float, fa
     """Post for `seconds` at `rate`, inject the fault after `fault_at_s`, then wait until the
     tracker applied everything accepted (or `settle_timeout_s` passed) and count. Recovery is the
     time from the fault's end until every event accepted before then is applied."""
+    mail_before = len(system.mailbox.message_ids)
     if scenario.prepare:
         await scenario.prepare()
     departments = Departments(system.services["intake"].url, system.keys, rate, seed=zlib.crc32(scenario.name.encode()))
@@ -494,12 +506,12 @@ async def run_scenario(system: System, scenario: Scenario, *, seconds: float, fa
         notices = duplicates = unsent = 0
         if scenario.notifier_schema:
             unsent = await settled_notices(conn, scenario.notifier_schema, deadline)
-            notices = len(system.mailbox.message_ids)
-            duplicates = notices - len(set(system.mailbox.message_ids))
+            received = system.mailbox.message_ids[mail_before:]
+            notices, duplicates = len(received), len(received) - len(set(received))
     finally:
         await conn.close()
-    return Outcome(scenario.name, departments.posted, departments.resent, len(ids), applied, len(ids) - applied, twice, notices, duplicates, unsent,
-                   recovery_s, departments.refused)
+    return Outcome(scenario.name, departments.posted, departments.resent, departments.slowest_s, len(ids), applied,
+                   len(ids) - applied, twice, notices, duplicates, unsent, recovery_s, departments.refused)
 
 
 async def wait_applied(database_url: str, ids: list[str], timeout_s: float) -> bool:
