@@ -34,7 +34,8 @@ from aiosmtpd.controller import Controller
 
 from duban.broker import ensure_topics, wait_for_broker
 from duban.catalog import load_catalog
-from duban.launcher import _spawn, migrate_all
+from duban.launcher import SERVICES, _spawn, migrate_all
+from duban.pg import migrate
 from duban.settings import ServiceSettings
 from services.intake.keys import provision_keys
 from tests.conftest import free_port
@@ -102,9 +103,17 @@ class BrokerProxy:
         self.loop.call_soon_threadsafe(self._flowing.set)
 
     def close(self) -> None:
-        self.loop.call_soon_threadsafe(self._server.close)
+        asyncio.run_coroutine_threadsafe(self._shut(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        self.loop.close()
+
+    async def _shut(self) -> None:
+        self._server.close()
+        pipes = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pipes:
+            task.cancel()
+        await asyncio.gather(*pipes, return_exceptions=True)
 
 
 # -- the SMTP receiver ----------------------------------------------------------------------------
@@ -253,7 +262,7 @@ class System:
     async def start_notifiers(self, count: int, schema: str) -> list[Service]:
         """`count` notifier processes in one consumer group, on a fresh schema of their own: they
         read the tracker's changes from the start and send every escalation's notices anew."""
-        await migrate_all_notifier(self.database_url, schema)
+        await migrate(self.database_url, schema, next(s for s in SERVICES if s.name == "notifier").migrations)
         env = dict(self.env, DUBAN_SCHEMA_NAME=schema, DUBAN_CONSUMER_GROUP=f"duban-{schema}")
         started = [Service(env, self.run_dir / f"notifier-{schema}-{n}.log", name=f"notifier-{schema}-{n}").start()
                    for n in range(count)]
@@ -296,13 +305,6 @@ class System:
             self.smtp.stop()
         if self.pg_server is not None:
             self.pg_server.cleanup()
-
-
-async def migrate_all_notifier(database_url: str, schema: str) -> None:
-    from duban.launcher import SERVICES
-    from duban.pg import migrate
-
-    await migrate(database_url, schema, next(s for s in SERVICES if s.name == "notifier").migrations)
 
 
 # -- the department client ------------------------------------------------------------------------
