@@ -49,7 +49,7 @@ async def test_every_accepted_event_applies_once(system, name):
 @pytest.mark.timeout(120)
 async def test_a_notifier_killed_after_the_server_took_its_mail_sends_it_again_under_the_same_message_id(system):
     """The one window no notifier can close: the SMTP server has the whole message, the sender dies
-    before the server's answer arrives (RFC 5321 §4.1.1.4 calls the result a duplicate message).
+    before the server's answer arrives (RFC 1047, "Duplicate messages and SMTP").
     The other notifier sends that notice again, and it carries the same Message-ID, so mail systems
     can fold the two; every other notice arrives once."""
     schema = f"notifier_{TAG}_data"
