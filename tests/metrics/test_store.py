@@ -186,11 +186,26 @@ async def test_rebuild_matches_the_event_path(feed, pool):
     columns = "indicator_id, period, department, n, total, maximum, unmeasured, value"
     incremental = await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3")
     buckets = await pool.fetch("SELECT * FROM case_duration_buckets ORDER BY 1, 2, 3")
+    published = sum(1 for row in incremental if row["value"] is not None)
+    # Damage what the rebuild must restore: every sum and value wrong, one row gone, a stray bucket, a lost one.
+    await pool.execute("UPDATE indicator_sums SET n = n + 7, total = total * 3 + 1, maximum = 99, unmeasured = 5,"
+                       " provisional = 4, value = coalesce(value, 0) + 1")
+    await pool.execute("DELETE FROM indicator_sums WHERE (indicator_id, period, department)"
+                       " = ('export_tax_refund_days', '2021-10', 'all')")
+    await pool.execute("DELETE FROM case_duration_buckets WHERE case_type = 'power_connection_low_voltage'")
+    await pool.execute("INSERT INTO case_duration_buckets (case_type, department, le, count, sum)"
+                       " VALUES ('company_startup', 'market-regulation', 5, 3, 9)")
     async with pool.acquire() as conn:
         assert await store.rebuild(conn, CATALOG, cause="test rebuild") == 3
     assert await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3") == incremental
     assert await pool.fetch("SELECT * FROM case_duration_buckets ORDER BY 1, 2, 3") == buckets
-    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'test rebuild'") == 0
+    # Every damaged value was put right and recorded; the deleted row came back as a fresh insert.
+    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'test rebuild'") == published
+    # Rebuilding what is already right changes nothing and records nothing.
+    async with pool.acquire() as conn:
+        assert await store.rebuild(conn, CATALOG, cause="second rebuild") == 3
+    assert await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3") == incremental
+    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'second rebuild'") == 0
 
 
 
