@@ -17,9 +17,10 @@ def _registrars() -> list[Registrar]:
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
+    from services.metrics.cli import register as metrics
     from services.tracker.replay import register as replay
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute]
+    return [catalog, workcal, launcher, topics, replay, keys, recompute, metrics]
 
 
 def build_parser() -> argparse.ArgumentParser:
