@@ -168,3 +168,10 @@ def test_the_worst_light_says_when_another_open_deadline_lies_in_a_year_the_cale
         "red", "past_due", date(year, 1, 10))
     assert task_light([late, later], status="in_progress", done_on=None, today=date(year - 1, 12, 30),
                       calendar=bare) == Light("yellow", "deadline_near", date(year, 1, 10), "calendar_days", year)
+
+
+def test_a_deadline_that_began_a_day_before_it_follows_the_time_left():
+    due = date(2021, 12, 31)
+    occ = Occurrence("M", due, starts=due - timedelta(days=1))
+    assert task_light([occ], status="in_progress", done_on=None, today=date(2021, 6, 1), calendar=CALENDAR) == Light(
+        "green", "on_track", due)
