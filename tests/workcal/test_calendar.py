@@ -291,3 +291,44 @@ def test_the_format_example_is_a_valid_file_that_agrees_with_the_package(tmp_pat
     assert data.holiday_dates() and data.workday_dates()
     assert not any(chinese_calendar.is_workday(day) for day in data.holiday_dates())
     assert all(chinese_calendar.is_workday(day) for day in data.workday_dates())
+
+
+# --- the bookkeeping behind the answers ----------------------------------------------------------
+
+
+def test_the_package_years_are_those_chinesecalendar_has_data_for():
+    from duban.workcal.calendar import _package_years
+
+    assert _package_years() == range(2004, 2027)  # chinesecalendar 1.11.0
+
+
+def test_the_coverage_report_names_each_year_its_origin_and_digest(tmp_path):
+    from duban.workcal.calendar import PACKAGE_ORIGIN, YearCoverage, _digest, load_calendar_file
+
+    path = write_calendar_file(tmp_path, FICTIONAL_2027)
+    calendar = WorkingCalendar(tmp_path / "calendar", provisional_years=1)
+    report = {c.year: c for c in calendar.coverage_report()}
+    assert report[2021] == YearCoverage(2021, PACKAGE_ORIGIN, None)
+    assert report[2027] == YearCoverage(2027, "2027.yaml", "fictional test data",
+                                        checksum=_digest([load_calendar_file(path)]))
+    assert (report[2028].year, report[2028].provisional, report[2028].checksum) == (2028, True, None)
+    assert sorted(report) == [*range(2004, 2027), 2027, 2028]
+
+
+def test_a_datetime_is_refused_for_a_civil_date():
+    with pytest.raises(TypeError, match="expected a civil date, got a datetime; convert it to an Asia/Shanghai date"):
+        WorkingCalendar().working_days_between(datetime(2021, 10, 1, 9), date(2021, 10, 8))
+
+
+def test_the_gap_named_is_the_first_missing_year_even_when_it_is_the_last_of_the_span(tmp_path):
+    bare = WorkingCalendar(tmp_path, provisional_years=0)
+    last = max(bare.covered_years())
+    with pytest.raises(CalendarCoverageError) as missing:
+        bare.working_days_between(date(last, 6, 1), date(last + 1, 6, 1))
+    assert missing.value.year == last + 1
+
+
+def test_adding_working_days_reaches_the_last_day_of_a_year_and_crosses_into_the_next():
+    calendar = WorkingCalendar()
+    assert calendar.add_working_days(date(2021, 12, 30), 1) == date(2021, 12, 31)
+    assert calendar.add_working_days(date(2021, 12, 30), 2) == date(2022, 1, 4)  # 1–3 January 2022 off
