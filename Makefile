@@ -73,9 +73,8 @@ mutation: venv
 # The same for the mutated modules changed since MUTATION_BASE only (CI runs this; decision 018).
 MUTATION_BASE ?= HEAD~1
 mutation-changed: venv
-	@modules=$$(git diff --name-only $(MUTATION_BASE) -- duban/workcal services/metrics/indicators.py \
-	  services/tracker/domain/cases.py services/tracker/domain/tasks.py services/notifier/escalation.py \
-	  | grep '\.py$$' | sed 's/\.py$$//; s|/|.|g'); \
+	@modules=$$(git diff --name-only $(MUTATION_BASE) -- '*.py' | sed 's/\.py$$//; s|/|.|g' \
+	  | grep -Fx "$$($(BIN)/python tests/mutation/rates.py --list)" || true); \
 	if [ -z "$$modules" ]; then echo "no mutated module changed since $(MUTATION_BASE)"; exit 0; fi; \
 	$(BIN)/mutmut run --max-children 2 $$(for m in $$modules; do printf '%s.* ' "$$m"; done) >/dev/null; \
 	$(BIN)/python tests/mutation/rates.py $$modules

@@ -6,6 +6,7 @@ detection. Exits 1 when a module reached falls below the bar, or when an equival
 a survivor (the list must stay true).
 
     python tests/mutation/rates.py [MODULE ...]    # default: every module mutmut mutates
+    python tests/mutation/rates.py --list          # those modules' names
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ _RESULT = re.compile(r"^\s*(?P<name>\S+)__mutmut_\d+: (?P<status>.+)$")
 
 
 def mutated_modules() -> list[str]:
-    """The dotted names of the files `[tool.mutmut] only_mutate` selects."""
+    """The dotted names of the files `[tool.mutmut]` mutates (only_mutate less do_not_mutate; a package's
+    __init__ only re-exports)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["mutmut"]
-    files = {p for pattern in config["only_mutate"] for p in ROOT.glob(pattern) if p.suffix == ".py"}
-    return sorted(".".join(p.relative_to(ROOT).with_suffix("").parts) for p in files)
+    files = {p.relative_to(ROOT) for pattern in config["only_mutate"] for p in ROOT.glob(pattern) if p.suffix == ".py"}
+    files = {p for p in files if p.name != "__init__.py"
+             and not any(fnmatch.fnmatch(str(p), pattern) for pattern in config.get("do_not_mutate", []))}
+    return sorted(".".join(p.with_suffix("").parts) for p in files)
 
 
 def module_of(mutant: str) -> str:
@@ -79,4 +83,7 @@ def main(modules: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--list"]:  # the modules mutated, one a line (make mutation-changed)
+        print("\n".join(mutated_modules()))
+        sys.exit(0)
     sys.exit(main(sys.argv[1:]))
