@@ -118,3 +118,12 @@ def test_deadlines_on_the_boundaries():
     assert task_deadline(CATALOG.task("T07"), "red", date(2021, 5, 20), []) == date(2021, 6, 30)
     # Yellow after the last date: that last date.
     assert task_deadline(T17, "yellow", date(2022, 1, 3), []) == date(2021, 12, 31)
+
+
+def test_yearly_deadlines_pick_the_right_year():
+    t05, yearly = CATALOG.task("T05"), CATALOG.milestone("T05-M1")
+    assert milestone_deadline(yearly, date(2024, 1, 2)) == date(2023, 12, 31)  # the latest of three passed
+    assert task_deadline(t05, "red", date(2023, 1, 5), [date(2021, 12, 31)]) == date(2021, 12, 31)  # the known overdue
+    assert task_deadline(t05, "red", date(2023, 1, 3), []) == date(2022, 12, 31)  # the latest passed
+    assert task_deadline(t05, "red", date(2022, 12, 31), []) == date(2021, 12, 31)  # due today has not passed
+    assert task_deadline(t05, "yellow", date(2021, 12, 31), []) == date(2021, 12, 31)  # due today is next
