@@ -169,5 +169,5 @@ def test_boundaries_of_the_clock(hours):
                             pauses=[(PAUSED_AT, middle, "supplement"), (middle, RESUMED_AT, "expert_review")])
     assert joined.paused == (PausedInterval(PAUSED_AT, RESUMED_AT, ("supplement", "expert_review")),)
     assert budget_fraction(1, 0.5) == 2.0
-    with pytest.raises(ValueError, match="give closed_at for a closed case or as_of for an open one"):
+    with pytest.raises(ValueError, match="^give closed_at for a closed case or as_of for an open one$"):
         case_durations(hours=hours, opened_at=OPENED)
