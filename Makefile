@@ -65,7 +65,7 @@ configuration-doc: venv
 	$(BIN)/python -m tests.docs.settings_page
 
 # Mutation testing of the modules the published numbers rest on ([tool.mutmut] in pyproject.toml), against
-# their fast pure tests; prints each module's kill rate, equivalents apart (decision 018). About 4 min on 2 cores.
+# their fast pure tests; prints each module's kill rate, equivalents apart (decision 018). 2–4 min on 2 cores.
 mutation: venv
 	rm -rf mutants  # mutmut reuses a mutant's result while its function is unchanged, even when the tests changed
 	$(BIN)/mutmut run --max-children 2 >/dev/null
@@ -77,6 +77,7 @@ mutation-changed: venv
 	@modules=$$(git diff --name-only $(MUTATION_BASE) -- '*.py' | sed 's/\.py$$//; s|/|.|g' \
 	  | grep -Fx "$$($(BIN)/python tests/mutation/rates.py --list)" || true); \
 	if [ -z "$$modules" ]; then echo "no mutated module changed since $(MUTATION_BASE)"; exit 0; fi; \
+	rm -rf mutants; \
 	$(BIN)/mutmut run --max-children 2 $$(for m in $$modules; do printf '%s.* ' "$$m"; done) >/dev/null; \
 	$(BIN)/python tests/mutation/rates.py $$modules
 
