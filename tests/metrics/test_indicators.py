@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from datetime import date
+from datetime import date, datetime, timezone
+from types import SimpleNamespace
 
 import pytest
 
@@ -15,12 +16,16 @@ from services.metrics.indicators import (
     Clock,
     Period,
     Sums,
+    build_figures,
     check_supported,
     contribution,
     evaluate,
     forecast,
+    meets,
+    near_limit,
     periods_of,
     read_clock,
+    uses_clock,
     value_of,
 )
 from tests.conftest import at
@@ -150,11 +155,6 @@ def test_a_case_counts_in_its_year_quarter_and_month():
 
 
 # --- every rule at its boundary ------------------------------------------------------------------
-
-from datetime import datetime, timezone  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
-from services.metrics.indicators import build_figures, meets, near_limit, uses_clock  # noqa: E402
 
 DAYS = CATALOG.indicator("export_tax_refund_days")  # mean working days, le 7
 RATIO = CATALOG.indicator("zero_trip_ratio")  # ratio, ge 0.7

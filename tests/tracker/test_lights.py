@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from duban.workcal import WorkingCalendar
-from services.tracker.domain.tasks import Completion, occurrences, retroactive_grace, task_light
+from services.tracker.domain.tasks import Completion, Light, Occurrence, occurrences, retroactive_grace, task_light
 from tests.tracker.conftest import CALENDAR, CATALOG
 
 ISSUED = CATALOG.plan.issued
@@ -100,10 +100,6 @@ def test_without_a_grace_a_retroactive_milestone_is_judged_by_its_due_date():
 
 
 # --- each rule at its boundary -------------------------------------------------------------------
-
-from datetime import timedelta  # noqa: E402
-
-from services.tracker.domain.tasks import Light, Occurrence  # noqa: E402
 
 
 def test_the_grace_counts_working_days_from_the_issue():
