@@ -20,10 +20,11 @@ def _registrars() -> list[Registrar]:
     from duban.workcal.cli import register as workcal
     from services.intake.keys import register as keys
     from services.notifier.cli import register as routes
+    from services.metrics.cli import register as metrics
     from services.tracker.replay import register as replay
     from services.tracker.void import register as void
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens, routes]
+    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens, routes, metrics]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,7 +18,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import NamedTuple
 
 import asyncpg
@@ -66,15 +66,6 @@ class Change(NamedTuple):
     time: datetime
 
 
-async def add(conn: asyncpg.Connection, *, type: str, subject: str, data: dict, time: datetime | None = None) -> uuid.UUID:
-    event_id = uuid.uuid4()
-    await conn.execute(
-        "INSERT INTO outbox (event_id, type, subject, event_time, data) VALUES ($1, $2, $3, $4, $5::jsonb)",
-        event_id, type, subject, time or datetime.now(timezone.utc), json.dumps(data, ensure_ascii=False, default=str),
-    )
-    return event_id
-
-
 async def add_many(conn: asyncpg.Connection, changes: Sequence[Change]) -> list[uuid.UUID]:
     """Record several change events with one statement; their `seq` follows the order given, so
     the events of one aggregate are published in the order they are listed."""
@@ -97,7 +88,6 @@ class OutboxRelay:
         self.schema, self.topic, self.source = schema, topic, source
         self.batch_size, self.idle_poll_s = batch_size, idle_poll_s
         self._wake = asyncio.Event()
-        self.last_cycle = 0.0
 
     def _on_notify(self, *_args) -> None:
         self._wake.set()
@@ -127,7 +117,6 @@ class OutboxRelay:
                 while True:
                     self._wake.clear()
                     published = await self.publish_pending(conn)
-                    self.last_cycle = asyncio.get_running_loop().time()
                     if published < self.batch_size:
                         try:
                             await asyncio.wait_for(self._wake.wait(), timeout=self.idle_poll_s)

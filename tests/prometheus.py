@@ -64,6 +64,12 @@ def unhealthy_rules(url: str) -> list[tuple[str, str]]:
     return [(r["name"], r["lastError"]) for g in groups for r in g["rules"] if r["health"] != "ok"]
 
 
+def alert_states(url: str) -> dict[tuple[str, str | None], str]:
+    """Each active alert's state: "pending" until its `for` has passed, then "firing"."""
+    return {(a["labels"]["alertname"], a["labels"].get("indicator")): a["state"]
+            for a in httpx.get(url + "/api/v1/alerts").json()["data"]["alerts"]}
+
+
 def firing_or_pending(url: str) -> set[tuple[str, str | None]]:
     return {(a["labels"]["alertname"], a["labels"].get("indicator"))
             for a in httpx.get(url + "/api/v1/alerts").json()["data"]["alerts"]}

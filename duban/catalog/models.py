@@ -112,10 +112,6 @@ class Task(_Record):
     def departments(self) -> tuple[DepartmentCode, ...]:
         return (*self.lead, *self.responsible)
 
-    @property
-    def due_dates(self) -> tuple[date, ...]:
-        return tuple(sorted({m.due for m in self.milestones}))
-
 
 class CaseType(_Record):
     id: SnakeId

@@ -27,8 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from duban.workcal import provisional
 
+# The contracts folder (plan files, calendar/) to read instead of the repository's.
 CONTRACTS_DIR_ENV = "DUBAN_CONTRACTS_DIR"
+# A folder of yearly schedule files to use instead of <contracts>/calendar.
 CALENDAR_DIR_ENV = "DUBAN_CALENDAR_DIR"
+# How many years past the last official one are derived from the statutory holidays (docs/calendar.md).
 PROVISIONAL_YEARS_ENV = "DUBAN_CALENDAR_PROVISIONAL_YEARS"
 DEFAULT_PROVISIONAL_YEARS = 2
 PACKAGE_ORIGIN = f"chinesecalendar {package_version('chinesecalendar')}"

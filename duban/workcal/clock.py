@@ -81,7 +81,7 @@ def case_durations(
 
 
 def budget_fraction(elapsed: float, allowed: float) -> float:
-    """Share of the allowed time used (0.5, 0.75 and 1.0 trigger the case warnings); may exceed 1."""
+    """Share of the allowed time used; may exceed 1. For the case warnings at 0.5, 0.75 and 1.0 (not done yet)."""
     if allowed <= 0:
         raise ValueError(f"allowed time must be positive, got {allowed}")
     return elapsed / allowed

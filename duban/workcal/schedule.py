@@ -20,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from duban.workcal.calendar import WorkingCalendar
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+# Office sessions as JSON (OfficeSchedule) replacing the default Fujian schedule (docs/calendar.md).
 OFFICE_SCHEDULE_ENV = "DUBAN_OFFICE_SCHEDULE"
 
 FUJIAN_SCHEDULE = {

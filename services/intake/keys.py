@@ -5,7 +5,7 @@ visible prefix, so a leaked token in a log or a config file says at once whose i
 `dbk_<department>_<first 8 characters>` identifies the key in listings without revealing it.
 Intake keeps the SHA-256 of the token: a slow password hash (bcrypt, argon2) exists to make
 guessing low-entropy passwords expensive; nobody can guess 256 random bits, so it would only add
-tens of milliseconds of CPU to every request (docs/decisions/001-intake-authentication.md).
+tens of milliseconds of CPU to every request (docs/decisions/006-intake-authentication.md).
 
 `duban keys create|list|rotate|revoke` manages them; the token is printed once, at creation.
 """
@@ -170,11 +170,13 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"revoked {key.key_id} ({key.department})")
         else:
             now = datetime.now(timezone.utc)
-            print(f"{'KEY':<40} {'DEPARTMENT':<28} {'STATUS':<9} {'CREATED':<20} {'VALID UNTIL':<20} LABEL")
+            print(f"{'KEY':<40} {'DEPARTMENT':<28} {'STATUS':<9} {'CREATED':<20} {'VALID UNTIL':<20}"
+                  f" {'REPLACED BY':<40} LABEL")
             for key in await list_keys(conn, args.department, include_revoked=args.all):
                 until = key.revoked_at.strftime("%Y-%m-%d %H:%M:%SZ") if key.revoked_at else "-"
                 print(f"{key.key_id:<40} {key.department:<28} {key.status(now):<9}"
-                      f" {key.created_at.strftime('%Y-%m-%d %H:%M:%SZ'):<20} {until:<20} {key.label}")
+                      f" {key.created_at.strftime('%Y-%m-%d %H:%M:%SZ'):<20} {until:<20}"
+                      f" {key.replaced_by or '-':<40} {key.label}")
         return 0
     except KeyCommandError as error:
         _say(f"error: {error}")

@@ -4,7 +4,7 @@ These rules apply to events that already passed their contract (validate_event),
 they read are present and well-formed. The district office has no rights beyond its own: it
 supervises, and an indicator report counts only from the department that feeds the indicator
 (the metrics service dead-letters any other), so letting it post for others would let one key
-forge every department's record (docs/decisions/001-intake-authentication.md).
+forge every department's record (docs/decisions/006-intake-authentication.md).
 """
 
 from __future__ import annotations

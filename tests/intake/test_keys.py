@@ -42,7 +42,10 @@ async def test_create_list_rotate_revoke(database_url, intake_schema, intake):
     new_token = rotated.stdout.strip()
     assert await keys.authenticate(intake.pool, new_token) == "tax-bureau"
     assert await keys.authenticate(intake.pool, token) == "tax-bureau"  # within its grace hour
-    assert "expiring" in duban_keys(database_url, intake_schema, "list").stdout
+    new_id = new_token[:len("dbk_tax-bureau_") + 8]
+    old_line, = [line for line in duban_keys(database_url, intake_schema, "list").stdout.splitlines()
+                 if line.startswith(key_id)]
+    assert old_line.split()[2] == "expiring" and new_id in old_line.split()  # which key replaced it
 
     revoked = duban_keys(database_url, intake_schema, "revoke", key_id)
     assert revoked.returncode == 0 and f"revoked {key_id}" in revoked.stdout

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -12,6 +16,7 @@ from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.metrics import store
 from services.metrics.exposition import IndicatorCollector, take_snapshot
 from services.metrics.tasks import TaskCountCollector
+from tests.conftest import ROOT
 from tests.metrics.conftest import CATALOG, HOURS, at, tracker_event
 
 pytestmark = pytest.mark.database
@@ -186,13 +191,46 @@ async def test_rebuild_matches_the_event_path(feed, pool):
     columns = "indicator_id, period, department, n, total, maximum, unmeasured, value"
     incremental = await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3")
     buckets = await pool.fetch("SELECT * FROM case_duration_buckets ORDER BY 1, 2, 3")
+    published = sum(1 for row in incremental if row["value"] is not None)
+    # Damage what the rebuild must restore: every sum and value wrong, one row gone, a stray bucket, a lost one.
+    await pool.execute("UPDATE indicator_sums SET n = n + 7, total = total * 3 + 1, maximum = 99, unmeasured = 5,"
+                       " provisional = 4, value = coalesce(value, 0) + 1")
+    await pool.execute("DELETE FROM indicator_sums WHERE (indicator_id, period, department)"
+                       " = ('export_tax_refund_days', '2021-10', 'all')")
+    await pool.execute("DELETE FROM case_duration_buckets WHERE case_type = 'power_connection_low_voltage'")
+    await pool.execute("INSERT INTO case_duration_buckets (case_type, department, le, count, sum)"
+                       " VALUES ('company_startup', 'market-regulation', 5, 3, 9)")
     async with pool.acquire() as conn:
         assert await store.rebuild(conn, CATALOG, cause="test rebuild") == 3
     assert await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3") == incremental
     assert await pool.fetch("SELECT * FROM case_duration_buckets ORDER BY 1, 2, 3") == buckets
-    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'test rebuild'") == 0
+    # Every damaged value was put right and recorded; the deleted row came back as a fresh insert.
+    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'test rebuild'") == published
+    # Rebuilding what is already right changes nothing and records nothing.
+    async with pool.acquire() as conn:
+        assert await store.rebuild(conn, CATALOG, cause="second rebuild") == 3
+    assert await pool.fetch(f"SELECT {columns} FROM indicator_sums ORDER BY 1, 2, 3") == incremental
+    assert await pool.fetchval("SELECT count(*) FROM indicator_history WHERE cause = 'second rebuild'") == 0
 
 
+
+
+async def test_an_operator_rebuilds_the_figures_with_duban_metrics_rebuild(feed, pool, database_url, schema):
+    await feed.closed("O1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00")  # 1 working day
+    await feed.closed("O2", REFUND, TAX, "2021-09-16 09:00", "2021-09-22 10:00")  # 3
+    # As after a definition change: the stored sums no longer follow from the cases.
+    await pool.execute("UPDATE indicator_sums SET n = 9, total = 90, value = 10")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
+        "DUBAN_DATABASE_URL": database_url, "DUBAN_SCHEMA_NAME": schema}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "duban.cli", "metrics", "rebuild", "--cause", "definition change"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "rebuilt the case-fed indicators from 2 closed cases"), \
+        done.stderr
+    year = await sums(pool, "export_tax_refund_days", "2021")
+    assert (year["n"], year["total"], year["value"]) == (2, 4.0, 2.0)
+    assert (await history(pool, "export_tax_refund_days", "2021"))[-1:] == [(2.0, 2)]
+    assert await pool.fetchval("SELECT cause FROM indicator_history ORDER BY id DESC LIMIT 1") == "definition change"
 
 
 async def test_a_new_calendar_year_gives_stored_cases_their_clock(feed, pool, tmp_path):

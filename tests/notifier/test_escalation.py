@@ -14,6 +14,7 @@ from services.notifier.escalation import (
     milestone_deadline,
     on_light,
     task_deadline,
+    top_level_day,
 )
 from tests.notifier.conftest import CATALOG, HOURS, at
 
@@ -87,3 +88,42 @@ def test_deadlines_name_the_date_the_light_is_about():
     yearly = CATALOG.milestone("T05-M1")
     assert milestone_deadline(yearly, date(2023, 1, 2)) == date(2022, 12, 31)
     assert milestone_deadline(yearly, date(2021, 6, 1)) == date(2021, 12, 31)
+
+
+def test_each_rule_of_the_ladder_exactly():
+    red = on_light(None, "red", at("2021-09-26 09:00"))
+    back = on_light(red, "yellow", at("2021-09-28 09:00"))
+    assert (back.light, back.level) == ("yellow", 1)
+    # A yellow item never climbs by time alone, and the top level has nowhere further to go.
+    assert top_level_day(back, CAL, POLICY) is None
+    assert evaluate(back, at("2021-12-01 09:00"), CAL, POLICY).ladder.level == 1
+    top = Ladder("red", 3, at("2021-10-08 00:00"), red_since=at("2021-09-26 09:00"))
+    assert top_level_day(top, CAL, POLICY) is None
+    # While acknowledged, the ladder is returned as it is and the next check is the expiry.
+    held = replace(red, acknowledged_until=at("2021-09-29 12:00"))
+    paused = evaluate(held, at("2021-09-28 09:00"), CAL, POLICY)
+    assert (paused.ladder, paused.window, paused.next_check) == (held, None, at("2021-09-29 12:00"))
+    # Part-way through a window, the next notice is due when the window ends: 9, 11, 12, 13 | 14 October.
+    assert evaluate(top, at("2021-10-13 17:00"), CAL, POLICY).next_check == at("2021-10-14 00:00")
+
+
+def test_deadlines_on_the_boundaries():
+    yearly = CATALOG.milestone("T05-M1")
+    assert milestone_deadline(yearly, date(2022, 12, 31)) == date(2022, 12, 31)  # due that very day
+    # Yellow is about the next due date, whatever the notifier knows to be overdue.
+    assert task_deadline(T17, "yellow", date(2021, 11, 20), [date(2021, 6, 30)]) == date(2021, 12, 31)
+    # Red without a known overdue milestone: the latest date passed, not the next one.
+    assert task_deadline(CATALOG.task("T05"), "red", date(2022, 1, 3), []) == date(2021, 12, 31)
+    # Red before any date passed (a retroactive grace): the first due date.
+    assert task_deadline(CATALOG.task("T07"), "red", date(2021, 5, 20), []) == date(2021, 6, 30)
+    # Yellow after the last date: that last date.
+    assert task_deadline(T17, "yellow", date(2022, 1, 3), []) == date(2021, 12, 31)
+
+
+def test_yearly_deadlines_pick_the_right_year():
+    t05, yearly = CATALOG.task("T05"), CATALOG.milestone("T05-M1")
+    assert milestone_deadline(yearly, date(2024, 1, 2)) == date(2023, 12, 31)  # the latest of three passed
+    assert task_deadline(t05, "red", date(2023, 1, 5), [date(2021, 12, 31)]) == date(2021, 12, 31)  # the known overdue
+    assert task_deadline(t05, "red", date(2023, 1, 3), []) == date(2022, 12, 31)  # the latest passed
+    assert task_deadline(t05, "red", date(2022, 12, 31), []) == date(2021, 12, 31)  # due today has not passed
+    assert task_deadline(t05, "yellow", date(2021, 12, 31), []) == date(2021, 12, 31)  # due today is next

@@ -12,9 +12,12 @@ from services.tracker.domain.cases import (
     CASE_CLOSED,
     CASE_OPENED,
     Announced,
+    Announcement,
     CaseEvent,
+    CaseState,
     announcements,
     fold_case,
+    state_as_json,
 )
 
 T0 = datetime(2021, 9, 15, 1, 0, tzinfo=timezone.utc)
@@ -118,3 +121,106 @@ def test_events_of_another_case_type_and_after_the_end_change_nothing():
     state = fold_case("tax-bureau", "C1", [ev("opened", 0, 1), other, closed(30, 2), ev("step_completed", 40, 3, step="a")])
     assert state.steps == () and state.status == "closed"
     assert len(state.ignored) == 2
+
+
+# --- exact states: every rule of the fold, the announcements' data and the stored form ---------------
+
+
+def at(minutes: int) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def test_a_whole_case_life_folds_to_this_exact_state():
+    other_type = CaseEvent("/departments/tax-bureau", "x1", "paused", at(2), {"case_type": "service_item",
+                                                                                "reason": "supplement"})
+    events = [
+        ev("opened", 0, 1, reference="REF-1", title="退税"),
+        ev("resumed", 1, 2, reason="supplement"),  # not paused: ignored
+        other_type,
+        ev("step_completed", 3, 3, step="accept", step_name="受理"),
+        ev("paused", 10, 4, reason="supplement"),
+        ev("paused", 11, 5, reason="expert_review"),  # already paused: ignored
+        ev("resumed", 20, 6, reason="supplement"),
+        ev("step_completed", 21, 7, step="accept"),  # already completed: ignored
+        ev("step_completed", 22, 8, step="review"),
+        ev("opened", 23, 9),  # already opened: ignored
+        ev("paused", 30, 10, reason="expert_review"),
+        ev("closed", 90, 11, outcome="completed", handled_instantly=True, trips=1),
+        ev("step_completed", 95, 12, step="late"),  # after the end: ignored
+    ]
+    state = fold_case("tax-bureau", "C1", events)
+    assert state_as_json(state) == {
+        "department": "tax-bureau", "case_id": "C1", "case_type": TYPE, "status": "closed",
+        "opened_at": at(0), "reference": "REF-1", "title": "退税",
+        "steps": [{"step": "accept", "step_name": "受理", "at": at(3)},
+                  {"step": "review", "step_name": None, "at": at(22)}],
+        "paused_intervals": [{"from": at(10), "to": at(20), "reason": "supplement"},
+                             {"from": at(30), "to": at(90), "reason": "expert_review"}],
+        "paused_since": None, "closed_at": at(90), "cancelled_at": None,
+        "outcome": "completed", "handled_instantly": True, "trips": 1, "cancel_reason": None, "problem": None,
+        "ignored": [
+            {"source": "/departments/tax-bureau", "event_id": "e002", "why": "the clock was not paused"},
+            {"source": "/departments/tax-bureau", "event_id": "x1",
+             "why": "case type service_item differs from the case's export_tax_refund"},
+            {"source": "/departments/tax-bureau", "event_id": "e005", "why": "the clock was already paused"},
+            {"source": "/departments/tax-bureau", "event_id": "e007", "why": "step accept was already completed"},
+            {"source": "/departments/tax-bureau", "event_id": "e009", "why": "the case was already opened"},
+            {"source": "/departments/tax-bureau", "event_id": "e012", "why": "after the case was closed"},
+        ],
+        "events": 13, "last_event_at": at(95),
+    }
+    due, announced = announcements(state, Announced())
+    opening = {"department": "tax-bureau", "case_type": TYPE, "opened_at": "2021-09-15T01:00:00Z",
+               "reference": "REF-1", "title": "退税"}
+    end = {"department": "tax-bureau", "case_type": TYPE, "opened_at": "2021-09-15T01:00:00Z",
+           "outcome": "completed", "closed_at": "2021-09-15T02:30:00Z", "handled_instantly": True, "trips": 1,
+           "steps": 2, "paused_intervals": [
+               {"from": "2021-09-15T01:10:00Z", "to": "2021-09-15T01:20:00Z", "reason": "supplement"},
+               {"from": "2021-09-15T01:30:00Z", "to": "2021-09-15T02:30:00Z", "reason": "expert_review"}]}
+    assert due == [Announcement(CASE_OPENED, opening), Announcement(CASE_CLOSED, end)]
+    assert announced == Announced(opening, {"type": CASE_CLOSED, "data": end})
+    assert Announced.from_json(announced.as_json()) == announced
+    assert announced.as_json() == {"opened": opening, "end": {"type": CASE_CLOSED, "data": end}}
+
+
+def test_a_cancelled_case_and_a_paused_open_one_in_their_stored_form():
+    cancelled = fold_case("tax-bureau", "C2", [ev("opened", 0, 1), ev("paused", 5, 2, reason="hearing"),
+                                               ev("cancelled", 60, 3, reason="applicant withdrew")])
+    stored = state_as_json(cancelled)
+    assert (stored["status"], stored["closed_at"], stored["cancelled_at"], stored["cancel_reason"]) == (
+        "cancelled", None, at(60), "applicant withdrew")
+    assert stored["paused_intervals"] == [{"from": at(5), "to": at(60), "reason": "hearing"}]
+    assert (stored["outcome"], stored["handled_instantly"], stored["trips"]) == (None, None, None)
+    due, announced = announcements(cancelled, Announced())
+    assert due[-1] == Announcement(CASE_CANCELLED, {
+        "department": "tax-bureau", "case_type": TYPE, "opened_at": "2021-09-15T01:00:00Z",
+        "cancelled_at": "2021-09-15T02:00:00Z", "reason": "applicant withdrew"})
+    assert announced.end["type"] == CASE_CANCELLED
+
+    paused = fold_case("tax-bureau", "C3", [ev("opened", 0, 1), ev("paused", 5, 2, reason="hearing")])
+    stored = state_as_json(paused)
+    assert (stored["status"], stored["paused_since"], stored["closed_at"], stored["cancelled_at"]) == (
+        "paused", {"from": at(5), "reason": "hearing"}, None, None)
+    due, announced = announcements(paused, Announced())
+    assert [a.type for a in due] == [CASE_OPENED] and announced.end is None
+    assert fold_case("tax-bureau", "C3", [ev("opened", 0, 1)]).status == "open"
+
+
+def test_what_a_case_without_its_opening_is():
+    assert fold_case("tax-bureau", "C4", []) == CaseState("tax-bureau", "C4")
+    assert CaseState("tax-bureau", "C4").problem is None and CaseState("tax-bureau", "C4").status == "pending"
+    step = CaseEvent("/departments/tax-bureau", "s", "step_completed", at(5), {"case_type": "service_item",
+                                                                                "step": "accept"})
+    pending = fold_case("tax-bureau", "C4", [step])
+    assert (pending.status, pending.problem, pending.case_type, pending.last_event_at) == (
+        "pending", "no opening event yet", "service_item", at(5))
+    # The opening names the case type even when an earlier event said another.
+    opened = fold_case("tax-bureau", "C4", [step, ev("opened", 9, 1)])
+    assert (opened.case_type, [i.event_id for i in opened.ignored]) == (TYPE, ["s"])
+    # An end dated before the opening cannot be announced.
+    early = fold_case("tax-bureau", "C4", [closed(0, 1), ev("opened", 5, 2)])
+    assert early.problem == "closed before it was opened"
+    assert announcements(early, Announced()) == ([], Announced())
+    # At one instant the opening comes first and the end last.
+    same = fold_case("tax-bureau", "C5", [closed(0, 1), ev("step_completed", 0, 2, step="a"), ev("opened", 0, 3)])
+    assert (same.problem, same.status, [s.step for s in same.steps]) == (None, "closed", ["a"])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from duban.workcal import WorkingCalendar
-from services.tracker.domain.tasks import Completion, occurrences, retroactive_grace, task_light
+from services.tracker.domain.tasks import Completion, Light, Occurrence, occurrences, retroactive_grace, task_light
 from tests.tracker.conftest import CALENDAR, CATALOG
 
 ISSUED = CATALOG.plan.issued
@@ -97,3 +97,77 @@ def test_without_a_grace_a_retroactive_milestone_is_judged_by_its_due_date():
     occs = occurrences(CATALOG.task("T02").milestones, (), plan_issued=ISSUED, today=ISSUED)
     verdict = task_light(occs, status="in_progress", done_on=None, today=ISSUED, calendar=CALENDAR)
     assert (verdict.light, verdict.due) == ("red", date(2021, 3, 31))
+
+
+# --- each rule at its boundary -------------------------------------------------------------------
+
+
+def test_the_grace_counts_working_days_from_the_issue():
+    assert retroactive_grace(ISSUED, CALENDAR) == date(2021, 5, 25)
+    assert retroactive_grace(ISSUED, CALENDAR, 3) == date(2021, 5, 14)  # Wed 12, Thu 13, Fri 14
+
+
+def test_a_milestone_due_on_the_issue_day_is_not_retroactive():
+    milestone = CATALOG.task("T19").milestones[0].model_copy(update={"due": ISSUED})
+    occ, = occurrences([milestone], (), plan_issued=ISSUED, today=ISSUED, grace_until=GRACE)
+    assert (occ.due, occ.retroactive, occ.deadline) == (ISSUED, False, ISSUED)
+
+
+def test_a_one_off_milestone_may_be_done_in_a_year_before_its_due_year():
+    milestone = CATALOG.task("T19").milestones[0].model_copy(update={"due": date(2022, 6, 30)})
+    early = completion(milestone.id, date(2021, 12, 1))
+    occ, = occurrences([milestone], [early], plan_issued=ISSUED, today=date(2021, 12, 2))
+    assert occ.done_by == early
+
+
+def test_a_deadline_that_began_on_its_due_day_is_near_at_once():
+    due = date(2021, 12, 31)
+    occ = Occurrence("M", due, starts=due)
+    assert task_light([occ], status="in_progress", done_on=None, today=date(2021, 6, 1), calendar=CALENDAR) == Light(
+        "yellow", "deadline_near", due)
+
+
+def test_a_task_done_on_the_due_day_settles_it():
+    due = date(2021, 12, 31)
+    occ = Occurrence("M", due, starts=date(2021, 1, 1))
+    assert task_light([occ], status="done", done_on=due, today=date(2022, 1, 5), calendar=CALENDAR) == Light(
+        "green", "done", None)
+    assert task_light([occ], status="in_progress", done_on=due, today=date(2022, 1, 5), calendar=CALENDAR) == Light(
+        "red", "past_due", due)
+
+
+def test_in_a_year_the_calendar_lacks_14_calendar_days_stand_for_10_working_days(tmp_path):
+    bare = WorkingCalendar(tmp_path, provisional_years=0)
+    year = max(bare.covered_years()) + 1
+    due = date(year, 6, 30)
+    occ = Occurrence("M", due, starts=due - timedelta(days=40))  # 30 % of 40 days: 12 days
+
+    def light(days_left: int) -> Light:
+        return task_light([occ], status="in_progress", done_on=None, today=due - timedelta(days=days_left),
+                          calendar=bare)
+    assert light(14) == Light("yellow", "deadline_near", due, "calendar_days", year)
+    assert light(15) == Light("green", "on_track", due, "calendar_days", year)
+    assert light(12) == Light("yellow", "deadline_near", due)  # the 30 % rule decides before the calendar is asked
+
+
+def test_the_worst_light_says_when_another_open_deadline_lies_in_a_year_the_calendar_lacks(tmp_path):
+    bare = WorkingCalendar(tmp_path, provisional_years=0)
+    year = max(bare.covered_years()) + 1
+    near = Occurrence("M1", date(year - 1, 12, 31), starts=date(year - 1, 1, 1))
+    later = Occurrence("M2", date(year, 12, 31), starts=date(year - 1, 12, 31))
+    today = date(year - 1, 12, 30)
+    assert task_light([later, near], status="in_progress", done_on=None, today=today, calendar=bare) == Light(
+        "yellow", "deadline_near", date(year - 1, 12, 31), "calendar_days", year)
+    # The uncovered deadline itself is the worst: its own basis stands.
+    late = Occurrence("M3", date(year, 1, 10), starts=date(year - 1, 12, 1))
+    assert task_light([late], status="in_progress", done_on=None, today=date(year, 1, 11), calendar=bare) == Light(
+        "red", "past_due", date(year, 1, 10))
+    assert task_light([late, later], status="in_progress", done_on=None, today=date(year - 1, 12, 30),
+                      calendar=bare) == Light("yellow", "deadline_near", date(year, 1, 10), "calendar_days", year)
+
+
+def test_a_deadline_that_began_a_day_before_it_follows_the_time_left():
+    due = date(2021, 12, 31)
+    occ = Occurrence("M", due, starts=due - timedelta(days=1))
+    assert task_light([occ], status="in_progress", done_on=None, today=date(2021, 6, 1), calendar=CALENDAR) == Light(
+        "green", "on_track", due)

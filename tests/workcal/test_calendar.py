@@ -291,3 +291,95 @@ def test_the_format_example_is_a_valid_file_that_agrees_with_the_package(tmp_pat
     assert data.holiday_dates() and data.workday_dates()
     assert not any(chinese_calendar.is_workday(day) for day in data.holiday_dates())
     assert all(chinese_calendar.is_workday(day) for day in data.workday_dates())
+
+
+# --- the bookkeeping behind the answers ----------------------------------------------------------
+
+
+def test_the_package_years_are_those_chinesecalendar_has_data_for():
+    from duban.workcal.calendar import _package_years
+
+    assert _package_years() == range(2004, 2027)  # chinesecalendar 1.11.0
+
+
+def test_the_coverage_report_names_each_year_its_origin_and_digest(tmp_path):
+    from duban.workcal.calendar import PACKAGE_ORIGIN, YearCoverage, _digest, load_calendar_file
+
+    path = write_calendar_file(tmp_path, FICTIONAL_2027)
+    calendar = WorkingCalendar(tmp_path / "calendar", provisional_years=1)
+    report = {c.year: c for c in calendar.coverage_report()}
+    assert report[2021] == YearCoverage(2021, PACKAGE_ORIGIN, None)
+    assert report[2027] == YearCoverage(2027, "2027.yaml", "fictional test data",
+                                        checksum=_digest([load_calendar_file(path)]))
+    assert (report[2028].year, report[2028].provisional, report[2028].checksum) == (2028, True, None)
+    assert sorted(report) == [*range(2004, 2027), 2027, 2028]
+
+
+def test_a_datetime_is_refused_for_a_civil_date():
+    with pytest.raises(TypeError, match="^expected a civil date, got a datetime; convert it to an Asia/Shanghai date"
+                                        " first$"):
+        WorkingCalendar().working_days_between(datetime(2021, 10, 1, 9), date(2021, 10, 8))
+
+
+def test_the_gap_named_is_the_first_missing_year_even_when_it_is_the_last_of_the_span(tmp_path):
+    bare = WorkingCalendar(tmp_path, provisional_years=0)
+    last = max(bare.covered_years())
+    with pytest.raises(CalendarCoverageError) as missing:
+        bare.working_days_between(date(last, 6, 1), date(last + 1, 6, 1))
+    assert missing.value.year == last + 1
+
+
+def test_adding_working_days_reaches_the_last_day_of_a_year_and_crosses_into_the_next():
+    calendar = WorkingCalendar()
+    assert calendar.add_working_days(date(2021, 12, 30), 1) == date(2021, 12, 31)
+    assert calendar.add_working_days(date(2021, 12, 30), 2) == date(2022, 1, 4)  # 1–3 January 2022 off
+    assert calendar.add_working_days(date(2022, 12, 29), 1) == date(2022, 12, 30)  # Sat 31 December is no working day
+
+
+def test_a_gap_between_two_covered_years_is_named(tmp_path):
+    for year in (2028, 2030):
+        write_calendar_file(tmp_path, {"year": year, "source": "fictional test data",
+                                       "holidays": [{"name": "元旦", "from": f"{year}-01-01", "to": f"{year}-01-01"}]})
+    calendar = WorkingCalendar(tmp_path / "calendar", provisional_years=0)
+    with pytest.raises(CalendarCoverageError) as missing:
+        calendar.working_days_between(date(2028, 6, 1), date(2030, 6, 1))
+    assert missing.value.year == 2029
+
+
+def test_the_version_names_the_files_digest_and_the_provisional_years(tmp_path):
+    from duban.workcal import provisional
+    from duban.workcal.calendar import PACKAGE_ORIGIN, YearCoverage, _digest, _provisional_years, load_calendar_file
+
+    path = write_calendar_file(tmp_path, FICTIONAL_2027)
+    calendar = WorkingCalendar(tmp_path / "calendar", provisional_years=2)
+    digest = _digest([load_calendar_file(path)])
+    assert len(digest) == 12
+    assert calendar.version == f"{PACKAGE_ORIGIN}+files.{digest}+provisional.2028.2029"
+    assert calendar.coverage_report()[-1] == YearCoverage(2029, provisional.ORIGIN, "全国年节及纪念日放假办法 (2024)",
+                                                          provisional=True)
+    assert calendar.provisional_between(date(2028, 1, 1), date(2029, 1, 1)) == (2028, 2029)
+    assert _provisional_years({2020, 2022}, 1) == (2021, 2023)
+
+
+@pytest.mark.parametrize("content, problem", [
+    ({"holidays": [{"name": "元旦", "from": "2026-12-31", "to": "2027-01-02"}]},
+     "dates outside 2027: 2026-12-31"),
+    ({"holidays": [{"name": "元旦", "from": "2028-01-01", "to": "2028-01-02"}]},
+     "dates outside 2027: 2028-01-01, 2028-01-02"),
+    ({"holidays": [{"name": "元旦", "from": "2027-01-01", "to": "2027-01-02"},
+                   {"name": "again", "from": "2027-01-01", "to": "2027-01-02"}]},
+     "holiday dates listed twice: 2027-01-01, 2027-01-02"),
+    ({"holidays": [], "workdays": [{"name": "a", "date": "2027-01-09"}, {"name": "b", "date": "2027-01-09"},
+                                   {"name": "c", "date": "2027-01-10"}, {"name": "d", "date": "2027-01-10"}]},
+     "working day dates listed twice: 2027-01-09, 2027-01-10"),
+    ({"holidays": [{"name": "元旦", "from": "2027-01-02", "to": "2027-01-03"}],
+      "workdays": [{"name": "a", "date": "2027-01-02"}, {"name": "b", "date": "2027-01-03"}]},
+     "dates both holiday and working day: 2027-01-02, 2027-01-03"),
+])
+def test_a_self_contradicting_file_is_refused_with_every_date_named(tmp_path, content, problem):
+    from duban.workcal.calendar import CalendarDataError, load_calendar_file
+
+    path = write_calendar_file(tmp_path, {"year": 2027, "source": "fictional test data", **content})
+    with pytest.raises(CalendarDataError) as refused:
+        load_calendar_file(path)
+    assert str(refused.value) == f"{path}: {problem}"

@@ -154,3 +154,20 @@ def test_budget_fraction(elapsed, allowed, fraction):
 def test_budget_fraction_needs_a_positive_allowance(allowed):
     with pytest.raises(ValueError, match="must be positive"):
         budget_fraction(1, allowed)
+
+
+def test_boundaries_of_the_clock(hours):
+    # A case closed at the instant it opened took no time, and is no error.
+    assert case_durations(hours=hours, opened_at=OPENED, closed_at=OPENED) == CaseDurations(0, 0, 0.0, (), ())
+    # A pause resumed at the instant it began excludes nothing, and is no error.
+    instant = case_durations(hours=hours, opened_at=OPENED, closed_at=CLOSED,
+                             pauses=[(PAUSED_AT, PAUSED_AT, "supplement")])
+    assert (instant.working_days, instant.paused) == (9, ())
+    # Back-to-back pauses are one interval with both reasons.
+    middle = at("2021-11-05 09:00")
+    joined = case_durations(hours=hours, opened_at=OPENED, closed_at=CLOSED,
+                            pauses=[(PAUSED_AT, middle, "supplement"), (middle, RESUMED_AT, "expert_review")])
+    assert joined.paused == (PausedInterval(PAUSED_AT, RESUMED_AT, ("supplement", "expert_review")),)
+    assert budget_fraction(1, 0.5) == 2.0
+    with pytest.raises(ValueError, match="^give closed_at for a closed case or as_of for an open one$"):
+        case_durations(hours=hours, opened_at=OPENED)

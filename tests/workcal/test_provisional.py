@@ -74,3 +74,15 @@ def test_the_2024_rules_would_misplace_chuxi_before_2025():
 
 def _lunar_eve(year: int) -> date:
     return statutory_holidays(year)["春节"][0] - timedelta(days=1)
+
+
+def test_each_holiday_by_name_under_each_version_of_the_law():
+    d = date
+    assert statutory_holidays(2014) == {
+        "元旦": [d(2014, 1, 1)], "春节": [d(2014, 1, 31), d(2014, 2, 1), d(2014, 2, 2)], "清明": [d(2014, 4, 5)],
+        "劳动节": [d(2014, 5, 1)], "端午": [d(2014, 6, 2)], "中秋": [d(2014, 9, 8)],
+        "国庆": [d(2014, 10, 1), d(2014, 10, 2), d(2014, 10, 3)]}
+    assert statutory_holidays(2027) == {
+        "元旦": [d(2027, 1, 1)], "春节": [d(2027, 2, 5), d(2027, 2, 6), d(2027, 2, 7), d(2027, 2, 8)],
+        "清明": [d(2027, 4, 5)], "劳动节": [d(2027, 5, 1), d(2027, 5, 2)], "端午": [d(2027, 6, 9)],
+        "中秋": [d(2027, 9, 15)], "国庆": [d(2027, 10, 1), d(2027, 10, 2), d(2027, 10, 3)]}

@@ -189,3 +189,38 @@ def test_the_documented_default_is_the_one_in_force():
     docs = (Path(__file__).resolve().parents[2] / "docs" / "calendar.md").read_text("utf-8")
     assert json.loads(docs.split("```json\n", 1)[1].split("```", 1)[0]) == FUJIAN_SCHEDULE
 
+
+
+def test_an_instant_whose_zone_has_no_offset_is_refused_like_a_naive_one():
+    from datetime import tzinfo
+
+    from duban.workcal import to_shanghai
+
+    class NoOffset(tzinfo):
+        def utcoffset(self, moment):
+            return None
+
+    with pytest.raises(ValueError, match="naive datetime 2021-11-01T09:00:00: give a time zone"):
+        to_shanghai(datetime(2021, 11, 1, 9, tzinfo=NoOffset()))
+
+
+def test_a_one_day_season_contains_that_day_only():
+    from duban.workcal.schedule import Season
+
+    season = Season.model_validate({"name": "one day", "from": "06-01", "to": "06-01", "sessions": [["09:00", "10:00"]]})
+    assert [season.contains(d) for d in ("05-31", "06-01", "06-02", "12-31")] == [False, True, False, False]
+
+
+def test_at_closing_time_the_next_office_time_is_the_next_session(hours):
+    assert hours.next_office_time(at("2021-11-01 12:00")) == at("2021-11-01 14:30")
+    assert hours.next_office_time(at("2021-11-01 11:59")) == at("2021-11-01 11:59")
+
+
+def test_office_hours_from_the_environment(monkeypatch):
+    monkeypatch.delenv("DUBAN_OFFICE_SCHEDULE", raising=False)
+    assert OfficeHours.from_env().schedule == OfficeSchedule.default()
+    one_session = {"seasons": [{"name": "all year", "from": "01-01", "to": "12-31", "sessions": [["09:00", "17:00"]]}]}
+    monkeypatch.setenv("DUBAN_OFFICE_SCHEDULE", json.dumps(one_session))
+    hours = OfficeHours.from_env()
+    assert hours.schedule == OfficeSchedule.model_validate(one_session)
+    assert hours.working_hours_between(at("2021-11-01 00:00"), at("2021-11-02 00:00")) == 8.0
