@@ -12,6 +12,7 @@ import yaml
 from duban.catalog import load_catalog
 from services.notifier.routes import Routes, RoutesError, local_routes
 
+# The notifier's routes file (department → channels); `duban routes check` reads the same one.
 ROUTES_ENV = "DUBAN_NOTIFIER_ROUTES"
 
 
