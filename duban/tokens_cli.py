@@ -1,4 +1,4 @@
-"""`duban tokens issue`: a bearer token signed with the embedded default key pair under the data dir
+"""`duban tokens issue` and `duban tokens keys`: a bearer token signed with the embedded default key pair under the data dir
 (`DUBAN_DATA_DIR`, default .run), which `duban run` makes the services trust. Production tokens
 come from the district's identity provider instead (docs/decisions/012-bearer-tokens-and-roles.md)."""
 
@@ -38,6 +38,13 @@ def _issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """The public half goes to whatever verifies the tokens: a file the services mount, a Secret."""
+    _, public_key = ensure_local_keys(ServiceSettings().data_dir)
+    sys.stdout.write(public_key.read_text(encoding="ascii"))
+    return 0
+
+
 def _hours(text: str) -> float:
     hours = float(text)
     if not 0 < hours <= 24 * 366:
@@ -57,3 +64,5 @@ def register(subcommands) -> None:
                                          " or the department code)")
     issue.add_argument("--hours", type=_hours, default=8.0, help="how long the token is valid (default 8)")
     issue.set_defaults(handler=_issue)
+    keys = actions.add_parser("keys", help="make the key pair if there is none and print its public key (PEM)")
+    keys.set_defaults(handler=_keys)

@@ -145,6 +145,18 @@ async def test_duban_tokens_issue_signs_what_the_embedded_default_trusts(tmp_pat
     assert duban("tokens", "issue", "--role", "department", data_dir=tmp_path).returncode == 2
 
 
+async def test_duban_tokens_keys_prints_the_public_key_that_verifies_issued_tokens(tmp_path):
+    printed = duban("tokens", "keys", data_dir=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    assert duban("tokens", "keys", data_dir=tmp_path).stdout == printed.stdout, "the pair is made once, then kept"
+    public = tmp_path / "exported.pub"
+    public.write_text(printed.stdout, encoding="ascii")
+    verifier = TokenVerifier(ServiceSettings(auth_public_key_file=str(public)))
+    token = duban("tokens", "issue", "--role", "district-office", data_dir=tmp_path).stdout.strip()
+    assert (await verifier.verify(token)).role == "district-office"
+
+
 @pytest.mark.parametrize("service", ["intake", "tracker", "metrics", "notifier"])
 def test_a_service_without_a_key_to_check_tokens_does_not_start(service, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
