@@ -37,7 +37,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DUBAN_DATA_DIR=/var/lib/duban
 RUN groupadd --system --gid 10001 duban \
  && useradd --system --uid 10001 --gid duban --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin duban \
- && install -d -o duban -g duban -m 0750 /var/lib/duban \
+ && install -d -o duban -g duban -m 0750 /var/lib/duban /etc/duban/token-key \
  && printf '#!/bin/sh\nexec python -m duban.cli "$@"\n' > /usr/local/bin/duban \
  && chmod 0755 /usr/local/bin/duban
 COPY --from=builder /opt/venv /opt/venv

@@ -1,5 +1,6 @@
-"""`duban tokens issue` and `duban tokens keys`: a bearer token signed with the embedded default key pair under the data dir
-(`DUBAN_DATA_DIR`, default .run), which `duban run` makes the services trust. Production tokens
+"""`duban tokens issue`: a bearer token signed with the embedded default key pair under the data dir
+(`DUBAN_DATA_DIR`, default .run), which `duban run` makes the services trust; `duban tokens keys`
+prints that pair's public key for the services of other shapes (compose, a local cluster). Production tokens
 come from the district's identity provider instead (docs/decisions/012-bearer-tokens-and-roles.md)."""
 
 from __future__ import annotations

@@ -68,11 +68,11 @@ def test_duban_services_wait_for_init_and_check_readyz_on_their_default_port(com
         assert int(service["stop_grace_period"].rstrip("s")) >= 30
 
 
-def test_init_creates_topics_then_migrates_with_real_commands(compose):
+def test_init_exports_the_token_key_creates_topics_then_migrates_with_real_commands(compose):
     init = compose["services"]["init"]
     assert init["command"][:2] == ["sh", "-c"]
-    steps = [shlex.split(step) for step in init["command"][2].split("&&")]
-    assert [s[:2] for s in steps] == [["duban", "topics"], ["duban", "migrate"]]
+    steps = [shlex.split(step.split(">")[0]) for step in init["command"][2].split("&&")]
+    assert [s[:2] for s in steps] == [["duban", "tokens"], ["duban", "topics"], ["duban", "migrate"]]
     for step in steps:
         build_parser().parse_args(step[1:])
     assert {"postgres", "kafka"} <= set(init["depends_on"])
@@ -87,8 +87,9 @@ def test_same_settings_as_kubernetes_and_all_of_them_real(compose):
     own = {d["metadata"]["name"]: {e["name"] for c in d["spec"]["template"]["spec"]["containers"]
                                    for e in c.get("env", ())} - secret_names
            for d in docs if d["kind"] == "Deployment"}
-    # The notifier's routes file is a file of the deployment's own (compose mounts the local one).
-    deployment_own = {"DUBAN_NOTIFIER_ROUTES"}
+    # The notifier's routes file is a file of the deployment's own (compose mounts the local one), and
+    # so is the token key (compose: init's export; Kubernetes: each overlay's, test_token_keys.py).
+    deployment_own = {"DUBAN_NOTIFIER_ROUTES", "DUBAN_AUTH_PUBLIC_KEY_FILE"}
     for name in [*SERVICES, "init"]:
         env = compose["services"][name]["environment"]
         assert set(env) - deployment_own == (set(configmap["data"]) | secret_names | own.get(name, set())) - deployment_own, name
