@@ -56,6 +56,7 @@ def commands_in(code: str) -> Iterator[list[str]]:
     """The words after `duban` of each invocation in a piece of code, without comments and shell glue."""
     code = re.sub(r"<[^>]+>", "<x>", code.split(" #")[0])  # <key id> is one placeholder
     for part in re.split(r"&&|\|\||;|\|", code):
+        part = re.split(r"\s\d?>>?\s", part)[0]  # `duban tokens keys > file`: the redirect is the shell's
         try:
             words = shlex.split(part)
         except ValueError:
