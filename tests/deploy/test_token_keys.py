@@ -22,6 +22,14 @@ def _check(where: str, env: dict[str, str], mount_points: set[str]) -> None:
         assert _mounted(path, mount_points), f"{where}: {path} is on no volume the service mounts ({mount_points})"
 
 
+def _env(container: dict, configmaps: dict[str, dict]) -> dict[str, str]:
+    """A container's settings: its ConfigMaps, then its own plain values (secret references aside)."""
+    env = {}
+    for source in container.get("envFrom", ()):
+        env |= configmaps[source["configMapRef"]["name"]]["data"]
+    return env | {e["name"]: e["value"] for e in container.get("env", ()) if "value" in e}
+
+
 def test_every_compose_service_has_a_token_key(compose):
     services = compose["services"]
     for name in SERVICES:
@@ -45,10 +53,7 @@ def test_every_deployment_of_every_overlay_has_a_token_key(overlay):
     for deployment in deployments:
         spec = deployment["spec"]["template"]["spec"]
         container = spec["containers"][0]
-        env = {}
-        for source in container.get("envFrom", ()):
-            env |= configmaps[source["configMapRef"]["name"]]["data"]
-        env |= {e["name"]: e["value"] for e in container.get("env", ()) if "value" in e}
+        env = _env(container, configmaps)
         volumes = {v["name"] for v in spec.get("volumes", ())}
         mounts = {m["mountPath"] for m in container.get("volumeMounts", ()) if m["name"] in volumes}
         _check(f"{name} {deployment['metadata']['name']}", env, mounts)
@@ -68,9 +73,7 @@ def test_a_service_given_a_jwks_url_may_reach_it(overlay):
     policies = [p for p in of_kind(docs, "NetworkPolicy").values() if "Egress" in p["spec"]["policyTypes"]]
     for deployment in of_kind(docs, "Deployment").values():
         container = deployment["spec"]["template"]["spec"]["containers"][0]
-        env = {}
-        for source in container.get("envFrom", ()):
-            env |= configmaps[source["configMapRef"]["name"]]["data"]
+        env = _env(container, configmaps)
         url = urlsplit(env.get("DUBAN_AUTH_JWKS_URL") or "")
         if not url.hostname:
             continue
