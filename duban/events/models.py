@@ -8,7 +8,7 @@ Both are closed: an unknown attribute or data field is an error, never silently 
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
@@ -38,6 +38,7 @@ DEPARTMENT_CODE_PATTERN = r"^[a-z0-9-]+$"
 DEPARTMENT_SOURCE_PATTERN = r"^/departments/[a-z0-9-]+$"
 STEP_PATTERN = r"^[a-z0-9_]{1,64}$"
 PERIOD_PATTERN = r"^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
+CIVIL_DATE_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 RFC3339_PATTERN = (
     r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?"
@@ -71,6 +72,13 @@ def _rfc3339(value: Any) -> Any:
     if not isinstance(value, (str, datetime)):
         raise ValueError("must be an RFC 3339 date-time string")
     return value
+
+
+def _civil_date(value: Any) -> Any:
+    # As for instants: the contract admits YYYY-MM-DD text only, not numbers or other ISO 8601 forms.
+    if isinstance(value, date) or (isinstance(value, str) and re.fullmatch(CIVIL_DATE_PATTERN, value)):
+        return value
+    raise ValueError("must be a date as YYYY-MM-DD, e.g. 2021-09-30")
 
 
 def _storable(value: str) -> str:
@@ -110,6 +118,8 @@ Reason = _free_text(500)
 Reference = _free_text(128)  # the department's own case number, e.g. （2021）闽0102破7号
 Title = _free_text(200)
 StepName = _free_text(100)
+# A civil date as JSON text (YYYY-MM-DD), never a number or another ISO 8601 form.
+CivilDate = Annotated[date, BeforeValidator(_civil_date), Field(json_schema_extra={"pattern": CIVIL_DATE_PATTERN})]
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]
 Count = Annotated[int, Field(strict=True, ge=0)]
 Value = Annotated[float, Field(strict=True, allow_inf_nan=False)]
@@ -401,6 +411,24 @@ class MilestoneStatusChanged(TrackerEvent):
     data: MilestoneStatusChangedData
 
 
+class MilestoneExtensionDecidedData(Closed):
+    extension_id: Annotated[int, Field(strict=True, ge=1)]
+    milestone_id: MilestoneId
+    original_due: CivilDate  # the plan's due date of the occurrence
+    requested_due: CivilDate
+    decision: Literal["approved", "rejected"]
+    due: CivilDate  # the deadline in force after the decision
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1)]
+    decided_by: Annotated[str, StringConstraints(strict=True, min_length=1)]
+    as_of: Timestamp
+
+
+class MilestoneExtensionDecided(TrackerEvent):
+    type: Literal["duban.tracker.milestone.extension-decided.v1"]
+    subject: TaskId  # milestones belong to their task's aggregate, so they share its Kafka key
+    data: MilestoneExtensionDecidedData
+
+
 class TrackedCaseOpenedData(Closed):
     department: DepartmentCode
     case_type: CaseType
@@ -490,6 +518,7 @@ TRACKER_EVENTS: tuple[type[TrackerEvent], ...] = (
     TaskUpdated,
     TaskLightChanged,
     MilestoneStatusChanged,
+    MilestoneExtensionDecided,
     TrackedCaseOpened,
     TrackedCaseClosed,
     TrackedCaseCancelled,

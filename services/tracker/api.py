@@ -7,15 +7,15 @@ from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from duban.auth import CurrentPrincipal, Principal, authenticated
+from duban.auth import ChangingPrincipal, CurrentPrincipal, Principal, authenticated, forbidden
 from duban.catalog import Catalog
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import WorkingCalendar
-from services.tracker import store
+from services.tracker import extensions, store
 from services.tracker.domain.instants import civil_date
 from services.tracker.evaluation import TaskEvaluator
 
@@ -64,9 +64,53 @@ class Report(BaseModel):
     evidence_url: str | None
 
 
+ExtensionStatus = Literal["requested", "approved", "rejected"]
+
+
+class ExtensionRequest(BaseModel):
+    """延期申请: move one occurrence of the milestone to a later date."""
+
+    new_due: date = Field(description="the date asked for; after the occurrence's current deadline")
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+    evidence: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list, max_length=20, description="links to the evidence")
+    due: date | None = Field(None, description="the plan due date of the occurrence to move (a yearly milestone has"
+                                               " one a year); default: its earliest occurrence not done")
+
+
+class ExtensionDecision(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: str = Field(min_length=1, max_length=2000, pattern=r"\S")
+
+
+class Extension(BaseModel):
+    id: int
+    task_id: str
+    milestone_id: str
+    original_due: date = Field(description="the plan due date of the occurrence")
+    requested_due: date
+    reason: str
+    evidence: list[str]
+    requested_by: str = Field(description="the token subject that asked")
+    requested_at: datetime
+    status: ExtensionStatus
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_reason: str | None
+
+
+class ExtensionPage(BaseModel):
+    items: list[Extension]
+    total: int
+    limit: int
+    offset: int
+
+
 class MilestoneOccurrence(BaseModel):
     milestone_id: str
-    due: date
+    original_due: date = Field(description="the plan's due date")
+    due: date = Field(description="the deadline in force: the latest approved extension's date, else `original_due`")
+    extensions: list[Extension] = Field(description="every extension request about this occurrence, oldest first")
     starts: date
     status: Literal["open", "done", "overdue"]
     retroactive: bool = Field(False, description="due before the plan was issued: judged by `grace_until`")
@@ -190,7 +234,7 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         return task
 
     def with_grace(milestone: dict) -> dict:
-        retroactive = milestone["due"] < issued
+        retroactive = milestone["original_due"] < issued
         return {**milestone, "retroactive": retroactive, "grace_until": evaluator.grace_until if retroactive else None}
 
     def department_or_404(code: str):
@@ -288,5 +332,45 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
             cases, total = await store.open_cases(conn, code, limit=limit, offset=offset)
         return DepartmentView(code=code, name=department.name, tasks=[with_calendar(t) for t in tasks],
                               open_cases=cases, open_cases_total=total, limit=limit, offset=offset)
+
+    def refused(refusal: extensions.ExtensionRefused) -> Problem:
+        return Problem(refusal.status, refusal.kind, refusal.detail)
+
+    @router.post("/tasks/{task_id}/milestones/{milestone_id}/extensions", response_model=Extension, status_code=201)
+    async def request_extension(pool: Pool, principal: ChangingPrincipal, task_id: str, milestone_id: str,
+                                body: ExtensionRequest) -> dict:
+        """A department asks to move a milestone of its own task; the district office decides."""
+        task_or_404(principal, task_id)
+        if principal.role != "department":
+            raise forbidden("an extension is requested by a department that owns the task")
+        async with pool.acquire() as conn:
+            try:
+                return await extensions.request_extension(
+                    conn, task_id, milestone_id, due=body.due, new_due=body.new_due, reason=body.reason,
+                    evidence=body.evidence, principal=principal.subject, now=clock())
+            except extensions.ExtensionRefused as refusal:
+                raise refused(refusal) from None
+
+    @router.post("/extensions/{extension_id}/decision", response_model=Extension)
+    async def decide_extension(pool: Pool, principal: ChangingPrincipal,
+                               extension_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], body: ExtensionDecision) -> dict:
+        """The district office approves (the milestone's deadline becomes the requested date) or rejects."""
+        if principal.role != "district-office":
+            raise forbidden("only the district office decides extension requests")
+        async with pool.acquire() as conn:
+            try:
+                return await extensions.decide_extension(conn, evaluator, extension_id, approve=body.decision == "approve",
+                                                         reason=body.reason, principal=principal.subject, now=clock())
+            except extensions.ExtensionRefused as refusal:
+                raise refused(refusal) from None
+
+    @router.get("/extensions", response_model=ExtensionPage)
+    async def list_extensions(pool: Pool, principal: CurrentPrincipal, status: ExtensionStatus | None = None,
+                              limit: Limit = 50, offset: Offset = 0) -> ExtensionPage:
+        """Extension requests, oldest first; a department sees those about its own tasks."""
+        async with pool.acquire() as conn:
+            items, total = await extensions.list_extensions(conn, status=status, task_ids=principal.visible_tasks(catalog),
+                                                            limit=limit, offset=offset)
+        return ExtensionPage(items=items, total=total, limit=limit, offset=offset)
 
     return router

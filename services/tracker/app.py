@@ -9,7 +9,7 @@ from duban.catalog import load_catalog
 from duban.consumer import validate_by_model
 from duban.streamservice import StreamService
 from duban.workcal import OfficeHours, WorkingCalendar
-from services.tracker import api, store
+from services.tracker import api, extensions, store
 from services.tracker.evaluation import TaskEvaluator
 from services.tracker.handlers import TrackerHandlers
 from services.tracker.scheduled import CaseWarner, case_warning_job, reevaluation_job
@@ -24,6 +24,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     async def seed_tasks(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             await store.sync_catalog(conn, catalog)
+            await extensions.count_extended(conn)
 
     return StreamService(
         name="tracker", settings=settings, schema=settings.schema_name, group=settings.consumer_group,

@@ -61,6 +61,7 @@ class TaskEvaluator:
         reports = await store.current_reports(conn, ids)
         completions = await store.completions_of(conn, ids)
         stored = await store.milestone_states(conn, ids)
+        extended = await store.approved_extensions(conn, ids)
         today, as_of = civil_date(now), utc(now)
         changes: list[Change] = []
         task_rows, milestone_rows = [], []
@@ -69,7 +70,7 @@ class TaskEvaluator:
             done = [Completion(c["milestone_id"], civil_date(c["event_time"]), (c["event_time"], c["source"], c["event_id"]),
                                c["source"], c["event_id"]) for c in completions.get(task_id, ())]
             occs = occurrences(task.milestones, done, plan_issued=self.catalog.plan.issued, today=today,
-                               grace_until=self.grace_until)
+                               grace_until=self.grace_until, extensions=extended)
             # No report (none yet, or every one voided): the task is as the plan left it.
             status = report["status"] if report else "not_started"
             done_on = civil_date(report["event_time"]) if report and status == "done" else None

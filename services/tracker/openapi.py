@@ -21,6 +21,9 @@ _PROBLEMS = {
     "/v1/cases/{case_id}": {404: "case-not-found", 409: "ambiguous-case"},
     "/v1/departments/{code}/cases/{case_id}": {404: "department-not-found or case-not-found"},
     "/v1/departments/{code}": {404: "department-not-found"},
+    "/v1/tasks/{task_id}/milestones/{milestone_id}/extensions": {
+        404: "task-not-found or milestone-not-found", 409: "milestone-done or extension-pending"},
+    "/v1/extensions/{extension_id}/decision": {404: "extension-not-found", 409: "extension-decided"},
 }
 
 

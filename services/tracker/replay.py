@@ -7,7 +7,7 @@ partition with no consumer group, so the live group's committed offsets stay as 
 tracker started afterwards resumes there and the ledger skips what the replay already applied.
 
 The district office's voids (services/tracker/void.py) are carried over: the rebuilt state leaves
-out the same events. Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
+out the same events; so are extension requests and their decisions (services/tracker/extensions.py). Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
 The rebuilt outbox repeats what was announced before, so its rows are marked published unless
 `--announce` is given (then consumers apply what changed and skip nothing else: see docs/tracker.md)."""
 
@@ -35,14 +35,29 @@ from services.tracker.settings import TrackerSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-# The district office's voids are decisions, not derived state: they outlive the rebuild.
-_VOID_COLUMNS = ("source", "event_id", "type", "subject", "reason", "principal", "voided_at")
+# The district office's voids and the extension requests with their decisions are records of what
+# people decided, not derived state: they outlive the rebuild (table → the columns copied).
+_DECISIONS = {
+    "voided_events": ("source", "event_id", "type", "subject", "reason", "principal", "voided_at"),
+    "milestone_extensions": ("id", "task_id", "milestone_id", "original_due", "requested_due", "reason", "evidence",
+                             "requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_reason"),
+}
 
 
-async def _voids_of(conn: asyncpg.Connection, schema: str) -> list[tuple]:
-    if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".voided_events') is None:
-        return []
-    return [tuple(r) for r in await conn.fetch(f'SELECT {", ".join(_VOID_COLUMNS)} FROM "{schema}".voided_events')]
+async def _decisions_of(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple]]:
+    kept = {}
+    for table, columns in _DECISIONS.items():
+        if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".{table}') is not None:
+            kept[table] = [tuple(r) for r in await conn.fetch(f'SELECT {", ".join(columns)} FROM "{schema}".{table}')]
+    return kept
+
+
+async def _restore_decisions(conn: asyncpg.Connection, kept: dict[str, list[tuple]]) -> None:
+    for table, records in kept.items():
+        await conn.copy_records_to_table(table, records=records, columns=_DECISIONS[table])
+    # New requests are numbered after the copied ones.
+    await conn.execute("SELECT setval(pg_get_serial_sequence('milestone_extensions', 'id'),"
+                       " coalesce(max(id), 0) + 1, false) FROM milestone_extensions")
 
 
 class TrackerRunning(RuntimeError):
@@ -94,7 +109,7 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
     try:
         if not await guard.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"duban-relay:{schema}"):
             raise TrackerRunning(f"a tracker is running against schema {schema!r} (it holds the relay lock); stop it first")
-        voids = await _voids_of(guard, schema)
+        decisions = await _decisions_of(guard, schema)
         await guard.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await migrate(settings.database_url, schema, MIGRATIONS)
         catalog = load_catalog()
@@ -105,7 +120,7 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
         try:
             async with pool.acquire() as conn:
                 await store.sync_catalog(conn, catalog)
-                await conn.copy_records_to_table("voided_events", records=voids, columns=_VOID_COLUMNS)
+                await _restore_decisions(conn, decisions)
             consumer = LedgerConsumer(name="tracker-replay", pool=pool, producer=producer,
                                       handler=TrackerHandlers(catalog, evaluator, settings.clock),
                                       validate=validate_by_model, retry_budget_s=settings.retry_budget_s,

@@ -100,7 +100,7 @@ class CaseWarner:
                 "allowed": used.limit.allowed, "elapsed": round(used.elapsed, 2), "as_of": utc(now),
                 "paused": state["paused_since"] is not None}
         data |= {k: state[k] for k in ("reference", "title") if state.get(k) is not None}
-        await outbox.add(conn, type=CASE_WARNING, subject=row["case_id"], data=data, time=now)
+        await outbox.add_many(conn, [outbox.Change(CASE_WARNING, row["case_id"], data, now)])
         CASE_WARNINGS.labels(row["case_type"], str(max(crossed))).inc()
         return 1
 

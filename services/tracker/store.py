@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
@@ -206,8 +206,38 @@ async def get_task(conn: asyncpg.Connection, task_id: str) -> dict | None:
     completions = await conn.fetch(
         "SELECT source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
         " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
-    return {**dict(row), "history_total": history_total, "milestones": [dict(m) for m in milestones],
+    extensions = await conn.fetch(f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE task_id = $1 ORDER BY id",
+                                  task_id)
+    return {**dict(row), "history_total": history_total,
+            "milestones": [_with_extensions(dict(m), extensions) for m in milestones],
             "milestone_completions": [dict(c) for c in completions]}
+
+
+EXTENSION_COLUMNS = ("id, task_id, milestone_id, original_due, requested_due, reason, evidence, requested_by,"
+                     " requested_at, status, decided_by, decided_at, decision_reason")
+
+
+def extension_of(row: asyncpg.Record) -> dict:
+    return {**dict(row), "evidence": json.loads(row["evidence"])}
+
+
+def _with_extensions(milestone: dict, extensions: Sequence[asyncpg.Record]) -> dict:
+    """The occurrence with its plan date as `original_due`, its deadline as `due` (the last approved
+    extension's date, if any) and every extension request about it."""
+    mine = [extension_of(e) for e in extensions
+            if (e["milestone_id"], e["original_due"]) == (milestone["milestone_id"], milestone["due"])]
+    approved = [e for e in mine if e["status"] == "approved"]
+    due = max(approved, key=lambda e: e["decided_at"])["requested_due"] if approved else milestone["due"]
+    return {**milestone, "original_due": milestone["due"], "due": due, "extensions": mine}
+
+
+async def approved_extensions(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[tuple[str, date], date]:
+    """(milestone id, plan due date) → the date of its latest approved extension."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT ON (milestone_id, original_due) milestone_id, original_due, requested_due"
+        " FROM milestone_extensions WHERE task_id = ANY($1::text[]) AND status = 'approved'"
+        " ORDER BY milestone_id, original_due, decided_at DESC, id DESC", list(task_ids))
+    return {(r["milestone_id"], r["original_due"]): r["requested_due"] for r in rows}
 
 
 async def task_history(conn: asyncpg.Connection, task_id: str, *, limit: int, offset: int) -> tuple[list[dict], int]:

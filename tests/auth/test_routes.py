@@ -32,6 +32,13 @@ ROUTES = {
         ("GET", "/v1/cases/{case_id}"): {"path": {"case_id": "R-1"}, "params": {"department": THEIRS}},
         ("GET", "/v1/departments/{code}/cases/{case_id}"): {"path": {"code": THEIRS, "case_id": "R-1"}},
         ("GET", "/v1/departments/{code}"): {"path": {"code": THEIRS}},
+        ("POST", "/v1/tasks/{task_id}/milestones/{milestone_id}/extensions"): {
+            "path": {"task_id": "T09", "milestone_id": "T09-M1"},
+            "json": {"new_due": "2022-03-31", "reason": "系统对接延后", "evidence": []}},
+        # Only the district office decides: any department is refused, whoever's request it is.
+        ("POST", "/v1/extensions/{extension_id}/decision"): {"path": {"extension_id": 1},
+                                                             "json": {"decision": "approve", "reason": "同意"}},
+        ("GET", "/v1/extensions"): "list",
     },
     "metrics": {
         ("GET", "/v1/indicators"): "list",

@@ -8,11 +8,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 
 import asyncpg
 import pytest
 
 from services.tracker.evaluation import TASK_UPDATED
+from services.tracker.extensions import decide_extension, request_extension
 from services.tracker.replay import replay
 from services.tracker.settings import TrackerSettings
 from services.tracker.void import VoidRefused, void_event
@@ -113,9 +115,21 @@ async def test_a_replay_keeps_the_voids(tracker, pool, database_url, schema, uni
     async with pool.acquire() as conn:
         await void_event(conn, wrong["source"], wrong["id"], "meant for T21", "district-office:wang", now=NOW)
     assert await percent(pool) == 60
+    async with pool.acquire() as conn:
+        asked = await request_extension(conn, "T20", "T20-M1", due=None, new_due=date(2022, 3, 31), reason="延后",
+                                        evidence=[], principal="district-court", now=NOW)
+        await decide_extension(conn, tracker.evaluator, asked["id"], approve=True, reason="同意",
+                               principal="district-office:wang", now=NOW)
 
     report = await replay(TrackerSettings(**json.loads(topics.model_dump_json()) | {
         "database_url": database_url, "schema_name": schema, "fixed_now": NOW.isoformat()}))
     assert (report.events, report.applied) == (2, 2)
     assert await percent(pool) == 60, "the rebuilt task leaves the voided report out"
     assert await pool.fetchval("SELECT reason FROM voided_events WHERE event_id = $1", wrong["id"]) == "meant for T21"
+    assert await pool.fetchval("SELECT due FROM milestones WHERE milestone_id = 'T20-M1'") == date(2021, 12, 31)
+    assert await pool.fetchval("SELECT next_due FROM tasks WHERE id = 'T20'") == date(2022, 3, 31), \
+        "the rebuilt task keeps the approved extension"
+    again = await pool.fetchval("INSERT INTO milestone_extensions (task_id, milestone_id, original_due, requested_due,"
+                                " reason, requested_by, requested_at) VALUES ('T20', 'T20-M1', '2021-12-31',"
+                                " '2022-06-30', 'x', 'district-court', now()) RETURNING id")
+    assert again == asked["id"] + 1

@@ -8,7 +8,7 @@ issue date before it turns red. See docs/tracker.md for the rules as decided her
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -43,6 +43,7 @@ class Occurrence:
     starts: date  # when the time to this deadline began: the previous occurrence, or the plan's issue
     done_by: Completion | None = None
     grace_until: date | None = None  # a retroactive occurrence (due before the plan's issue) is judged by this
+    extended_to: date | None = None  # the date of an approved extension (延期), which replaces the others
 
     @property
     def retroactive(self) -> bool:
@@ -50,8 +51,9 @@ class Occurrence:
 
     @property
     def deadline(self) -> date:
-        """The date the occurrence turns overdue after: its due date, or the grace deadline if retroactive."""
-        return self.grace_until or self.due
+        """The date the occurrence turns overdue after: an approved extension's date, else its due date,
+        or the grace deadline if retroactive."""
+        return self.extended_to or self.grace_until or self.due
 
     def status(self, today: date) -> str:
         if self.done_by:
@@ -75,10 +77,11 @@ def retroactive_grace(plan_issued: date, calendar: WorkingCalendar,
 
 
 def occurrences(milestones: Sequence[Milestone], completions: Iterable[Completion], *, plan_issued: date,
-                today: date, grace_until: date | None = None) -> list[Occurrence]:
+                today: date, grace_until: date | None = None,
+                extensions: Mapping[tuple[str, date], date] | None = None) -> list[Occurrence]:
     """Every occurrence due up to the end of today's year, each completed by at most one completion.
     An occurrence due before `plan_issued` is retroactive and judged by `grace_until` (by its due date
-    when no grace is given).
+    when no grace is given); one in `extensions` ((milestone id, due) → approved date) by that date.
 
     Completions are assigned in (event time, source, id) order to the oldest occurrence of their
     milestone that is still open and due in or before the completion's year: catching up on an
@@ -90,7 +93,8 @@ def occurrences(milestones: Sequence[Milestone], completions: Iterable[Completio
         starts, mine = plan_issued, []
         for due in milestone.occurrences(through):
             grace = grace_until if grace_until and due < plan_issued else None
-            mine.append(Occurrence(milestone.id, due, starts, grace_until=grace))
+            mine.append(Occurrence(milestone.id, due, starts, grace_until=grace,
+                                   extended_to=(extensions or {}).get((milestone.id, due))))
             starts = due
         for completion in (c for c in pending if c.milestone_id == milestone.id):
             for i, occ in enumerate(mine):
