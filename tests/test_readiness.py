@@ -68,7 +68,7 @@ async def _status_is(url: str, expected: int):
 
 
 async def test_a_postgresql_restart_is_503_database_unavailable_then_2xx(tmp_path, kafka_bootstrap, unique_topics,
-                                                                         tracker_process):
+                                                                         tracker_process, tokens):
     server = EmbeddedPostgres(tmp_path / "pg")
     try:
         async with migrated_schema(server.url, "tracker") as tracker_schema, \
@@ -82,7 +82,7 @@ async def test_a_postgresql_restart_is_503_database_unavailable_then_2xx(tmp_pat
             async with running_intake(intake_config) as intake, httpx.AsyncClient(timeout=30) as client:
                 key = await intake.key("market-regulation")
                 calls = {
-                    "tracker": lambda: client.get(tracker.url + "/v1/tasks/T07"),
+                    "tracker": lambda: client.get(tracker.url + "/v1/tasks/T07", headers=tokens.headers()),
                     "intake": lambda: client.post(intake.url + "/v1/events", headers=STRUCTURED | {
                         "authorization": f"Bearer {key}"}, content=json.dumps(progress("T07", "market-regulation"))),
                 }

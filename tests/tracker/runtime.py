@@ -127,7 +127,8 @@ def tracker_env(settings: ServiceSettings, *, database_url: str, schema: str, gr
         "DUBAN_SCHEMA_NAME": schema, "DUBAN_CONSUMER_GROUP": group, "DUBAN_DATA_DIR": str(data_dir),
         "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "6",
         "DUBAN_FIXED_NOW": FIXED_NOW, "DUBAN_LOG_JSON": "false",
-        "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(data_dir)[1]),
+        # The session's key when a test holds `tokens`, so its tokens open this tracker's API too.
+        "DUBAN_AUTH_PUBLIC_KEY_FILE": os.environ.get("DUBAN_AUTH_PUBLIC_KEY_FILE") or str(ensure_local_keys(data_dir)[1]),
     }
 
 
