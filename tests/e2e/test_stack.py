@@ -80,7 +80,8 @@ def test_overdue_work_reaches_the_departments_by_mail(stack):
     [first, *_] = wait_until(lambda: read_mail(mail_dir), 90, "a notice in the mail catcher")
     assert first["To"].endswith("@departments.duban.test") and first["Message-ID"]
     assert first["Subject"].startswith("【") and "截止日期" in first.get_content()
-    sent = httpx.get(urls["notifier"] + "/v1/deliveries", params={"status": "sent"}).json()["items"]
+    sent = httpx.get(urls["notifier"] + "/v1/deliveries", params={"status": "sent"},
+                     headers=bearer_token(run_dir, "--role", "viewer")).json()["items"]
     assert sent and all(d["channel"] == "email" for d in sent)
     assert "duban_notifier_unrouted_departments 0.0" in httpx.get(urls["notifier"] + "/metrics").text
 

@@ -32,6 +32,7 @@ import psutil
 import yaml
 from aiosmtpd.controller import Controller
 
+from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, wait_for_broker
 from duban.catalog import load_catalog
 from duban.launcher import SERVICES, _spawn, migrate_all
@@ -252,6 +253,8 @@ class System:
             # The clock is fixed, so a retry planned for later never falls due: a send held at the
             # mail server must not time out into one.
             "DUBAN_DELIVERY_TIMEOUT_S": "300",
+            # As `duban run` does: the services trust the key pair under the data dir.
+            "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(self.run_dir)[1]),
         }
         for name in ("intake", "tracker"):
             self.services[name] = Service(self.env, self.run_dir / f"{name}.log", name=name).start()
