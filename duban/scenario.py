@@ -256,12 +256,12 @@ def cases(calendar: WorkingCalendar, rng: random.Random) -> list[Step]:
         c.case("admin-service-center", "service_item", f"ZW-{day:%Y%m%d}-{n:04d}", opened, closed,
                instantly=instantly, trips=0 if rng.random() < 0.75 else 1, title="政务服务事项申请")
 
-        # 企业开办, every other working day at each of its two desks: mostly within the morning (≤ 5 working
-        # hours), one in eight the next working day.
-        if n % 2 == 0:
+        # 企业开办, every third working day at each of its two desks: mostly within the morning (≤ 5 working
+        # hours), one in ten the next working day (past its time: 时限预警).
+        if n % 3 == 0:
             for department in ("market-regulation", "admin-service-center"):
                 opened = _office(day, 8, rng.randint(10, 50))
-                closed = opened + timedelta(hours=rng.uniform(1.5, 3.2)) if rng.random() < 7 / 8 \
+                closed = opened + timedelta(hours=rng.uniform(1.2, 2.4)) if rng.random() < 0.9 \
                     else _office(c.working_days_after(day, 1), 9, 0)
                 c.case(department, "company_startup", f"KB-{department[:2].upper()}-{day:%Y%m%d}", opened, closed,
                        steps=("registration", "seal", "tax_setup"), title="企业开办")
