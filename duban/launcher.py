@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -29,8 +30,8 @@ import asyncpg
 import httpx
 
 from duban.auth import ensure_local_keys, issue_token
-from duban.clock import Clock, ClockSettings
 from duban.broker import ensure_topics, wait_for_broker
+from duban.clock import Clock, ClockSettings
 from duban.embedded import EmbeddedPostgres, die_with_parent, tansu_command
 from duban.pg import drop_database, ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
@@ -299,8 +300,9 @@ def set_clock(stack: Stack, virtual: bool) -> Clock:
     if "DUBAN_CLOCK_START" in env and "DUBAN_CLOCK_EPOCH" not in env:
         epoch = datetime.now(timezone.utc) + timedelta(seconds=HEAD_START_S)
         env["DUBAN_CLOCK_EPOCH"] = epoch.isoformat()
-    clock = ClockSettings(**{name: env[f"DUBAN_{name.upper()}"] for name in ClockSettings.model_fields
-                             if f"DUBAN_{name.upper()}" in env}).time_source
+    # The launcher (its settings, the demo feed) runs on the clock of its services.
+    os.environ.update({name: value for name, value in env.items() if name.startswith("DUBAN_CLOCK_")})
+    clock = ClockSettings().time_source
     if clock.virtual and clock.speed > 1:
         for name, value in FAST_CLOCK_INTERVALS.items():
             env.setdefault(name, value)
@@ -370,7 +372,7 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
     return exit_code
 
 
-async def start_demo(stack: Stack, clock: Clock):
+async def start_demo(stack: Stack, clock: Clock) -> Coroutine[None, None, None]:
     """The demo feed's coroutine: the plan year of duban/scenario.py played on `clock`."""
     from duban import scenario
     from duban.demo import run_demo_feed

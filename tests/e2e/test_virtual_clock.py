@@ -50,7 +50,9 @@ def test_a_light_changes_as_plan_time_passes_and_its_notice_is_delivered(virtual
                 if "T07" in m["Subject"] and m["To"].startswith("market-regulation@")]
 
     [first, *_] = wait_until(t07_mail, PLAN_TIME_WAIT_S, "a notice about T07 for market-regulation")
-    assert "2021-06-30" in first.get_content()
+    # The lead department is urged (催办) when its task turns red, with the plan's date, not today's.
+    assert first["Subject"].startswith("【催办】T07") and "截止日期：2021年6月30日" in first.get_content()
     department = bearer_token(launcher.run_dir, "--department", "market-regulation")
     sent = httpx.get(notifier + "/v1/deliveries", params={"status": "sent", "limit": 500}, headers=department).json()
-    assert any(d["item"].startswith("T07") and d["recipient"].startswith("market-regulation@") for d in sent["items"])
+    assert any(d["item"].startswith("T07") and d["recipient"] == "email:market-regulation@departments.duban.test"
+               for d in sent["items"])
