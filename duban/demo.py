@@ -72,7 +72,7 @@ class Player:
             except Retry as exc:
                 log.warning("demo step not performed; trying again", error=str(exc), plan_time=steps[done].at.isoformat())
                 await asyncio.sleep(RETRY_S)
-        log.info("demo year played", steps=len(steps))
+        self.say(f"the scripted year is played ({len(steps)} steps); the clock runs on")
 
     async def perform(self, steps: list[Step], first: int, end: int) -> None:
         """Steps [first, end) in order: consecutive reports go as one batch per department."""
@@ -105,7 +105,6 @@ class Player:
                 headers={"authorization": f"Bearer {self.token(role='department', department=action.department)}"})
             if response.status_code == 201:
                 self.requested[(action.task, action.milestone)] = response.json()["id"]
-            log.info("demo extension requested", task=action.task, milestone=action.milestone, status=response.status_code)
             self.say(f"{action.department} asks to move {action.milestone} to {action.new_due} (延期申请): {response.status_code}")
             return
         extension_id = self.requested.get((action.task, action.milestone))
@@ -116,8 +115,6 @@ class Player:
             "POST", f"{self.tracker_url}/v1/extensions/{extension_id}/decision",
             json={"decision": "approve" if action.approve else "reject", "reason": action.reason},
             headers={"authorization": f"Bearer {self.token(role='district-office')}"})
-        log.info("demo extension decided", task=action.task, milestone=action.milestone, approve=action.approve,
-                 status=response.status_code)
         self.say(f"the district office {'approves' if action.approve else 'rejects'} moving {action.milestone}:"
                  f" {response.status_code}")
 
