@@ -55,7 +55,7 @@ SERVICES = (
     ServiceSpec("tracker", 2, "tracker"),
     ServiceSpec("metrics", 3, "metrics"),
     ServiceSpec("notifier", 4, "notifier"),
-    ServiceSpec("board", 5, None),  # renders the others' read APIs; owns no task state
+    ServiceSpec("board", 5, "board"),  # renders the others' read APIs; keeps only its bulletins
 )
 
 

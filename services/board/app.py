@@ -20,6 +20,7 @@ from duban import auth
 from duban.catalog import load_catalog
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
+from duban.pg import create_pool
 from duban.problems import Problem, problem_response
 from services.board.api import pages, public
 from services.board.clients import ReadApis, UpstreamRefused
@@ -51,6 +52,7 @@ def create_app(settings: BoardSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         auth.install(app, settings)  # no key to check tokens with: refuse to start rather than run open
+        app.state.pool = await create_pool(settings.database_url, settings.schema_name, max_size=4)
         app.state.apis = ReadApis.open(settings)
         heartbeat = asyncio.create_task(liveness.beat_every(1.0, lambda: True), name="heartbeat")
         log.info("started", port=settings.http_port, tracker=settings.tracker_url, metrics=settings.metrics_url,
@@ -60,6 +62,7 @@ def create_app(settings: BoardSettings | None = None) -> FastAPI:
         finally:
             heartbeat.cancel()
             await app.state.apis.close()
+            await app.state.pool.close()
             log.info("stopped")
 
     app = FastAPI(title="Duban board", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
@@ -73,7 +76,11 @@ def create_app(settings: BoardSettings | None = None) -> FastAPI:
     async def upstream_alive(url: str) -> None:
         (await app.state.apis.client.get(url + "/healthz", timeout=2.0)).raise_for_status()
 
-    add_ops_routes(app, liveness, {"tracker": lambda: upstream_alive(settings.tracker_url),
+    async def database_answers() -> None:
+        await app.state.pool.fetchval("SELECT 1")
+
+    add_ops_routes(app, liveness, {"postgresql": database_answers,
+                                   "tracker": lambda: upstream_alive(settings.tracker_url),
                                    "metrics": lambda: upstream_alive(settings.metrics_url),
                                    "notifier": lambda: upstream_alive(settings.notifier_url)})
     return app

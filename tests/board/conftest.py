@@ -12,7 +12,7 @@ from duban.settings import ServiceSettings
 from services.board.app import create_app
 from services.board.settings import BoardSettings
 from tests.auth.conftest import Api, service_api
-from tests.conftest import Tokens, serving
+from tests.conftest import Tokens, migrated_schema, serving
 from tests.tracker.conftest import Tracker
 
 UPSTREAMS = ("tracker", "metrics", "notifier")
@@ -33,7 +33,9 @@ async def running_board(database_url: str, kafka_bootstrap: str, tokens: Tokens)
         producer = make_producer(ServiceSettings(kafka_bootstrap=kafka_bootstrap))
         await producer.start()
         stack.push_async_callback(producer.stop)
+        schema = await stack.enter_async_context(migrated_schema(database_url, "board"))
         settings = BoardSettings(auth_public_key_file=str(tokens.public_key), log_json=False,
+                                 database_url=database_url, schema_name=schema,
                                  **{f"{name}_url": api.url for name, api in apis.items()})
         url = await stack.enter_async_context(serving(create_app(settings), lifespan="on"))
         yield Board(url, apis, Tracker(apis["tracker"].pool, producer))
