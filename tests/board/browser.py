@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP, PHONE = {"width": 1366, "height": 768}, {"width": 390, "height": 844}
-PAGES = {"overview": "/", "task": "/tasks/T07", "indicators": "/indicators?period=2021",
-         "indicator": "/indicators/export_tax_refund_days?period=2021", "departments": "/departments"}
+PAGES = {"overview": "/", "task": "/tasks/T07", "indicators": "/indicators",
+         "indicator": "/indicators/export_tax_refund_days",
+         "departments": "/departments"}
 
 
 def launch(playwright: Playwright) -> Browser:

@@ -3,10 +3,12 @@ the exported tables, paging."""
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 from duban.catalog import load_catalog
 from services.board.domain import scorecard, tables, views
+from tests.conftest import ROOT
 
 CATALOG = load_catalog()
 TODAY = date(2021, 9, 1)
@@ -105,3 +107,11 @@ def test_pager():
     assert (pager.offset, pager.pages, pager.has_previous, pager.has_next) == (10, 3, True, True)
     assert views.Pager(page=1, size=10, total=0).pages == 1
     assert not views.Pager(page=3, size=10, total=25).has_next
+
+
+def test_pauses_read_the_metrics_text_and_every_reason_has_a_name():
+    interval = {"from": "2021-09-01T01:00:00Z", "to": "2021-09-03T01:00:00Z", "reason": "supplement"}
+    assert views.pauses(json.dumps([interval])) == [interval] == views.pauses([interval])
+    assert views.pauses(None) == []
+    schema = json.loads((ROOT / "contracts/events/duban.case.paused.v1.json").read_text(encoding="utf-8"))
+    assert set(views.PAUSE_REASONS) == set(schema["$defs"]["data"]["properties"]["reason"]["enum"])

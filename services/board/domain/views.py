@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -16,6 +17,18 @@ EXTENSION_NAMES = {"requested": "待审批", "approved": "已同意", "rejected"
 LEVEL_NAMES = {1: "提醒", 2: "催办", 3: "督办"}
 UNIT_NAMES = {"working_days": "个工作日", "calendar_days": "天", "working_hours": "个工作小时", "ratio": "（比例）",
               "count": "项", "steps": "个环节", "area_m2": "平方米", "hours_per_year": "小时/年"}
+
+
+# The reasons duban.case.paused.v1 allows, as its schema names them.
+PAUSE_REASONS = {"supplement": "补正材料", "hearing": "听证", "expert_review": "专家评审", "public_notice": "公告",
+                 "inspection": "检验检测", "appraisal": "鉴定", "tender": "招标拍卖"}
+
+
+def pauses(value: list | str | None) -> list[dict]:
+    """A case's paused intervals; the metrics API hands them over as a JSON text."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return value or []
 
 
 def department_names(catalog: Catalog, codes: list[str] | tuple[str, ...]) -> list[str]:
