@@ -4,15 +4,19 @@ the sign-in form itself; each page asks the read APIs with the user's own token 
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from duban.catalog import Catalog
+from duban.auth import forbidden
 from duban.problems import Problem
+from services.board import bulletins, store
 from services.board.clients import ReadApis
+from services.board.documents import DOCX
+from services.board.domain import bulletin as bulletin_domain
 from services.board.domain import scorecard, tables, views
 from services.board.exports import CSV, XLSX, to_csv, to_xlsx
 from services.board.session import COOKIE, CSRF_FIELD, CurrentSession, Session, signed_in
@@ -192,3 +196,57 @@ async def export_indicators(request: Request, session: CurrentSession, fmt: Form
                             period: PeriodQuery = None) -> Response:
     answer = await apis_of(request).indicators(session.token, period)
     return download(tables.indicator_table(answer), fmt, f"duban-indicators-{answer['period']}")
+
+
+# -- 督查通报 -------------------------------------------------------------------------------------------
+
+BulletinId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+BULLETINS_PAGE = 20
+
+
+@pages.get("/bulletins", response_class=HTMLResponse)
+async def list_bulletins(request: Request, session: CurrentSession, page: PageNumber = 1) -> HTMLResponse:
+    """Every signed-in reader sees the bulletins: the district office circulates them to all departments."""
+    async with request.app.state.pool.acquire() as conn:
+        items, total = await store.list_bulletins(conn, limit=BULLETINS_PAGE, offset=(page - 1) * BULLETINS_PAGE)
+    last_week = bulletin_domain.week_of(today_of(request) - timedelta(days=7))
+    return render(request, "bulletins.html", session, items=items, pager=views.Pager(page, BULLETINS_PAGE, total),
+                  last_week=last_week)
+
+
+@pages.post("/bulletins")
+async def issue_bulletin(request: Request, session: CurrentSession,
+                         week: Annotated[str, Form(pattern=r"^\d{4}-W\d{2}$")],
+                         csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None) -> Response:
+    session.check_csrf(csrf)
+    if not session.decides:
+        raise forbidden("only the district office issues the 督查通报")
+    try:
+        bulletin_domain.week_days(week)
+    except bulletin_domain.BadWeek as error:
+        raise Problem(422, "bad-week", str(error)) from None
+    issued = await bulletins.issue(apis=apis_of(request), token=session.token, issued_by=session.principal.subject,
+                                   catalog=catalog_of(request), pool=request.app.state.pool, week=week,
+                                   now=request.app.state.settings.clock())
+    return RedirectResponse(f"/bulletins/{issued.id}", status_code=303)
+
+
+async def bulletin_or_404(request: Request, bulletin_id: int):
+    async with request.app.state.pool.acquire() as conn:
+        row = await store.get_bulletin(conn, bulletin_id)
+    if row is None:
+        raise Problem(404, "bulletin-not-found", f"no bulletin {bulletin_id}")
+    return row
+
+
+# Declared before /bulletins/{bulletin_id}, which would otherwise take "7.docx" for an id.
+@pages.get("/bulletins/{bulletin_id}.docx")
+async def bulletin_document(request: Request, session: CurrentSession, bulletin_id: BulletinId) -> Response:
+    row = await bulletin_or_404(request, bulletin_id)
+    return Response(row["docx"], media_type=DOCX,
+                    headers={"content-disposition": f"attachment; filename=\"duban-bulletin-{row['week']}.docx\""})
+
+
+@pages.get("/bulletins/{bulletin_id}", response_class=HTMLResponse)
+async def bulletin_page(request: Request, session: CurrentSession, bulletin_id: BulletinId) -> HTMLResponse:
+    return render(request, "bulletin.html", session, row=await bulletin_or_404(request, bulletin_id))

@@ -19,7 +19,7 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP, PHONE = {"width": 1366, "height": 768}, {"width": 390, "height": 844}
 PAGES = {"overview": "/", "task": "/tasks/T07", "indicators": "/indicators",
          "indicator": "/indicators/export_tax_refund_days",
-         "departments": "/departments"}
+         "departments": "/departments", "bulletins": "/bulletins"}
 
 
 def launch(playwright: Playwright) -> Browser:

@@ -22,6 +22,7 @@ UPSTREAMS = ("tracker", "metrics", "notifier")
 class Board:
     url: str
     apis: dict[str, Api]
+    settings: BoardSettings
     tracker: Tracker  # the tracker's consumer path in-process, to feed it department events
 
 
@@ -38,4 +39,4 @@ async def running_board(database_url: str, kafka_bootstrap: str, tokens: Tokens)
                                  database_url=database_url, schema_name=schema,
                                  **{f"{name}_url": api.url for name, api in apis.items()})
         url = await stack.enter_async_context(serving(create_app(settings), lifespan="on"))
-        yield Board(url, apis, Tracker(apis["tracker"].pool, producer))
+        yield Board(url, apis, settings, Tracker(apis["tracker"].pool, producer))

@@ -3,20 +3,26 @@ and may do, the extension decision, exports."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import csv
 import io
+import os
 import re
+import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
+from docx import Document
 from openpyxl import load_workbook
 
 from duban.catalog import load_catalog
+from services.board.documents import DOCX
 from services.board.session import COOKIE
 from tests.board.conftest import running_board
+from tests.conftest import ROOT
 from tests.tracker.conftest import progress
 
 pytestmark = pytest.mark.database
@@ -124,8 +130,8 @@ async def test_task_detail_shows_milestones_reports_with_evidence_and_pages(boar
 async def test_the_district_office_approves_an_extension_from_the_board(board, tokens):
     tracker = board.apis["tracker"].url
     async with httpx.AsyncClient() as client:  # the tracker serves in this event loop
-        asked = await client.post(tracker + "/v1/tasks/T07/milestones/T07-M1/extensions", headers=tokens.headers(department=MINE),
-                                  json={"new_due": "2021-10-29", "reason": "系统对接延后", "evidence": [EVIDENCE]})
+        asked = await client.post(tracker + "/v1/tasks/T07/milestones/T07-M2/extensions",
+                                  headers=tokens.headers(department=MINE), json={"new_due": "2022-03-31", "reason": "系统对接延后", "evidence": [EVIDENCE]})
     assert asked.status_code == 201, asked.text
     extension = asked.json()["id"]
     action = f"/tasks/T07/extensions/{extension}/decision"
@@ -147,7 +153,7 @@ async def test_the_district_office_approves_an_extension_from_the_board(board, t
         assert decided.status_code == 303 and decided.headers["location"] == "/tasks/T07#extensions"
         page = (await office.get("/tasks/T07")).text
         assert f'data-extension="{extension}" data-status="approved"' in page and "督查室 李科长" in page
-        assert "2021-10-29" in page and "已延期" in page
+        assert "2022-03-31" in page and "已延期" in page
         again = await office.post(action, data={"decision": "reject", "reason": "重复", "csrf": csrf_of(page)})
         assert again.status_code == 409  # the tracker's conflict, shown as the board's error page
 
@@ -182,3 +188,58 @@ async def test_indicator_and_department_pages_render(board, tokens):
         ranking = await client.get("/departments")
         assert ranking.status_code == 200 and 'data-department="market-regulation"' in ranking.text
         assert (await client.get("/indicators/no_such_indicator")).status_code == 404
+
+
+async def test_the_district_office_issues_the_weekly_bulletin_and_everyone_reads_it(board, tokens):
+    async with signed_in(board, tokens.issue(department=MINE)) as department:
+        listing = (await department.get("/bulletins")).text
+        assert 'action="/bulletins"' not in listing  # no form: only the district office issues
+        refused = await department.post("/bulletins", data={"week": "2021-W35", "csrf": csrf_of(listing)})
+        assert refused.status_code == 403
+    async with signed_in(board, tokens.issue("district-office", subject="督查室 李科长")) as office:
+        listing = (await office.get("/bulletins")).text
+        assert (await office.post("/bulletins", data={"week": "2021-W35"})).status_code == 403  # no CSRF value
+        bad = await office.post("/bulletins", data={"week": "2021-W60", "csrf": csrf_of(listing)})
+        assert bad.status_code == 422 and "2021-W60" in bad.text
+        issued = await office.post("/bulletins", data={"week": "2021-W35", "csrf": csrf_of(listing)})
+        assert issued.status_code == 303
+        page = await office.get(issued.headers["location"])
+        # As of the end of the week (Sunday 2021-09-05, 24:00 Beijing, i.e. Monday 2021-09-06): T07's first milestone
+        # (2021-06-30) is 68 days overdue.
+        assert "鼓楼区优化营商环境工作督查通报（2021年第35周）" in page.text and "截至2021年09月06日 00:00" in page.text
+        assert re.search(r"<td[^>]*>T07-M1</td>.*?<td[^>]*>2021-06-30</td><td[^>]*>68</td>", page.text, re.S)
+        bulletin_id = issued.headers["location"].rsplit("/", 1)[1]
+        document = await office.get(f"/bulletins/{bulletin_id}.docx")
+        assert document.headers["content-type"] == DOCX
+    word = Document(io.BytesIO(document.content))
+    assert word.paragraphs[0].text == "鼓楼区优化营商环境工作督查通报（2021年第35周）"
+    ranking = word.tables[0]
+    assert [c.text for c in ranking.rows[0].cells][:2] == ["名次", "部门"] and len(ranking.rows) > 2
+    async with signed_in(board, tokens.issue(department=THEIRS)) as reader:
+        assert f'href="/bulletins/{bulletin_id}"' in (await reader.get("/bulletins")).text
+        assert (await reader.get(f"/bulletins/{bulletin_id}")).status_code == 200
+
+
+async def test_duban_bulletin_writes_the_word_document_and_archives_it(board, tokens, tmp_path):
+    out = tmp_path / "2021-W38.docx"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
+    env.update(DUBAN_DATABASE_URL=board.settings.database_url, DUBAN_SCHEMA_NAME=board.settings.schema_name,
+               **{f"DUBAN_{name.upper()}_URL": api.url for name, api in board.apis.items()})
+    # The APIs serve in this event loop: the command runs beside it, not blocking it.
+    command = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "duban.cli", "bulletin", "--week", "2021-W38", "--out", str(out),
+        "--token", tokens.issue("district-office", subject="督查室 王主任"), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    stdout, stderr = await command.communicate()
+    assert command.returncode == 0, stderr.decode()
+    assert "鼓楼区优化营商环境工作督查通报（2021年第38周）" in stdout.decode()
+    assert Document(out).paragraphs[0].text == "鼓楼区优化营商环境工作督查通报（2021年第38周）"
+    async with signed_in(board, tokens.issue("viewer")) as viewer:
+        listing = (await viewer.get("/bulletins")).text
+        assert "2021-W38" in listing and "督查室 王主任" in listing
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "duban.cli", "bulletin", "--week", "2021-W38", "--out", str(out),
+        "--token", tokens.issue("viewer", ttl=-timedelta(minutes=1)), env=env, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    _, stderr = await refused.communicate()
+    assert refused.returncode == 1 and "401" in stderr.decode()
