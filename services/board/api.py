@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from duban.catalog import Catalog
 from duban.auth import forbidden
+from duban.catalog import Catalog
 from duban.problems import Problem
 from services.board import bulletins, store
 from services.board.clients import ReadApis
@@ -23,8 +23,9 @@ from services.board.session import COOKIE, CSRF_FIELD, CurrentSession, Session, 
 
 TaskId = Annotated[str, Path(pattern=r"^T\d{2}$")]
 IndicatorId = Annotated[str, Path(pattern=r"^[a-z0-9_]+$", max_length=64)]
-DepartmentCode = Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$", max_length=64)]
-PeriodQuery = Annotated[str | None, Query(pattern=r"^[1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?$")]
+# The filter forms send an empty value for "all": each filter takes it as no filter.
+DepartmentCode = Annotated[str | None, Query(pattern=r"^[a-z0-9-]*$", max_length=64)]
+PeriodQuery = Annotated[str | None, Query(pattern=r"^([1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?)?$")]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 Format = Annotated[Literal["xlsx", "csv"], Path()]
 HISTORY_PAGE = 10
@@ -93,10 +94,10 @@ async def signout(session: CurrentSession, csrf: Annotated[str | None, Form(alia
 
 @pages.get("/", response_class=HTMLResponse)
 async def overview(request: Request, session: CurrentSession,
-                   area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
+                   area: Annotated[str | None, Query(pattern=r"^(A[1-8])?$")] = None,
                    department: DepartmentCode = None,
-                   light: Literal["red", "yellow", "green"] | None = None) -> HTMLResponse:
-    filters = views.Filters(area=area or None, department=department or None, light=light)
+                   light: Literal["", "red", "yellow", "green"] | None = None) -> HTMLResponse:
+    filters = views.Filters(area=area or None, department=department or None, light=light or None)
     tasks = await apis_of(request).tasks(session.token, department=filters.department)
     return render(request, "overview.html", session, filters=filters,
                   overview=views.overview(catalog_of(request), tasks, filters),
@@ -134,7 +135,7 @@ async def decide_extension(request: Request, session: CurrentSession, task_id: T
 
 @pages.get("/indicators", response_class=HTMLResponse)
 async def indicators(request: Request, session: CurrentSession, period: PeriodQuery = None) -> HTMLResponse:
-    answer = await apis_of(request).indicators(session.token, period)
+    answer = await apis_of(request).indicators(session.token, period or None)
     return render(request, "indicators.html", session, answer=answer)
 
 
@@ -148,7 +149,7 @@ def months_of(period: str) -> list[str]:
 async def indicator_detail(request: Request, session: CurrentSession, indicator_id: IndicatorId,
                            period: PeriodQuery = None, department: DepartmentCode = None,
                            page: PageNumber = 1) -> HTMLResponse:
-    apis = apis_of(request)
+    apis, period, department = apis_of(request), period or None, department or None
     detail = await apis.indicator(session.token, indicator_id, period=period, department=department,
                                   limit=CASES_PAGE, offset=(page - 1) * CASES_PAGE)
     months = months_of(detail["period"])
@@ -194,7 +195,7 @@ async def export_ledger(request: Request, session: CurrentSession, fmt: Format) 
 @pages.get("/exports/indicators.{fmt}")
 async def export_indicators(request: Request, session: CurrentSession, fmt: Format,
                             period: PeriodQuery = None) -> Response:
-    answer = await apis_of(request).indicators(session.token, period)
+    answer = await apis_of(request).indicators(session.token, period or None)
     return download(tables.indicator_table(answer), fmt, f"duban-indicators-{answer['period']}")
 
 

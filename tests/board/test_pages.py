@@ -102,6 +102,9 @@ async def test_overview_shows_the_28_tasks_by_area_with_lights_and_filters(board
         assert f'data-testid="count-total">{len(rows(red))}<' in red
         area = rows((await client.get("/", params={"area": "A3"})).text)
         assert area and all(CATALOG.task(t).area == "A3" for t in area)
+        # The form sends every filter, empty for "all".
+        everything = await client.get("/", params={"area": "", "department": "", "light": ""})
+        assert everything.status_code == 200 and len(rows(everything.text)) == 28
         of_tax = rows((await client.get("/", params={"department": THEIRS})).text)
         assert "T09" in of_tax and "T01" not in of_tax
 
@@ -181,6 +184,9 @@ async def test_indicator_and_department_pages_render(board, tokens):
     async with signed_in(board, tokens.issue("viewer")) as client:
         listing = await client.get("/indicators", params={"period": "2021"})
         assert listing.status_code == 200 and "正常出口退税业务平均办理时间" in listing.text
+        assert (await client.get("/indicators", params={"period": ""})).status_code == 200
+        assert (await client.get("/indicators/export_tax_refund_days",
+                                 params={"period": "2021", "department": ""})).status_code == 200
         detail = await client.get("/indicators/export_tax_refund_days", params={"period": "2021"})
         assert detail.status_code == 200 and 'id="chart"' in detail.text and "2021-12" in detail.text
         report_fed = await client.get("/indicators/annual_tax_hours", params={"period": "2021"})

@@ -57,6 +57,13 @@ def test_sign_in_shows_the_28_tasks_and_a_light_changes_after_an_event(browser, 
 
     wait_until(turned_green, 60, "T01's light to turn green on the board")
     assert "投资项目审批事项全部入驻" in page.inner_text('tr[data-task="T01"]')
+    # The filter form, as a person uses it: green lights only (the other filters left at "all").
+    page.select_option("#f-light", "green")
+    page.get_by_role("button", name="筛选").click()
+    page.wait_for_url("**/?area=&department=&light=green")
+    lights = page.eval_on_selector_all("tr[data-task]", "rows => rows.map(r => [r.dataset.task, r.dataset.light])")
+    assert ["T01", "green"] in lights and {light for _, light in lights} == {"green"}
+    assert page.inner_text('[data-testid="count-total"]') == str(len(lights))
 
 
 def test_a_department_sees_only_its_own_tasks_and_cases(browser, stack):
