@@ -158,17 +158,21 @@ def test_alerts_of_every_severity_reach_a_receiver(docs):
     assert {route["receiver"]} | {r["receiver"] for r in route["routes"]} <= receivers
 
 
-def test_intake_is_served_over_tls_from_a_cert_manager_certificate(docs):
-    (ingress,) = of_kind(docs, "Ingress").values()
-    (certificate,) = of_kind(docs, "Certificate").values()
-    (tls,) = ingress["spec"]["tls"]
-    assert tls["secretName"] == certificate["spec"]["secretName"]
-    assert set(tls["hosts"]) == set(certificate["spec"]["dnsNames"]) == {r["host"] for r in ingress["spec"]["rules"]}
-    backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
-    intake = of_kind(docs, "Service")["intake"]
-    assert backends and all(b["name"] == "intake" for b in backends)
-    assert all(b["port"]["name"] in {p["name"] for p in intake["spec"]["ports"]} for b in backends)
-
+def test_intake_and_the_board_are_served_over_tls_from_cert_manager_certificates(docs):
+    ingresses, certificates = of_kind(docs, "Ingress"), of_kind(docs, "Certificate")
+    assert set(ingresses) == {"intake", "board"}
+    by_secret = {c["spec"]["secretName"]: c for c in certificates.values()}
+    for name, ingress in ingresses.items():
+        (tls,) = ingress["spec"]["tls"]
+        certificate = by_secret[tls["secretName"]]
+        assert set(tls["hosts"]) == set(certificate["spec"]["dnsNames"]) == {r["host"] for r in ingress["spec"]["rules"]}
+        backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+        service = of_kind(docs, "Service")[name]
+        assert backends and all(b["name"] == name for b in backends)
+        assert all(b["port"]["name"] in {p["name"] for p in service["spec"]["ports"]} for b in backends)
+    # Only intake's CloudEvents endpoint is published of intake; the board's cookie goes over HTTPS only.
+    assert [p["path"] for r in ingresses["intake"]["spec"]["rules"] for p in r["http"]["paths"]] == ["/v1/events"]
+    assert env_of(deployments(docs)["board"])["DUBAN_COOKIE_SECURE"]["value"] == "true"
 
 def test_the_notifier_reads_its_routes_and_smtp_account_from_secrets(docs):
     notifier = deployments(docs)["notifier"]
