@@ -66,6 +66,8 @@ async def test_sign_in_sets_a_strict_http_only_cookie_and_goes_where_it_was_aske
         assert "Path=/" in cookie
         page = await client.get("/tasks/T07")
         assert page.status_code == 200 and "一表填报已上线" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        assert page.headers["x-content-type-options"] == "nosniff"
 
 
 async def test_sign_in_refuses_a_bad_token_and_never_redirects_off_the_board(board, tokens):

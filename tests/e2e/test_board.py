@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from tests.board.browser import DESKTOP, PAGES, PHONE, launch, overflows, serious_violations, sign_in
+from tests.board.browser import DESKTOP, PAGES, PHONE, launch, new_page, overflows, serious_violations, sign_in
 from tests.e2e.conftest import bearer_token, department_key, post, wait_until
 
 
@@ -29,7 +29,7 @@ def token(run_dir, *options: str) -> str:
 
 def page_of(browser, stack, viewport=DESKTOP, *options: str) -> Page:
     _, urls, run_dir, _ = stack
-    page = browser.new_page(viewport=viewport)
+    page = new_page(browser, viewport)
     sign_in(page, urls["board"], token(run_dir, *options))
     return page
 
@@ -110,3 +110,5 @@ def test_every_page_is_accessible_and_fits_the_window(browser, stack, viewport):
         page.wait_for_load_state("networkidle")
         assert serious_violations(page) == [], name
         assert not overflows(page), f"{name} is wider than {viewport['width']} px"
+        if name == "indicator":  # the chart drew, under the board's Content-Security-Policy
+            assert page.locator("#chart canvas").count() == 1
