@@ -33,7 +33,7 @@ def ledger(catalog: Catalog, tasks: list[dict]) -> Table:
         rows.append((task["id"], catalog.area(task["area"]).name, task["title"],
                      "、".join(department_names(catalog, task["lead"])),
                      "、".join(department_names(catalog, task["responsible"])),
-                     STATUS_NAMES[task["status"]], task["percent"], LIGHT_NAMES[task["light"]],
+                     STATUS_NAMES.get(task["status"], task["status"]), task["percent"], LIGHT_NAMES[task["light"]],
                      task["next_due"] or "", civil(task["last_report_at"]), task["last_note"] or ""))
     return Table("督办任务台账", ("任务编号", "领域", "任务", "牵头部门", "责任单位", "状态", "进度(%)", "亮灯",
                              "下一期限", "最近报告时间", "最近报告"), rows)

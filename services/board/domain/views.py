@@ -10,9 +10,10 @@ from duban.catalog import Catalog
 
 LIGHTS = ("red", "yellow", "green")
 LIGHT_NAMES = {"red": "红", "yellow": "黄", "green": "绿"}
-STATUS_NAMES = {"not_started": "未开始", "in_progress": "推进中", "done": "已完成", "blocked": "受阻"}
+STATUS_NAMES = {"not_started": "未开始", "in_progress": "推进中", "done": "已完成", "blocked": "受阻",
+                "awaiting_verification": "待复核"}
 REASON_NAMES = {"on_track": "按计划推进", "deadline_near": "临近期限", "past_due": "已逾期", "done": "已完成", None: "待评估"}
-OCCURRENCE_NAMES = {"open": "进行中", "done": "已完成", "overdue": "已逾期"}
+OCCURRENCE_NAMES = {"open": "进行中", "done": "已完成", "overdue": "已逾期", "awaiting_verification": "待复核"}
 EXTENSION_NAMES = {"requested": "待审批", "approved": "已同意", "rejected": "已驳回"}
 LEVEL_NAMES = {1: "提醒", 2: "催办", 3: "督办"}
 UNIT_NAMES = {"working_days": "个工作日", "calendar_days": "天", "working_hours": "个工作小时", "ratio": "（比例）",
