@@ -14,6 +14,7 @@ from datetime import date, datetime
 import asyncpg
 
 from duban.catalog import Catalog
+from duban.events.models import TaskMilestoneCompleted, TaskProgressReported
 from services.tracker.domain.cases import KINDS, Announced, CaseEvent
 
 TASK_COLUMNS = ("id, area, title, lead, responsible, status, percent, light, light_reason, light_as_of, light_basis,"
@@ -306,3 +307,77 @@ async def all_task_ids(conn: asyncpg.Connection) -> list[str]:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def count_extended_occurrences(conn: asyncpg.Connection) -> int:
+    """Milestone occurrences whose deadline an approved extension moved."""
+    return await conn.fetchval(
+        "SELECT count(DISTINCT (milestone_id, original_due)) FROM milestone_extensions WHERE status = 'approved'")
+
+
+async def occurrences_of(conn: asyncpg.Connection, task_id: str, milestone_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT due, status FROM milestones WHERE task_id = $1 AND milestone_id = $2 ORDER BY due",
+                            task_id, milestone_id)
+
+
+async def insert_extension(conn: asyncpg.Connection, task_id: str, milestone_id: str, original_due: date,
+                           requested_due: date, reason: str, evidence: list[str], principal: str,
+                           now: datetime) -> dict:
+    """A new request; raises UniqueViolationError while the occurrence has an undecided one."""
+    row = await conn.fetchrow(
+        "INSERT INTO milestone_extensions (task_id, milestone_id, original_due, requested_due, reason, evidence,"
+        f" requested_by, requested_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {EXTENSION_COLUMNS}",
+        task_id, milestone_id, original_due, requested_due, reason, json.dumps(evidence), principal, now)
+    return extension_of(row)
+
+
+async def task_of_extension(conn: asyncpg.Connection, extension_id: int) -> str | None:
+    return await conn.fetchval("SELECT task_id FROM milestone_extensions WHERE id = $1", extension_id)
+
+
+async def decide_extension(conn: asyncpg.Connection, extension_id: int, status: str, principal: str, now: datetime,
+                           reason: str) -> dict | None:
+    """The request with its decision; None when it was decided before."""
+    row = await conn.fetchrow(
+        "UPDATE milestone_extensions SET status = $2, decided_by = $3, decided_at = $4, decision_reason = $5"
+        f" WHERE id = $1 AND status = 'requested' RETURNING {EXTENSION_COLUMNS}",
+        extension_id, status, principal, now, reason)
+    return None if row is None else extension_of(row)
+
+
+async def list_extensions(conn: asyncpg.Connection, *, status: str | None, task_ids: list[str] | None,
+                          limit: int, offset: int) -> tuple[list[dict], int]:
+    where = "($1::text IS NULL OR status = $1) AND ($2::text[] IS NULL OR task_id = ANY($2))"
+    rows = await conn.fetch(f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE {where}"
+                            " ORDER BY id LIMIT $3 OFFSET $4", status, task_ids, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM milestone_extensions WHERE {where}", status, task_ids)
+    return [extension_of(r) for r in rows], total
+
+
+async def find_applied_event(conn: asyncpg.Connection, source: str, event_id: str) -> asyncpg.Record | None:
+    """Where an applied department event is kept, and what it belongs to: kind 'task' (subject = the
+    task) or 'case' (subject = the case, with its department)."""
+    return await conn.fetchrow(
+        "SELECT 'task' AS kind, $3::text AS type, task_id AS subject, NULL AS department"
+        " FROM task_reports WHERE source = $1 AND event_id = $2"
+        " UNION ALL SELECT 'task', $4::text, task_id, NULL FROM milestone_completions"
+        " WHERE source = $1 AND event_id = $2"
+        " UNION ALL SELECT 'case', type, case_id, department FROM case_events WHERE source = $1 AND event_id = $2",
+        source, event_id, TaskProgressReported.TYPE, TaskMilestoneCompleted.TYPE)
+
+
+async def record_void(conn: asyncpg.Connection, source: str, event_id: str, type_: str, subject: str, reason: str,
+                      principal: str) -> datetime | None:
+    """When the void was recorded; None when the event was voided before."""
+    return await conn.fetchval(
+        "INSERT INTO voided_events (source, event_id, type, subject, reason, principal)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING voided_at",
+        source, event_id, type_, subject, reason, principal)
+
+
+async def last_outbox_seq(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
+
+
+async def outbox_rows_after(conn: asyncpg.Connection, seq: int) -> int:
+    return await conn.fetchval("SELECT count(*) FROM outbox WHERE seq > $1", seq)
