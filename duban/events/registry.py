@@ -132,6 +132,10 @@ def validate_or_raise(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return event
 
 
+def _model_errors(error: ModelValidationError) -> InvalidEvent:
+    return InvalidEvent([FieldError(_pointer(detail["loc"]), detail["msg"]) for detail in error.errors()])
+
+
 def parse_event(event: Mapping[str, Any]) -> Event:
     """The pydantic model of a valid event; raises InvalidEvent listing every failing field."""
     try:
@@ -140,10 +144,6 @@ def parse_event(event: Mapping[str, Any]) -> Event:
         # The schema and the model are kept equivalent by tests; should they ever drift, the
         # caller still gets field errors rather than a bare exception.
         raise _model_errors(error) from error
-
-
-def _model_errors(error: ModelValidationError) -> InvalidEvent:
-    return InvalidEvent([FieldError(_pointer(detail["loc"]), detail["msg"]) for detail in error.errors()])
 
 
 E = TypeVar("E", bound=Event)
@@ -166,11 +166,16 @@ H = TypeVar("H")
 
 
 class Dispatch(Generic[H]):
-    """A service's handlers keyed by event model class; `of(type)` finds the one for an event's
-    type, None for a type the service leaves alone (its ledger still records the event)."""
+    """A service's handlers keyed by event model class. For an event's type, `of` finds the handler
+    and `route` the model with it; both None for a type the service leaves alone (its ledger still
+    records the event)."""
 
     def __init__(self, routes: Mapping[type[Event], H]) -> None:
-        self._by_type = {model.TYPE: handler for model, handler in routes.items()}
+        self._by_type = {model.TYPE: (model, handler) for model, handler in routes.items()}
+
+    def route(self, event_type: str) -> tuple[type[Event], H] | None:
+        return self._by_type.get(event_type)
 
     def of(self, event_type: str) -> H | None:
-        return self._by_type.get(event_type)
+        found = self._by_type.get(event_type)
+        return None if found is None else found[1]
