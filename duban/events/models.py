@@ -515,17 +515,11 @@ class CaseWarning(TrackerEvent):
     data: CaseWarningData
 
 
-DEPARTMENT_EVENTS: tuple[type[DepartmentEvent], ...] = (
-    TaskProgressReported,
-    TaskMilestoneCompleted,
-    CaseOpened,
-    CaseStepCompleted,
-    CasePaused,
-    CaseResumed,
-    CaseClosed,
-    CaseCancelled,
-    IndicatorValueReported,
-)
+# Department events by what they are about: a task, a case's life, an indicator.
+TASK_EVENTS: tuple[type[DepartmentEvent], ...] = (TaskProgressReported, TaskMilestoneCompleted)
+CASE_EVENTS: tuple[type[DepartmentEvent], ...] = (
+    CaseOpened, CaseStepCompleted, CasePaused, CaseResumed, CaseClosed, CaseCancelled)
+DEPARTMENT_EVENTS: tuple[type[DepartmentEvent], ...] = (*TASK_EVENTS, *CASE_EVENTS, IndicatorValueReported)
 TRACKER_EVENTS: tuple[type[TrackerEvent], ...] = (
     TaskUpdated,
     TaskLightChanged,

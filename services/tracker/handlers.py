@@ -17,11 +17,11 @@ import asyncpg
 from duban import outbox
 from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
-from duban.events.models import TaskMilestoneCompleted, TaskProgressReported
+from duban.events.models import CASE_EVENTS, TaskMilestoneCompleted, TaskProgressReported
 from duban.events.registry import Dispatch
 from duban.outbox import Change
 from services.tracker import store
-from services.tracker.domain.cases import CASE_EVENTS, announcements, fold_case, state_as_json
+from services.tracker.domain.cases import announcements, fold_case, state_as_json
 from services.tracker.evaluation import TaskEvaluator
 
 def department_of(ce: dict) -> str:

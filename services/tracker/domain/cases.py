@@ -27,7 +27,7 @@ from duban.events.models import (
 from services.tracker.domain.instants import utc
 
 # The department events of a case's life and the kind each is in the fold.
-CASE_EVENTS: dict[type[DepartmentEvent], str] = {
+CASE_KINDS: dict[type[DepartmentEvent], str] = {
     CaseOpened: "opened",
     CaseStepCompleted: "step_completed",
     CasePaused: "paused",
@@ -35,7 +35,7 @@ CASE_EVENTS: dict[type[DepartmentEvent], str] = {
     CaseClosed: "closed",
     CaseCancelled: "cancelled",
 }
-KINDS = {model.TYPE: kind for model, kind in CASE_EVENTS.items()}
+KINDS = {model.TYPE: kind for model, kind in CASE_KINDS.items()}
 # Events at the same instant: the opening first and the end last; a resume before a pause, so that
 # "resumed supplement, paused for expert review" at one instant gives two intervals, not one.
 _RANK = {"opened": 0, "resumed": 1, "step_completed": 2, "paused": 3, "closed": 4, "cancelled": 5}
