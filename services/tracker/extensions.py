@@ -3,7 +3,7 @@
 A request names one occurrence of a milestone (its plan due date) and the date asked for. An approval
 makes that date the occurrence's deadline: the task is re-derived in the same transaction (lights
 and milestone statuses follow the new date through TaskEvaluator.refresh), and the decision goes out
-through the outbox as duban.tracker.milestone.extension-decided.v1. The plan's date, the request and
+through the outbox as a MilestoneExtensionDecided event. The plan's date, the request and
 the decision stay in `milestone_extensions` (never deleted), so the task's history shows them."""
 
 from __future__ import annotations

@@ -381,3 +381,44 @@ async def last_outbox_seq(conn: asyncpg.Connection) -> int:
 
 async def outbox_rows_after(conn: asyncpg.Connection, seq: int) -> int:
     return await conn.fetchval("SELECT count(*) FROM outbox WHERE seq > $1", seq)
+
+
+# --- replay: the schema rebuilt from the topic (services/tracker/replay.py) ----------------------
+
+# The district office's voids and the extension requests with their decisions are records of what
+# people decided, not derived state: they outlive the rebuild (table → the columns copied).
+_DECISIONS = {
+    "voided_events": ("source", "event_id", "type", "subject", "reason", "principal", "voided_at"),
+    "milestone_extensions": ("id", "task_id", "milestone_id", "original_due", "requested_due", "reason", "evidence",
+                             "requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_reason"),
+}
+
+
+async def take_relay_lock(conn: asyncpg.Connection, schema: str) -> bool:
+    """The schema's relay lock (duban/outbox.py), held by every running tracker; False while one runs."""
+    return await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"duban-relay:{schema}")
+
+
+async def decisions_of(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple]]:
+    kept = {}
+    for table, columns in _DECISIONS.items():
+        if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".{table}') is not None:
+            kept[table] = [tuple(r) for r in await conn.fetch(f'SELECT {", ".join(columns)} FROM "{schema}".{table}')]
+    return kept
+
+
+async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def restore_decisions(conn: asyncpg.Connection, kept: dict[str, list[tuple]]) -> None:
+    for table, records in kept.items():
+        await conn.copy_records_to_table(table, records=records, columns=_DECISIONS[table])
+    # New requests are numbered after the copied ones.
+    await conn.execute("SELECT setval(pg_get_serial_sequence('milestone_extensions', 'id'),"
+                       " coalesce(max(id), 0) + 1, false) FROM milestone_extensions")
+
+
+async def mark_outbox_published(conn: asyncpg.Connection) -> None:
+    """The rebuilt outbox repeats what was announced before: nothing in it is to be published again."""
+    await conn.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
