@@ -14,7 +14,7 @@ from duban.events.registry import CONTRACTS
 from tests.conftest import ROOT
 
 SERVICES = ROOT / "services"
-NAMES = ("intake", "tracker", "metrics", "notifier")
+NAMES = ("intake", "tracker", "metrics", "notifier", "board")
 STREAM_PROCESSORS = ("tracker", "metrics", "notifier")
 # What a domain module must not reach for: a database, a broker, a web framework, the metrics registry.
 NOT_IN_DOMAIN = ("asyncpg", "aiokafka", "faust", "fastapi", "starlette", "httpx", "prometheus_client",

@@ -10,6 +10,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from duban.api_deps import Pool
 from duban.auth import forbidden
 from duban.catalog import Catalog
 from duban.problems import Problem
@@ -206,9 +207,9 @@ BULLETINS_PAGE = 20
 
 
 @pages.get("/bulletins", response_class=HTMLResponse)
-async def list_bulletins(request: Request, session: CurrentSession, page: PageNumber = 1) -> HTMLResponse:
+async def list_bulletins(request: Request, session: CurrentSession, pool: Pool, page: PageNumber = 1) -> HTMLResponse:
     """Every signed-in reader sees the bulletins: the district office circulates them to all departments."""
-    async with request.app.state.pool.acquire() as conn:
+    async with pool.acquire() as conn:
         items, total = await store.list_bulletins(conn, limit=BULLETINS_PAGE, offset=(page - 1) * BULLETINS_PAGE)
     last_week = bulletin_domain.week_of(today_of(request) - timedelta(days=7))
     return render(request, "bulletins.html", session, items=items, pager=views.Pager(page, BULLETINS_PAGE, total),
@@ -216,7 +217,7 @@ async def list_bulletins(request: Request, session: CurrentSession, page: PageNu
 
 
 @pages.post("/bulletins")
-async def issue_bulletin(request: Request, session: CurrentSession,
+async def issue_bulletin(request: Request, session: CurrentSession, pool: Pool,
                          week: Annotated[str, Form(pattern=r"^\d{4}-W\d{2}$")],
                          csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None) -> Response:
     session.check_csrf(csrf)
@@ -227,13 +228,13 @@ async def issue_bulletin(request: Request, session: CurrentSession,
     except bulletin_domain.BadWeek as error:
         raise Problem(422, "bad-week", str(error)) from None
     issued = await bulletins.issue(apis=apis_of(request), token=session.token, issued_by=session.principal.subject,
-                                   catalog=catalog_of(request), pool=request.app.state.pool, week=week,
+                                   catalog=catalog_of(request), pool=pool, week=week,
                                    now=request.app.state.settings.clock())
     return RedirectResponse(f"/bulletins/{issued.id}", status_code=303)
 
 
-async def bulletin_or_404(request: Request, bulletin_id: int):
-    async with request.app.state.pool.acquire() as conn:
+async def bulletin_or_404(pool: Pool, bulletin_id: int):
+    async with pool.acquire() as conn:
         row = await store.get_bulletin(conn, bulletin_id)
     if row is None:
         raise Problem(404, "bulletin-not-found", f"no bulletin {bulletin_id}")
@@ -242,12 +243,12 @@ async def bulletin_or_404(request: Request, bulletin_id: int):
 
 # Declared before /bulletins/{bulletin_id}, which would otherwise take "7.docx" for an id.
 @pages.get("/bulletins/{bulletin_id}.docx")
-async def bulletin_document(request: Request, session: CurrentSession, bulletin_id: BulletinId) -> Response:
-    row = await bulletin_or_404(request, bulletin_id)
+async def bulletin_document(session: CurrentSession, pool: Pool, bulletin_id: BulletinId) -> Response:
+    row = await bulletin_or_404(pool, bulletin_id)
     return Response(row["docx"], media_type=DOCX,
                     headers={"content-disposition": f"attachment; filename=\"duban-bulletin-{row['week']}.docx\""})
 
 
 @pages.get("/bulletins/{bulletin_id}", response_class=HTMLResponse)
-async def bulletin_page(request: Request, session: CurrentSession, bulletin_id: BulletinId) -> HTMLResponse:
-    return render(request, "bulletin.html", session, row=await bulletin_or_404(request, bulletin_id))
+async def bulletin_page(request: Request, session: CurrentSession, pool: Pool, bulletin_id: BulletinId) -> HTMLResponse:
+    return render(request, "bulletin.html", session, row=await bulletin_or_404(pool, bulletin_id))

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from duban.api_deps import PAGE_SIZE_MAX
 from services.board.settings import BoardSettings
 
 
@@ -60,7 +61,8 @@ class ReadApis:
 
     async def tasks(self, token: str, *, department: str | None = None) -> list[dict]:
         """Every task the token may see (the plan has 28: one page)."""
-        page = await self._call("tracker", "GET", "/v1/tasks", token, params={"department": department, "limit": 200})
+        page = await self._call("tracker", "GET", "/v1/tasks", token,
+                                params={"department": department, "limit": PAGE_SIZE_MAX})
         return page["items"]
 
     async def task(self, token: str, task_id: str) -> dict:
@@ -74,7 +76,7 @@ class ReadApis:
                                 params={"limit": limit, "offset": offset})
 
     async def extensions(self, token: str, *, status: str | None = None) -> list[dict]:
-        return await self._all("tracker", "/v1/extensions", token, {"status": status}, page_size=200)
+        return await self._all("tracker", "/v1/extensions", token, {"status": status}, page_size=PAGE_SIZE_MAX)
 
     async def decide_extension(self, token: str, extension_id: int, decision: str, reason: str) -> dict:
         return await self._call("tracker", "POST", f"/v1/extensions/{extension_id}/decision", token,
@@ -94,7 +96,7 @@ class ReadApis:
 
     async def escalations(self, token: str, *, open: bool | None = None) -> list[dict]:
         return await self._all("notifier", "/v1/escalations", token,
-                               {"open": None if open is None else str(open).lower()}, page_size=500)
+                               {"open": None if open is None else str(open).lower()}, page_size=PAGE_SIZE_MAX)
 
     async def escalation(self, token: str, escalation_id: int) -> dict:
         return await self._call("notifier", "GET", f"/v1/escalations/{escalation_id}", token)

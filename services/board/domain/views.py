@@ -20,7 +20,7 @@ UNIT_NAMES = {"working_days": "个工作日", "calendar_days": "天", "working_h
               "count": "项", "steps": "个环节", "area_m2": "平方米", "hours_per_year": "小时/年"}
 
 
-# The reasons duban.case.paused.v1 allows, as its schema names them.
+# The pause reasons the case events allow, as their schema names them.
 PAUSE_REASONS = {"supplement": "补正材料", "hearing": "听证", "expert_review": "专家评审", "public_notice": "公告",
                  "inspection": "检验检测", "appraisal": "鉴定", "tender": "招标拍卖"}
 
