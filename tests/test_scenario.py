@@ -10,7 +10,7 @@ from duban.catalog import load_catalog
 from duban.demo import cloudevent
 from duban.events import validate_event
 from duban.scenario import START, AskExtension, DecideExtension, Report, event_id, plan_year
-from services.intake.rules import refusal
+from services.intake.domain.rules import refusal
 
 CATALOG = load_catalog()
 YEAR = plan_year()
