@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from duban.api_deps import PAGE_SIZE_MAX
 from duban.mailcatcher import read_mail
 from duban.scenario import SPEED, START
 from tests.e2e.conftest import Launcher, bearer_token, wait_until
@@ -53,6 +54,7 @@ def test_a_light_changes_as_plan_time_passes_and_its_notice_is_delivered(virtual
     # The lead department is urged (催办) when its task turns red, with the plan's date, not today's.
     assert first["Subject"].startswith("【催办】T07") and "截止日期：2021年6月30日" in first.get_content()
     department = bearer_token(launcher.run_dir, "--department", "market-regulation")
-    sent = httpx.get(notifier + "/v1/deliveries", params={"status": "sent", "limit": 500}, headers=department).json()
+    sent = httpx.get(notifier + "/v1/deliveries", params={"status": "sent", "limit": PAGE_SIZE_MAX},
+                     headers=department).json()
     assert any(d["item"].startswith("T07") and d["recipient"] == "email:market-regulation@departments.duban.test"
                for d in sent["items"])
