@@ -197,36 +197,3 @@ async def release(conn: asyncpg.Connection, seq: int) -> bool:
     return await conn.fetchval("UPDATE outbox SET parked_at = NULL, park_reason = NULL"
                                " WHERE seq = $1 AND parked_at IS NOT NULL AND published_at IS NULL RETURNING true",
                                seq) or False
-
-
-def register(subcommands) -> None:
-    parser = subcommands.add_parser("outbox", help="list or release outbox rows the relay parked")
-    parser.add_argument("--schema", default="tracker", help="the service schema whose outbox is read (default tracker)")
-    actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("parked", help="list parked rows with their reason")
-    releasing = actions.add_parser("release", help="let the relay try a parked row again")
-    releasing.add_argument("seq", type=int)
-
-    async def act(args) -> int:
-        from duban.pg import create_pool
-        from duban.settings import ServiceSettings
-
-        pool = await create_pool(ServiceSettings().database_url, args.schema, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                if args.action == "release":
-                    if not await release(conn, args.seq):
-                        print(f"duban outbox: no parked row {args.seq} in {args.schema}")
-                        return 1
-                    print(f"released row {args.seq}; the relay publishes it on its next cycle")
-                    return 0
-                rows = await parked_rows(conn)
-        finally:
-            await pool.close()
-        for r in rows:
-            print(f"{r['seq']}\t{r['event_id']}\t{r['type']}\t{r['subject']}\t{r['parked_at']:%Y-%m-%dT%H:%M:%SZ}"
-                  f"\t{r['park_reason']}")
-        print(f"{len(rows)} parked row(s) in {args.schema}")
-        return 0
-
-    parser.set_defaults(handler=lambda args: asyncio.run(act(args)))

@@ -28,7 +28,7 @@ def database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DATABASE_UNAVAILABLE) and not isinstance(error, _CLIENT_MISTAKES)
 
 
-_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_MIGRATION_FILE = re.compile(r"^([0-9]{3})_([a-z0-9_]+)\.sql$")
 # The largest bigint: an HTTP parameter beyond it (an offset, an id) is the client's error, not the database's.
 BIGINT_MAX = 2**63 - 1
 

@@ -28,7 +28,8 @@ from pydantic import (
 
 SCHEMA_ID_PREFIX = "urn:duban:contracts:events:"
 
-# Patterns use [0-9] rather than \d: in Python and Rust regexes \d also matches non-ASCII digits.
+# Patterns use [0-9] rather than \d: in Python and Rust regexes \d also matches non-ASCII digits. The rule holds
+# for every pattern of the code (tests/test_architecture.py).
 TASK_ID_PATTERN = r"^T(0[1-9]|1[0-9]|2[0-8])$"
 MILESTONE_ID_PATTERN = r"^T[0-9]{2}-M[0-9]+$"
 CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"

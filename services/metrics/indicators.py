@@ -48,7 +48,7 @@ def check_supported(catalog: Catalog) -> None:
 
 # --- periods ---------------------------------------------------------------------------------------
 
-_PERIOD = re.compile(r"^(\d{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
+_PERIOD = re.compile(r"^([0-9]{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ While it runs the launcher supervises: a service that exits is reported (name, e
 of its log) and started again after a capped exponential backoff; the embedded PostgreSQL is
 started again at once (its data is on disk); the embedded broker exiting stops everything, because
 its events were in memory and cannot come back. Nothing outlives the launcher,
-not even when it is killed with SIGKILL (see duban/embedded.py)."""
+not even when it is killed with SIGKILL (see duban/embedded.py). Which services there are, and how each
+is started, the services say themselves (entrypoints/services.py)."""
 
 from __future__ import annotations
 
@@ -28,40 +29,18 @@ import httpx
 
 from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, wait_for_broker
-from duban.embedded import EmbeddedPostgres, die_with_parent, tansu_command
+from duban.embedded import EmbeddedPostgres, die_with_parent, spawn, tansu_command
 from duban.pg import ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
+from entrypoints.services import SERVICES, service
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    port_offset: int
-    schema: str | None  # intake keeps no state of its own in the spine
-
-    @property
-    def module(self) -> str:
-        return f"services.{self.name}"
-
-    @property
-    def migrations(self) -> Path:
-        return ROOT / "services" / self.name / "migrations"
-
-
-SERVICES = (
-    ServiceSpec("intake", 1, "intake"),
-    ServiceSpec("tracker", 2, "tracker"),
-    ServiceSpec("metrics", 3, "metrics"),
-    ServiceSpec("notifier", 4, "notifier"),
-)
 
 
 async def migrate_all(database_url: str, only: list[str] | None = None) -> dict[str, list[str]]:
     await ensure_database(database_url)
     return {s.name: await migrate(database_url, s.schema, s.migrations) for s in SERVICES
-            if s.schema and (not only or s.name in only)}
+            if not only or s.name in only}
 
 
 async def await_migrations(database_url: str, only: list[str] | None, timeout_s: float) -> int:
@@ -71,7 +50,7 @@ async def await_migrations(database_url: str, only: list[str] | None, timeout_s:
     while True:
         try:
             pending = {s.name: await pending_migrations(database_url, s.schema, s.migrations) for s in SERVICES
-                       if s.schema and (not only or s.name in only)}
+                       if not only or s.name in only}
         except (OSError, asyncpg.PostgresError) as exc:  # the database is not up yet
             pending = {"database": [f"{type(exc).__name__}: {exc}"]}
         pending = {name: items for name, items in pending.items() if items}
@@ -82,14 +61,6 @@ async def await_migrations(database_url: str, only: list[str] | None, timeout_s:
             print(f"migrations still pending after {timeout_s:.0f} s: {pending}", file=sys.stderr, flush=True)
             return 1
         await asyncio.sleep(2)
-
-
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    # A process group of its own: Ctrl-C in the terminal reaches the launcher alone, which then
-    # stops the services before the broker they commit their offsets to.
-    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-                            cwd=ROOT, process_group=0)
 
 
 class BrokerLost(RuntimeError):
@@ -149,14 +120,15 @@ class Stack:
         """Start a supervised child; its output goes to <run dir>/<name>.log."""
         self.commands[name] = (args, env)
         self.restarts[name] = Restarts()
-        self.children.append((name, _spawn(args, env, self.log_path(name))))
+        # Ctrl-C in the terminal reaches the launcher alone (each child has a process group of its own),
+        # which then stops the services before the broker they commit their offsets to.
+        self.children.append((name, spawn(args, env, self.log_path(name), cwd=ROOT)))
 
     def log_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
 
-    def url(self, service: str) -> str:
-        spec = next(s for s in SERVICES if s.name == service)
-        return f"http://127.0.0.1:{self.base_port + spec.port_offset}"
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.base_port + service(name).port_offset}"
 
     def start_database(self) -> str:
         if url := os.environ.get("DUBAN_DATABASE_URL"):
@@ -241,7 +213,7 @@ class Stack:
                              f"restarting {name} in {delay:g} s (exit {restarts.in_a_row} in a row)")
                 elif now >= restarts.due_at:
                     args, env = self.commands[name]
-                    self.children[index] = (name, _spawn(args, env, self.log_path(name)))
+                    self.children[index] = (name, spawn(args, env, self.log_path(name), cwd=ROOT))
                     restarts.restarted(now)
                     self.say(f"{name} restarted (pid {self.children[index][1].pid})")
             await asyncio.sleep(interval_s)
@@ -276,7 +248,7 @@ def start_local_mail(stack: Stack, mail_port: int):
     catcher to stop, or None."""
     if "DUBAN_NOTIFIER_ROUTES" in stack.env or "DUBAN_SMTP_HOST" in stack.env:
         return None
-    from duban.mailcatcher import start_mail_catcher
+    from entrypoints.mailcatcher import start_mail_catcher
     from services.notifier.cli import local_routes_file
 
     mail_dir = stack.run_dir / "mail"
@@ -304,12 +276,9 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
         print("Duban is running. Ctrl-C stops everything.", flush=True)
         feed = None
         if demo:
-            from duban.demo import demo_departments, run_demo_feed
-            from services.intake.keys import provision_keys
+            from entrypoints.demo import demo_keys, run_demo_feed
 
-            # The demo departments post with keys of their own, as real department systems do.
-            intake_schema = next(spec.schema for spec in SERVICES if spec.name == "intake")
-            keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], intake_schema, demo_departments(), "demo")
+            keys = await demo_keys(stack.env["DUBAN_DATABASE_URL"])
             feed = asyncio.create_task(run_demo_feed(stack.url("intake"), keys))
         supervisor = asyncio.create_task(stack.supervise())
         stopped = asyncio.create_task(stop.wait())
@@ -340,7 +309,7 @@ def register(subcommands) -> None:
                                                               a.mail_port)))
 
     migrate_parser = subcommands.add_parser("migrate", help="apply every service's schema migrations")
-    migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES if s.schema],
+    migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES],
                                 help="only this service's schema (repeatable; default: all)")
     migrate_parser.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                                 help="apply nothing: wait up to SECONDS until the schemas are migrated (exit 1 if not)")

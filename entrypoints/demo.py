@@ -11,6 +11,8 @@ import httpx
 import structlog
 
 from duban.catalog import load_catalog
+from services.intake.cli import SERVICE as INTAKE
+from services.intake.keys import provision_keys
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +34,12 @@ def progress_event(rng: random.Random, now: datetime) -> dict:
 def demo_departments() -> set[str]:
     """The departments the demo feed posts as (each task's first lead department)."""
     return {task.lead[0] for task in load_catalog().tasks}
+
+
+async def demo_keys(database_url: str) -> dict[str, str]:
+    """The demo departments post with keys of their own, as real department systems do: fresh ones on
+    every start, the earlier demo keys revoked. Department code → token."""
+    return await provision_keys(database_url, INTAKE.schema, demo_departments(), "demo")
 
 
 async def run_demo_feed(intake_url: str, keys: dict[str, str], *, interval_s: float = 2.0,

@@ -11,20 +11,17 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 
 def _registrars() -> list[Registrar]:
     # Imported here so that `duban --help` stays fast and one broken feature cannot hide the others' help.
-    from duban.catalog.cli import register as catalog
-    from duban.launcher import register as launcher
-    from duban.outbox import register as outbox
-    from duban.recompute_cli import register as recompute
-    from duban.tokens_cli import register as tokens
-    from duban.topics_cli import register as topics
-    from duban.workcal.cli import register as workcal
-    from services.intake.keys import register as keys
-    from services.notifier.cli import register as routes
-    from services.metrics.cli import register as metrics
-    from services.tracker.replay import register as replay
-    from services.tracker.void import register as void
+    from entrypoints.catalog import register as catalog
+    from entrypoints.launcher import register as launcher
+    from entrypoints.outbox import register as outbox
+    from entrypoints.recompute import register as recompute
+    from entrypoints.services import SERVICE_CLIS
+    from entrypoints.tokens import register as tokens
+    from entrypoints.topics import register as topics
+    from entrypoints.workcal import register as workcal
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens, routes, metrics]
+    # The platform's commands, then each service's (services/<name>/cli.py).
+    return [catalog, workcal, launcher, topics, recompute, outbox, tokens] + [s.register for s in SERVICE_CLIS]
 
 
 def build_parser() -> argparse.ArgumentParser:
