@@ -35,6 +35,7 @@ from aiokafka.errors import (
 from prometheus_client import Counter, Gauge
 
 from duban.events.kafka import to_kafka
+from duban.pg import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 
@@ -45,8 +46,7 @@ PARKED_NOW = Gauge("duban_outbox_parked_rows", "Outbox events parked and not rel
 RELAY_ERRORS = Counter("duban_outbox_relay_errors_total", "Relay cycles that failed and were retried", ["schema"])
 
 # Failures the relay outlives: it reconnects and publishes the same rows again (same ids).
-_RELAY_TRANSIENT = (OSError, TimeoutError, KafkaError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.exceptions.OperatorInterventionError)
+_RELAY_TRANSIENT = (*DATABASE_UNAVAILABLE, KafkaError)
 # What the producer or the broker answers about one record that no retry can change.
 _RECORD_REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
                    UnsupportedForMessageFormatError)

@@ -11,6 +11,7 @@ import httpx
 import structlog
 
 from duban.catalog import load_catalog
+from duban.events.models import department_source, source_department
 from services.intake.cli import SERVICE as INTAKE
 from services.intake.keys import provision_keys
 
@@ -24,7 +25,7 @@ def progress_event(rng: random.Random, now: datetime) -> dict:
     task = rng.choice(catalog.tasks)
     percent = rng.randrange(10, 101, 10)
     return {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": f"/departments/{task.lead[0]}",
+        "specversion": "1.0", "id": str(uuid.uuid4()), "source": department_source(task.lead[0]),
         "type": "duban.task.progress-reported.v1", "subject": task.id, "time": now.isoformat(),
         "datacontenttype": "application/json",
         "data": {"status": "done" if percent == 100 else "in_progress", "percent": percent, "note": rng.choice(NOTES)},
@@ -52,7 +53,7 @@ async def run_demo_feed(intake_url: str, keys: dict[str, str], *, interval_s: fl
             now = datetime.now(timezone.utc) - timedelta(seconds=1)
             batches: dict[str, list[dict]] = {}
             for event in (progress_event(rng, now) for _ in range(rng.randint(1, 4))):
-                batches.setdefault(event["source"].removeprefix("/departments/"), []).append(event)
+                batches.setdefault(source_department(event["source"]), []).append(event)
             for department, batch in batches.items():
                 try:
                     response = await client.post("/v1/events", json=batch, headers={

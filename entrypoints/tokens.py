@@ -57,7 +57,8 @@ def register(subcommands) -> None:
     issue.add_argument("--department", metavar="CODE", help="the department a department token acts for")
     issue.add_argument("--subject", help="who the token is for, recorded with what it does (default: the role"
                                          " or the department code)")
-    issue.add_argument("--hours", type=hours(0, 24 * 366, low_included=False), default=8.0, help="how long the token is valid (default 8)")
+    issue.add_argument("--hours", type=hours(0, 24 * 366, low_included=False), default=8.0,
+                       help="how long the token is valid (default 8, at most a year)")
     issue.set_defaults(handler=_issue)
     keys = actions.add_parser("keys", help="make the key pair if there is none and print its public key (PEM)")
     keys.set_defaults(handler=_keys)

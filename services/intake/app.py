@@ -27,6 +27,7 @@ from duban.broker import BrokerProbe, make_producer
 from duban.catalog import load_catalog
 from duban.events import InvalidEvent, parse_event, to_kafka
 from duban.events.fast import Record, fast_record
+from duban.events.models import department_source
 from duban.events.timing import TimeWindow
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
@@ -35,7 +36,7 @@ from duban.problems import Problem, install_problem_handlers
 from services.intake import keys, ledger, openapi
 from services.intake.binding import events_from, read_body
 from services.intake.ratelimit import RateLimiter
-from services.intake.rules import SOURCE_PREFIX, Referee
+from services.intake.rules import Referee
 from services.intake.settings import IntakeSettings
 
 log = structlog.get_logger(__name__)
@@ -142,7 +143,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         records = _contract_checked(events)
         _in_time_window(time_window, events)
         _authorised(referee, department, events)
-        source = SOURCE_PREFIX + department
+        source = department_source(department)
         digests = [ledger.payload_hash(event) for event in events]
         fresh, duplicates, conflicts = ledger.sort_out(
             events, digests, await ledger.known(request.app.state.pool, source, [e["id"] for e in events]))

@@ -13,13 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from duban.catalog.models import Catalog
-
-SOURCE_PREFIX = "/departments/"
-
+from duban.events.models import department_source
 
 def refusal(catalog: Catalog, department: str, event: Mapping[str, Any]) -> str | None:
     """Why `department` may not post `event`, or None when it may."""
-    own_source = SOURCE_PREFIX + department
+    own_source = department_source(department)
     if event["source"] != own_source:
         return f"source {event['source']!r} is not yours: this key posts as {own_source!r}"
     kind = event["type"].split(".")[1]  # duban.<kind>.<name>.v<n>

@@ -12,6 +12,7 @@ from duban.events.models import (
     TrackedCaseClosed,
     TrackedCaseOpened,
     event_type,
+    source_department,
 )
 from duban.workcal import OfficeHours
 from services.metrics import store
@@ -81,7 +82,7 @@ class MetricsHandlers:
                                 cancelled_at=data.cancelled_at, cause=cause)
 
     async def value_reported(self, conn: asyncpg.Connection, event: IndicatorValueReported) -> None:
-        department = event.source.removeprefix("/departments/")
+        department = source_department(event.source)
         try:
             ind = self.catalog.indicator(event.subject)
         except KeyError:

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
+from duban.events.models import LightValue
 from duban.workcal import CalendarCoverageError, OfficeHours, case_durations, to_shanghai
 
 ALL_DEPARTMENTS = "all"  # the plan-wide figure; every other department value is a department code
@@ -237,9 +238,6 @@ def forecast(ind: Indicator, sums: Sums, open_clocks: Sequence[Clock | None]) ->
     return round((sums.total + sum(ages)) / (sums.n + len(ages)), 6)
 
 
-Light = Literal["green", "yellow", "red"]
-
-
 @dataclass(frozen=True)
 class Figure:
     """One indicator for one period and department, as published on the API and /metrics."""
@@ -257,7 +255,7 @@ class Figure:
     compliant: bool | None  # None when nothing was measured
     forecast: float | None
     certain_breach: bool
-    light: Light | None
+    light: LightValue | None
     as_of: datetime | None
     provisional: bool = False  # a clock behind the value or forecast rests on a provisional calendar year
     aspiration: float | None = None  # the better value the plan names beside the target, shown only

@@ -16,6 +16,7 @@ import asyncpg
 from duban import outbox
 from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
+from duban.events.models import source_department
 from duban.outbox import Change
 from services.tracker import store
 from services.tracker.domain.cases import KINDS, announcements, fold_case, state_as_json
@@ -23,10 +24,6 @@ from services.tracker.evaluation import TaskEvaluator
 
 PROGRESS = "duban.task.progress-reported.v1"
 MILESTONE = "duban.task.milestone-completed.v1"
-
-
-def department_of(ce: dict) -> str:
-    return ce["source"].removeprefix("/departments/")
 
 
 class TrackerHandlers:
@@ -38,7 +35,7 @@ class TrackerHandlers:
         self.feeders = cache(catalog.case_type_departments)
 
     def check(self, event: InboundEvent) -> None:
-        ce, department = event.ce, department_of(event.ce)
+        ce, department = event.ce, source_department(event.ce["source"])
         if event.type in (PROGRESS, MILESTONE):
             task_id = ce["subject"]
             if task_id not in self.task_ids:
@@ -66,7 +63,7 @@ class TrackerHandlers:
                 completions.append((ce["source"], ce["id"], ce["subject"], data["milestone_id"], at,
                                     data.get("note"), data.get("evidence_url")))
             elif event.type in KINDS:
-                case_events.append((ce["source"], ce["id"], department_of(ce), ce["subject"], event.type, at,
+                case_events.append((ce["source"], ce["id"], source_department(ce["source"]), ce["subject"], event.type, at,
                                     json.dumps(data, ensure_ascii=False)))
         await store.insert_reports(conn, reports)
         await store.insert_completions(conn, completions)

@@ -41,8 +41,8 @@ from entrypoints.launcher import migrate_all
 from entrypoints.services import service
 from services.intake.keys import provision_keys
 from tests.conftest import free_port
-from tests.tracker.conftest import at, case_event, progress
 from tests.processes import ServiceProcess
+from tests.tracker.conftest import at, case_event, progress
 
 CATALOG = load_catalog()
 # Lights and escalations as of a working morning after the plan year (Wednesday 2022-03-02, 10:00

@@ -13,8 +13,8 @@ from standardwebhooks.webhooks import Webhook
 from tests.conftest import migrated_schema, schema_pool
 from tests.notifier.conftest import write_routes
 from tests.notifier.notices import notice_errors
-from tests.tracker.conftest import at, case_event
 from tests.processes import ServiceProcess
+from tests.tracker.conftest import at, case_event
 from tests.tracker.runtime import create_topics, produce, tracker_env, wait_for
 
 pytestmark = pytest.mark.database

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from duban.broker import make_producer
-from tests.tracker.conftest import CATALOG
 from tests.processes import ServiceProcess
+from tests.tracker.conftest import CATALOG
 from tests.tracker.runtime import create_topics, tracker_env, wait_for
 from tests.tracker.test_runtime import ready
 
