@@ -10,7 +10,7 @@ Registrar = Callable[[argparse._SubParsersAction], None]
 
 
 def _registrars() -> list[Registrar]:
-    # Imported here so that `duban --help` stays fast and one broken feature cannot hide the others' help.
+    # Imported when the parser is built, not when this module is: importing it stays cheap.
     from entrypoints.catalog import register as catalog
     from entrypoints.launcher import register as launcher
     from entrypoints.outbox import register as outbox
