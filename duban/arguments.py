@@ -12,9 +12,12 @@ def hours(low: float, high: float = math.inf, *, low_included: bool = True) -> C
 
     def parse(text: str) -> float:
         value = float(text)  # argparse answers a ValueError with "invalid hours value"
-        if not ((low <= value) if low_included else (low < value)) or not value <= high:
+        above_low = low <= value if low_included else low < value
+        if not (above_low and value <= high):  # a NaN is neither
             bounds = f"{'at least' if low_included else 'more than'} {low:g}"
-            raise argparse.ArgumentTypeError(f"hours must be {bounds}" + ("" if high == math.inf else f" and at most {high:g}"))
+            if high < math.inf:
+                bounds += f" and at most {high:g}"
+            raise argparse.ArgumentTypeError(f"hours must be {bounds}")
         return value
 
     parse.__name__ = "hours"  # argparse names the type by it in its error message
