@@ -32,7 +32,7 @@ from duban.broker import ensure_topics, wait_for_broker
 from duban.embedded import EmbeddedPostgres, die_with_parent, spawn, tansu_command
 from duban.pg import ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
-from entrypoints.services import SERVICES, service
+from entrypoints.services import SERVICES, service_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -128,7 +128,7 @@ class Stack:
         return self.run_dir / f"{name}.log"
 
     def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.base_port + service(name).port_offset}"
+        return f"http://127.0.0.1:{self.base_port + service_spec(name).port_offset}"
 
     def start_database(self) -> str:
         if url := os.environ.get("DUBAN_DATABASE_URL"):

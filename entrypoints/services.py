@@ -4,6 +4,7 @@ migrations) and `register` (the commands it adds)."""
 
 from __future__ import annotations
 
+from duban.service import ServiceSpec
 from services.intake import cli as intake
 from services.metrics import cli as metrics
 from services.notifier import cli as notifier
@@ -13,6 +14,6 @@ SERVICE_CLIS = (intake, tracker, metrics, notifier)
 SERVICES = tuple(cli.SERVICE for cli in SERVICE_CLIS)
 
 
-def service(name: str):
+def service_spec(name: str) -> ServiceSpec:
     """The ServiceSpec of the service called `name`."""
     return next(spec for spec in SERVICES if spec.name == name)

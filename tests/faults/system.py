@@ -38,7 +38,7 @@ from duban.embedded import spawn
 from duban.pg import migrate
 from duban.settings import ServiceSettings
 from entrypoints.launcher import migrate_all
-from entrypoints.services import service
+from entrypoints.services import service_spec
 from services.intake.keys import provision_keys
 from tests.conftest import free_port
 from tests.processes import ServiceProcess
@@ -180,7 +180,7 @@ def sender_pid(local_port: int) -> int:
 def service_process(env: dict, log_path: Path, name: str) -> ServiceProcess:
     """A service process started as the launcher starts it; `name` is the service, or `<service>-<suffix>`
     for one of several replicas."""
-    return ServiceProcess(env, log_path, module=service(name.split("-")[0]).module, name=name)
+    return ServiceProcess(env, log_path, module=service_spec(name.split("-")[0]).module, name=name)
 
 
 class System:
@@ -243,7 +243,7 @@ class System:
     async def start_notifiers(self, count: int, schema: str) -> list[ServiceProcess]:
         """`count` notifier processes in one consumer group, on a fresh schema of their own: they
         read the tracker's changes from the start and send every escalation's notices anew."""
-        await migrate(self.database_url, schema, service("notifier").migrations)
+        await migrate(self.database_url, schema, service_spec("notifier").migrations)
         env = dict(self.env, DUBAN_SCHEMA_NAME=schema, DUBAN_CONSUMER_GROUP=f"duban-{schema}")
         started = [service_process(env, self.run_dir / f"notifier-{schema}-{n}.log", f"notifier-{schema}-{n}").start()
                    for n in range(count)]
