@@ -5,12 +5,13 @@ migrations) and `register` (the commands it adds)."""
 from __future__ import annotations
 
 from duban.service import ServiceSpec
+from services.board import cli as board
 from services.intake import cli as intake
 from services.metrics import cli as metrics
 from services.notifier import cli as notifier
 from services.tracker import cli as tracker
 
-SERVICE_CLIS = (intake, tracker, metrics, notifier)
+SERVICE_CLIS = (intake, tracker, metrics, notifier, board)
 SERVICES = tuple(cli.SERVICE for cli in SERVICE_CLIS)
 
 
