@@ -3,7 +3,8 @@
 # Each deployment picks the process with its command:
 #   python -m services.<name>                  a service (listens on its DUBAN_HTTP_PORT)
 #   duban topics create && duban migrate       the init step: topics, then every schema's migrations
-# The code reads contracts/ from beside the duban/ package at run time, so all three live under /app.
+# The code reads contracts/ from beside the duban/ package at run time, so the library (duban/), the
+# services (services/), the `duban` command (entrypoints/) and contracts/ all live under /app.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
@@ -38,15 +39,16 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN groupadd --system --gid 10001 duban \
  && useradd --system --uid 10001 --gid duban --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin duban \
  && install -d -o duban -g duban -m 0750 /var/lib/duban /etc/duban/token-key \
- && printf '#!/bin/sh\nexec python -m duban.cli "$@"\n' > /usr/local/bin/duban \
+ && printf '#!/bin/sh\nexec python -m entrypoints.cli "$@"\n' > /usr/local/bin/duban \
  && chmod 0755 /usr/local/bin/duban
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
 COPY duban/ duban/
 COPY services/ services/
+COPY entrypoints/ entrypoints/
 COPY contracts/ contracts/
 # Byte-code compiled now, so a read-only root file system costs nothing at start.
-RUN python -m compileall -q duban services
+RUN python -m compileall -q duban services entrypoints
 USER 10001:10001
 EXPOSE 8001 8002 8003 8004
 CMD ["duban", "--help"]

@@ -40,6 +40,7 @@ from duban.events.kafka import from_kafka
 from duban.events.models import Event
 from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
 from duban.events.timing import TimeWindow
+from duban.pg import TRANSIENT_ERRORS
 
 log = structlog.get_logger(__name__)
 
@@ -47,14 +48,6 @@ APPLIED = Counter("duban_events_applied_total", "Events that took effect", ["con
 DUPLICATES = Counter("duban_events_duplicate_total", "Redelivered or repeated events skipped by the ledger", ["consumer"])
 BATCH_SECONDS = Histogram("duban_consumer_batch_seconds", "Time to apply one batch", ["consumer"])
 
-# OperatorInterventionError covers a backend terminated by an administrator or a server shutdown
-# (57P01–57P03): the transaction is gone, the next attempt on a fresh connection succeeds.
-TRANSIENT_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.DeadlockDetectedError, asyncpg.SerializationError, asyncio.TimeoutError,
-                    asyncpg.exceptions.OperatorInterventionError, asyncpg.exceptions.InsufficientResourcesError,
-                    # A client whose connection broke mid-operation may answer the next call with this
-                    # ("another operation is in progress"); a fresh connection succeeds.
-                    asyncpg.exceptions.InternalClientError)
 # Exit code for "stopped with an unapplied batch": supervisors restart, the broker redelivers.
 EXIT_UNAPPLIED = 75
 

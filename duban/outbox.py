@@ -40,6 +40,7 @@ from prometheus_client import Counter, Gauge
 from duban.events.fast import binary_record
 from duban.events.models import Event
 from duban.events.registry import build_event
+from duban.pg import DATABASE_UNAVAILABLE
 
 log = structlog.get_logger(__name__)
 
@@ -50,8 +51,7 @@ PARKED_NOW = Gauge("duban_outbox_parked_rows", "Outbox events parked and not rel
 RELAY_ERRORS = Counter("duban_outbox_relay_errors_total", "Relay cycles that failed and were retried", ["schema"])
 
 # Failures the relay outlives: it reconnects and publishes the same rows again (same ids).
-_RELAY_TRANSIENT = (OSError, TimeoutError, KafkaError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.exceptions.OperatorInterventionError)
+_RELAY_TRANSIENT = (*DATABASE_UNAVAILABLE, KafkaError)
 # What the producer or the broker answers about one record that no retry can change.
 _RECORD_REFUSED = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, InvalidTopicError,
                    UnsupportedForMessageFormatError)
@@ -205,36 +205,3 @@ async def release(conn: asyncpg.Connection, seq: int) -> bool:
     return await conn.fetchval("UPDATE outbox SET parked_at = NULL, park_reason = NULL"
                                " WHERE seq = $1 AND parked_at IS NOT NULL AND published_at IS NULL RETURNING true",
                                seq) or False
-
-
-def register(subcommands) -> None:
-    parser = subcommands.add_parser("outbox", help="list or release outbox rows the relay parked")
-    parser.add_argument("--schema", default="tracker", help="the service schema whose outbox is read (default tracker)")
-    actions = parser.add_subparsers(dest="action", required=True)
-    actions.add_parser("parked", help="list parked rows with their reason")
-    releasing = actions.add_parser("release", help="let the relay try a parked row again")
-    releasing.add_argument("seq", type=int)
-
-    async def act(args) -> int:
-        from duban.pg import create_pool
-        from duban.settings import ServiceSettings
-
-        pool = await create_pool(ServiceSettings().database_url, args.schema, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                if args.action == "release":
-                    if not await release(conn, args.seq):
-                        print(f"duban outbox: no parked row {args.seq} in {args.schema}")
-                        return 1
-                    print(f"released row {args.seq}; the relay publishes it on its next cycle")
-                    return 0
-                rows = await parked_rows(conn)
-        finally:
-            await pool.close()
-        for r in rows:
-            print(f"{r['seq']}\t{r['event_id']}\t{r['type']}\t{r['subject']}\t{r['parked_at']:%Y-%m-%dT%H:%M:%SZ}"
-                  f"\t{r['park_reason']}")
-        print(f"{len(rows)} parked row(s) in {args.schema}")
-        return 0
-
-    parser.set_defaults(handler=lambda args: asyncio.run(act(args)))

@@ -16,10 +16,16 @@ import asyncpg
 # What "the database is not answering" looks like from asyncpg, as opposed to a bug in a query: the
 # server refused, closed or lost the connection (a restart, a failover, an administrator), the
 # connection broke mid-protocol (InternalClientError: asyncpg's pooled connection met a server that
-# went away), or it did not answer in time. HTTP answers 503 for these, consumers retry them.
+# went away, or answers "another operation is in progress" after a break), the backend was terminated
+# (OperatorInterventionError: an administrator or a server shutdown, 57P01–57P03), or it did not answer
+# in time. HTTP answers 503 for these, consumers retry them.
 DATABASE_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                         asyncpg.InternalClientError, asyncpg.exceptions.OperatorInterventionError,
                         asyncpg.exceptions.InsufficientResourcesError)
+# What a retry on a fresh connection or transaction gets past: the database not answering, or a transaction
+# the server gave up to let others go on (a deadlock, a serialization failure). Consumers and jobs retry
+# these for their retry budget; anything else is the event's or the caller's fault.
+TRANSIENT_ERRORS = (*DATABASE_UNAVAILABLE, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # InterfaceErrors that are the caller's mistake (a value of the wrong type, a bad setting), never an outage.
 _CLIENT_MISTAKES = (asyncpg.exceptions.DataError, asyncpg.exceptions.ClientConfigurationError)
 
@@ -28,7 +34,7 @@ def database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DATABASE_UNAVAILABLE) and not isinstance(error, _CLIENT_MISTAKES)
 
 
-_MIGRATION_FILE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_MIGRATION_FILE = re.compile(r"^([0-9]{3})_([a-z0-9_]+)\.sql$")
 # The largest bigint: an HTTP parameter beyond it (an offset, an id) is the client's error, not the database's.
 BIGINT_MAX = 2**63 - 1
 

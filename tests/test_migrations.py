@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from duban.launcher import SERVICES, migrate_all
+from entrypoints.launcher import SERVICES, migrate_all
 from duban.pg import PLATFORM_MIGRATIONS
 
 

@@ -12,7 +12,8 @@ import pytest
 from duban.embedded import EmbeddedPostgres
 from tests.conftest import migrated_schema
 from tests.intake.conftest import STRUCTURED, intake_settings, progress, running_intake
-from tests.tracker.runtime import TrackerProcess, create_topics, tracker_env, wait_for
+from tests.processes import ServiceProcess
+from tests.tracker.runtime import create_topics, tracker_env, wait_for
 
 pytestmark = [pytest.mark.database, pytest.mark.timeout(300)]
 
@@ -29,13 +30,13 @@ async def readiness(url: str) -> tuple[int, dict]:
 @pytest.fixture
 def tracker_process(tmp_path, unique_topics):
     """Makes one tracker process for the test and kills it at the end, whatever happened."""
-    made: list[TrackerProcess] = []
+    made: list[ServiceProcess] = []
 
-    def make(database_url: str, schema: str, bootstrap: str) -> TrackerProcess:
+    def make(database_url: str, schema: str, bootstrap: str) -> ServiceProcess:
         settings = unique_topics.model_copy(update={"kafka_bootstrap": bootstrap})
         env = tracker_env(settings, database_url=database_url, schema=schema, group=f"tracker-{schema}",
                           data_dir=tmp_path)
-        made.append(TrackerProcess(env, tmp_path / "tracker.log").start())
+        made.append(ServiceProcess(env, tmp_path / "tracker.log").start())
         return made[-1]
 
     yield make

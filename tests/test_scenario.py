@@ -1,4 +1,4 @@
-"""The demo's plan year (duban/scenario.py): the same seed plays the same year; every event is one intake
+"""The demo's plan year (entrypoints/scenario.py): the same seed plays the same year; every event is one intake
 takes from its department; progress only moves forward; cases are whole; each extension decision
 follows its request."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from duban.catalog import load_catalog
-from duban.demo import cloudevent
+from entrypoints.demo import cloudevent
 from duban.events import validate_event
-from duban.scenario import START, AskExtension, DecideExtension, Report, event_id, plan_year
+from entrypoints.scenario import START, AskExtension, DecideExtension, Report, event_id, plan_year
 from services.intake.domain.rules import refusal
 
 CATALOG = load_catalog()

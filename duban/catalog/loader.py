@@ -26,7 +26,7 @@ TASK_IDS = tuple(f"T{n:02d}" for n in range(1, 29))
 AREA_IDS = tuple(f"A{n}" for n in range(1, 9))
 
 # "2021年3月底前", "2021年底前", "2021 年底": a year, an optional month, then 底 (end of).
-_DUE_PHRASE = re.compile(r"(\d{4})\s*年\s*(?:(\d{1,2})\s*月\s*)?底")
+_DUE_PHRASE = re.compile(r"([0-9]{4})\s*年\s*(?:([0-9]{1,2})\s*月\s*)?底")
 
 # file name -> the top-level keys it must hold
 _FILES = {

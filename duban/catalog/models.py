@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 DepartmentCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
-TaskId = Annotated[str, StringConstraints(pattern=r"^T\d{2}$")]
+TaskId = Annotated[str, StringConstraints(pattern=r"^T[0-9]{2}$")]
 AreaId = Annotated[str, StringConstraints(pattern=r"^A[1-8]$")]
 SnakeId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")]
 Recurrence = Literal["yearly"]
@@ -78,7 +78,7 @@ class Department(_Record):
 
 
 class Milestone(_Record):
-    id: Annotated[str, StringConstraints(pattern=r"^T\d{2}-M\d+$")]
+    id: Annotated[str, StringConstraints(pattern=r"^T[0-9]{2}-M[0-9]+$")]
     title: str
     due: date  # for a recurring milestone, its first occurrence
     stated: bool  # the due date is written in the plan (not the plan-year default)

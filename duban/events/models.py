@@ -28,14 +28,17 @@ from pydantic import (
 
 SCHEMA_ID_PREFIX = "urn:duban:contracts:events:"
 
-# Patterns use [0-9] rather than \d: in Python and Rust regexes \d also matches non-ASCII digits.
+# Patterns use [0-9] rather than \d: in Python and Rust regexes \d also matches non-ASCII digits. The rule holds
+# for every pattern of the code (tests/test_architecture.py).
 TASK_ID_PATTERN = r"^T(0[1-9]|1[0-9]|2[0-8])$"
 MILESTONE_ID_PATTERN = r"^T[0-9]{2}-M[0-9]+$"
 CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 INDICATOR_ID_PATTERN = r"^[a-z][a-z0-9_]{2,63}$"
 EVENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 DEPARTMENT_CODE_PATTERN = r"^[a-z0-9-]+$"
-DEPARTMENT_SOURCE_PATTERN = r"^/departments/[a-z0-9-]+$"
+# A department's events carry the source /departments/<code>: intake checks it against the key that posts them.
+DEPARTMENT_SOURCE_PREFIX = "/departments/"
+DEPARTMENT_SOURCE_PATTERN = rf"^{DEPARTMENT_SOURCE_PREFIX}[a-z0-9-]+$"
 STEP_PATTERN = r"^[a-z0-9_]{1,64}$"
 PERIOD_PATTERN = r"^[0-9]{4}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
 CIVIL_DATE_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
@@ -110,6 +113,16 @@ CaseId = _text(CASE_ID_PATTERN)
 IndicatorId = _text(INDICATOR_ID_PATTERN)
 DepartmentCode = _text(DEPARTMENT_CODE_PATTERN, max_length=64)
 DepartmentSource = _text(DEPARTMENT_SOURCE_PATTERN, max_length=128)
+
+
+def department_source(code: str) -> str:
+    """The source of the events the department `code` sends."""
+    return DEPARTMENT_SOURCE_PREFIX + code
+
+
+def source_department(source: str) -> str:
+    """The department code of a department event's source (a valid one is /departments/<code>)."""
+    return source.removeprefix(DEPARTMENT_SOURCE_PREFIX)
 StepCode = _text(STEP_PATTERN)
 Period = _text(PERIOD_PATTERN)
 HttpUrl = Annotated[_text(HTTP_URL_PATTERN, max_length=2048), Field(json_schema_extra={"format": "uri"})]
@@ -188,6 +201,18 @@ class MilestoneStatus(StrEnum):
     OPEN = "open"
     DONE = "done"
     OVERDUE = "overdue"
+
+
+def _values(vocabulary: type[StrEnum]) -> Any:
+    return Literal[tuple(member.value for member in vocabulary)]
+
+
+# The same vocabularies as Literal types, for the models that show their values inline (the read APIs, in their
+# OpenAPI documents) or hold plain strings.
+TaskStatusValue = _values(TaskStatus)
+LightValue = _values(Light)
+LightReasonValue = _values(LightReason)
+MilestoneStatusValue = _values(MilestoneStatus)
 
 
 class Closed(BaseModel):

@@ -46,7 +46,7 @@ def _month_day(text: str) -> str:
 
 
 # "MM-DD" strings order like the days they name, so ranges compare as plain strings.
-MonthDay = Annotated[str, StringConstraints(pattern=r"^\d{2}-\d{2}$"), AfterValidator(_month_day)]
+MonthDay = Annotated[str, StringConstraints(pattern=r"^[0-9]{2}-[0-9]{2}$"), AfterValidator(_month_day)]
 Session = tuple[time, time]
 
 

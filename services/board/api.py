@@ -22,11 +22,11 @@ from services.board.domain import scorecard, tables, views
 from services.board.exports import CSV, XLSX, to_csv, to_xlsx
 from services.board.session import COOKIE, CSRF_FIELD, CurrentSession, Session, signed_in
 
-TaskId = Annotated[str, Path(pattern=r"^T\d{2}$")]
+TaskId = Annotated[str, Path(pattern=r"^T[0-9]{2}$")]
 IndicatorId = Annotated[str, Path(pattern=r"^[a-z0-9_]+$", max_length=64)]
 # The filter forms send an empty value for "all": each filter takes it as no filter.
 DepartmentCode = Annotated[str | None, Query(pattern=r"^[a-z0-9-]*$", max_length=64)]
-PeriodQuery = Annotated[str | None, Query(pattern=r"^([1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?)?$")]
+PeriodQuery = Annotated[str | None, Query(pattern=r"^([1-9][0-9]{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?)?$")]
 PageNumber = Annotated[int, Query(ge=1, le=100_000)]
 Format = Annotated[Literal["xlsx", "csv"], Path()]
 HISTORY_PAGE = 10
@@ -218,7 +218,7 @@ async def list_bulletins(request: Request, session: CurrentSession, pool: Pool, 
 
 @pages.post("/bulletins")
 async def issue_bulletin(request: Request, session: CurrentSession, pool: Pool,
-                         week: Annotated[str, Form(pattern=r"^\d{4}-W\d{2}$")],
+                         week: Annotated[str, Form(pattern=r"^[0-9]{4}-W[0-9]{2}$")],
                          csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None) -> Response:
     session.check_csrf(csrf)
     if not session.decides:

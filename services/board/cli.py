@@ -1,4 +1,5 @@
-"""`duban bulletin`: issue the 督查通报 of a week on demand, as the board's form does, into a Word file."""
+"""The board's face to the entry package: how `duban run` starts it (`SERVICE`) and its command,
+`duban bulletin`: issue the 督查通报 of a week on demand, as the board's form does, into a Word file."""
 
 from __future__ import annotations
 
@@ -13,10 +14,14 @@ import jwt
 from duban.auth import ensure_local_keys, issue_token
 from duban.catalog import load_catalog
 from duban.pg import create_pool
+from duban.service import ServiceSpec
 from services.board import bulletins
 from services.board.clients import ReadApis, UpstreamRefused
 from services.board.domain.bulletin import BadWeek, week_days
 from services.board.settings import BoardSettings
+
+# It renders the other services' read APIs and keeps only its bulletins.
+SERVICE = ServiceSpec("board", __package__, BoardSettings, Path(__file__).parent / "migrations")
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:

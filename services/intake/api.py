@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from duban import auth
 from duban.events import InvalidEvent, parse_event, to_kafka
 from duban.events.fast import Record, fast_record
+from duban.events.models import department_source
 from duban.events.timing import TimeWindow
 from duban.pg import DATABASE_UNAVAILABLE
 from duban.problems import Problem
@@ -32,7 +33,7 @@ from services.intake import keys, openapi, store
 from services.intake.binding import events_from, read_body
 from services.intake.domain import ledger
 from services.intake.domain.ratelimit import RateLimiter
-from services.intake.domain.rules import SOURCE_PREFIX, Referee
+from services.intake.domain.rules import Referee
 from services.intake.settings import IntakeSettings
 
 log = structlog.get_logger(__name__)
@@ -123,7 +124,7 @@ async def post_events(request: Request, department: Annotated[str, Depends(calle
     records = _contract_checked(events)
     _in_time_window(intake.time_window, events)
     _authorised(intake.referee, department, events)
-    source = SOURCE_PREFIX + department
+    source = department_source(department)
     digests = [ledger.payload_hash(event) for event in events]
     fresh, duplicates, conflicts = ledger.sort_out(
         events, digests, await store.known(request.app.state.pool, source, [e["id"] for e in events]))

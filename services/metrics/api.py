@@ -21,7 +21,7 @@ from services.metrics.exposition import open_clocks_now
 from services.metrics.domain.indicators import ALL_DEPARTMENTS, Figure, Period, build_figures, civil_date, read_clock
 from services.metrics.settings import MetricsSettings
 
-PERIOD_PATTERN = r"^[1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
+PERIOD_PATTERN = r"^[1-9][0-9]{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
 HISTORY_SHOWN = 100
 
 

@@ -1,4 +1,5 @@
-"""`duban metrics rebuild`: recompute every case-fed indicator sum and the duration histogram from the
+"""The metrics service's face to the entry package: how `duban run` starts it (`SERVICE`) and its command,
+`duban metrics rebuild`: recompute every case-fed indicator sum and the duration histogram from the
 stored cases (`store.rebuild`), for an operator after an indicator is added or its definition changed
 (docs/metrics.md). Values that change are published with a history row under the given cause."""
 
@@ -6,6 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
+
+from duban.service import ServiceSpec
+from services.metrics.settings import MetricsSettings
+
+SERVICE = ServiceSpec("metrics", __package__, MetricsSettings, Path(__file__).parent / "migrations")
 
 
 async def rebuild(settings, cause: str) -> int:
@@ -31,8 +38,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                                 help="recorded with each value that changes (default: %(default)s)")
 
     def run(args: argparse.Namespace) -> int:
-        from services.metrics.settings import MetricsSettings
-
         read = asyncio.run(rebuild(MetricsSettings(), args.cause))
         print(f"rebuilt the case-fed indicators from {read} closed cases")
         return 0

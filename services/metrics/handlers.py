@@ -15,6 +15,7 @@ from duban.events.models import (
     TrackedCaseCancelled,
     TrackedCaseClosed,
     TrackedCaseOpened,
+    source_department,
 )
 from duban.events.registry import Dispatch
 from duban.workcal import OfficeHours
@@ -84,7 +85,7 @@ class MetricsHandlers:
                                 cancelled_at=data.cancelled_at, cause=cause)
 
     async def value_reported(self, conn: asyncpg.Connection, event: IndicatorValueReported, cause: str) -> None:
-        department = event.source.removeprefix("/departments/")
+        department = source_department(event.source)
         try:
             ind = self.catalog.indicator(event.subject)
         except KeyError:

@@ -1,4 +1,5 @@
-"""`duban routes`: check a notifier routes file against the plan catalog before deploying it."""
+"""The notifier service's face to the entry package: how `duban run` starts it (`SERVICE`) and its command,
+`duban routes`: check a notifier routes file against the plan catalog before deploying it, or print the local one."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from pathlib import Path
 import yaml
 
 from duban.catalog import load_catalog
+from duban.service import ServiceSpec
 from services.notifier.routes import Routes, RoutesError, local_routes
+from services.notifier.settings import NotifierSettings
+
+SERVICE = ServiceSpec("notifier", __package__, NotifierSettings, Path(__file__).parent / "migrations")
 
 # The notifier's routes file (department → channels); `duban routes check` reads the same one.
 ROUTES_ENV = "DUBAN_NOTIFIER_ROUTES"

@@ -19,7 +19,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from duban.catalog import Catalog
-from duban.consumer import TRANSIENT_ERRORS
+from duban.pg import TRANSIENT_ERRORS
 from duban.workcal import CalendarCoverageError, OfficeHours
 from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels

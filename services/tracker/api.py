@@ -14,6 +14,7 @@ from duban.api_deps import PAGE_SIZE_DEFAULT, ChangingPrincipal, CurrentPrincipa
 from duban.auth import Principal, forbidden
 from duban.catalog import Catalog
 from duban.clock import now as one_clock_now
+from duban.events.models import LightReasonValue, LightValue, MilestoneStatusValue, TaskStatusValue
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import WorkingCalendar
@@ -21,8 +22,6 @@ from services.tracker import extensions, store
 from services.tracker.domain.instants import civil_date
 from services.tracker.evaluation import TaskEvaluator
 
-Status = Literal["not_started", "in_progress", "done", "blocked"]
-LightName = Literal["green", "yellow", "red"]
 DepartmentCode = Annotated[str, Query(pattern=r"^[a-z0-9-]+$", max_length=64)]
 
 
@@ -32,10 +31,10 @@ class Task(BaseModel):
     title: str
     lead: list[str]
     responsible: list[str]
-    status: Status
+    status: TaskStatusValue
     percent: int
-    light: LightName
-    light_reason: Literal["on_track", "deadline_near", "past_due", "done"] | None = Field(
+    light: LightValue
+    light_reason: LightReasonValue | None = Field(
         description="null until the first evaluation")
     light_as_of: datetime | None = Field(description="when the light last changed")
     light_basis: Literal["working_days", "calendar_days"] = Field(
@@ -58,7 +57,7 @@ class Report(BaseModel):
     source: str
     event_id: str
     event_time: datetime
-    status: Status
+    status: TaskStatusValue
     percent: int
     note: str | None
     evidence_url: str | None
@@ -112,7 +111,7 @@ class MilestoneOccurrence(BaseModel):
     due: date = Field(description="the deadline in force: the latest approved extension's date, else `original_due`")
     extensions: list[Extension] = Field(description="every extension request about this occurrence, oldest first")
     starts: date
-    status: Literal["open", "done", "overdue"]
+    status: MilestoneStatusValue
     retroactive: bool = Field(False, description="due before the plan was issued: judged by `grace_until`")
     grace_until: date | None = Field(None, description="a retroactive milestone turns overdue after this date")
     done_at: datetime | None
@@ -242,8 +241,8 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         principal: CurrentPrincipal,
         area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
         department: DepartmentCode | None = None,
-        status: Status | None = None,
-        light: LightName | None = None,
+        status: TaskStatusValue | None = None,
+        light: LightValue | None = None,
         limit: Limit = PAGE_SIZE_DEFAULT,
         offset: Offset = 0,
     ) -> TaskPage:

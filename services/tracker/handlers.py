@@ -17,16 +17,12 @@ import asyncpg
 from duban import outbox
 from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
-from duban.events.models import CASE_EVENTS, TaskMilestoneCompleted, TaskProgressReported
+from duban.events.models import CASE_EVENTS, TaskMilestoneCompleted, TaskProgressReported, source_department
 from duban.events.registry import Dispatch
 from duban.outbox import Change
 from services.tracker import store
 from services.tracker.domain.cases import announcements, fold_case, state_as_json
 from services.tracker.evaluation import TaskEvaluator
-
-def department_of(ce: dict) -> str:
-    return ce["source"].removeprefix("/departments/")
-
 
 @dataclass
 class _Rows:
@@ -47,7 +43,7 @@ class _Rows:
                                  store.parse_time(ce["time"]), data.get("note"), data.get("evidence_url")))
 
     def add_case_event(self, ce: dict) -> None:
-        self.case_events.append((ce["source"], ce["id"], department_of(ce), ce["subject"], ce["type"],
+        self.case_events.append((ce["source"], ce["id"], source_department(ce["source"]), ce["subject"], ce["type"],
                                  store.parse_time(ce["time"]), json.dumps(ce["data"], ensure_ascii=False)))
 
 
@@ -68,7 +64,7 @@ class TrackerHandlers:
 
     def check(self, event: InboundEvent) -> None:
         if check := self._checks.of(event.type):
-            check(event.ce, department_of(event.ce))
+            check(event.ce, source_department(event.ce["source"]))
 
     def _check_task(self, ce: dict, department: str) -> None:
         task_id = ce["subject"]

@@ -13,8 +13,6 @@ The rebuilt outbox repeats what was announced before, so its rows are marked pub
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,22 +109,3 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
     finally:
         await guard.close()  # releases the relay lock with the session
     return report
-
-
-def register(subcommands) -> None:
-    parser = subcommands.add_parser("replay", help="rebuild a service's state from its input topic")
-    parser.add_argument("service", choices=["tracker"], help="the service whose schema is rebuilt")
-    parser.add_argument("--announce", action="store_true",
-                        help="publish the rebuilt change events (default: mark them as already published)")
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            report = asyncio.run(replay(TrackerSettings(), announce=args.announce))
-        except TrackerRunning as exc:
-            print(f"duban replay: {exc}")
-            return 1
-        print(f"replayed {report.events} events: {report.applied} applied, {report.duplicates} duplicates,"
-              f" {report.dead} dead-lettered; change events {'announced' if report.announced else 'marked published'}")
-        return 0
-
-    parser.set_defaults(handler=run)

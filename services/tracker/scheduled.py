@@ -14,8 +14,8 @@ from prometheus_client import Counter
 
 from duban import outbox
 from duban.catalog import Catalog
-from duban.consumer import TRANSIENT_ERRORS
 from duban.events.models import CaseWarning
+from duban.pg import TRANSIENT_ERRORS
 from duban.workcal import SHANGHAI, CalendarCoverageError, OfficeHours
 from services.tracker import store
 from services.tracker.domain.instants import utc

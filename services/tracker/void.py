@@ -6,13 +6,10 @@ re-derived in the same transaction and the resulting change events go out throug
 for any other change. The ledger keeps the event's (source, id), so a redelivery of it stays
 skipped, and `duban replay tracker` carries the voids over into the rebuilt schema.
 
-`void_event` is what a route calls; `duban events void` calls it from the command line."""
+`void_event` is what a route calls; `duban events void` (services/tracker/cli.py) calls it from the command line."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import getpass
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +17,6 @@ import asyncpg
 import structlog
 
 from duban.catalog import load_catalog
-from duban.pg import create_pool
 from duban.workcal import WorkingCalendar
 from services.tracker import store
 from services.tracker.evaluation import TaskEvaluator
@@ -76,32 +72,3 @@ async def void_event(conn: asyncpg.Connection, source: str, id: str, reason: str
                 reason=reason, principal=principal, changes=changes)
     return Voided(source, id, found["type"], found["subject"], reason.strip(), principal.strip(),
                   voided_at, changes)
-
-
-def register(subcommands) -> None:
-    parser = subcommands.add_parser("events", help="act on events the tracker applied")
-    actions = parser.add_subparsers(dest="action", required=True)
-    voiding = actions.add_parser("void", help="void an applied event and re-derive the task or case without it")
-    voiding.add_argument("source", help="the event's source, e.g. /departments/district-court")
-    voiding.add_argument("id", help="the event's id")
-    voiding.add_argument("--reason", required=True, help="why it is void (kept with the void)")
-    voiding.add_argument("--principal", default=None,
-                         help="who voids it (default: the operating-system user, as cli:<user>)")
-
-    async def run(args: argparse.Namespace) -> int:
-        settings = TrackerSettings()
-        pool = await create_pool(settings.database_url, settings.schema_name, max_size=1)
-        try:
-            async with pool.acquire() as conn:
-                voided = await void_event(conn, args.source, args.id, args.reason,
-                                          args.principal or f"cli:{getpass.getuser()}", now=settings.clock())
-        except VoidRefused as refused:
-            print(f"duban events void: {refused.detail}")
-            return 1
-        finally:
-            await pool.close()
-        print(f"voided {voided.type} {voided.event_id} of {voided.subject} ({voided.principal}, {voided.voided_at:%Y-%m-%dT%H:%M:%SZ});"
-              f" {voided.changes} change event(s) recorded for the relay")
-        return 0
-
-    voiding.set_defaults(handler=lambda args: asyncio.run(run(args)))

@@ -125,7 +125,7 @@ async def test_an_identity_providers_jwks_verifies_its_tokens(tmp_path):
 
 def duban(*args: str, data_dir) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {"DUBAN_DATA_DIR": str(data_dir)}
-    return subprocess.run([sys.executable, "-m", "duban.cli", *args], cwd=ROOT, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=60)
 
 

@@ -235,7 +235,7 @@ async def test_duban_bulletin_writes_the_word_document_and_archives_it(board, to
                **{f"DUBAN_{name.upper()}_URL": api.url for name, api in board.apis.items()})
     # The APIs serve in this event loop: the command runs beside it, not blocking it.
     command = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "duban.cli", "bulletin", "--week", "2021-W38", "--out", str(out),
+        sys.executable, "-m", "entrypoints.cli", "bulletin", "--week", "2021-W38", "--out", str(out),
         "--token", tokens.issue("district-office", subject="督查室 王主任"), env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await command.communicate()
@@ -246,7 +246,7 @@ async def test_duban_bulletin_writes_the_word_document_and_archives_it(board, to
         listing = (await viewer.get("/bulletins")).text
         assert "2021-W38" in listing and "督查室 王主任" in listing
     refused = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "duban.cli", "bulletin", "--week", "2021-W38", "--out", str(out),
+        sys.executable, "-m", "entrypoints.cli", "bulletin", "--week", "2021-W38", "--out", str(out),
         "--token", tokens.issue("viewer", ttl=-timedelta(minutes=1)), env=env, cwd=ROOT,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     _, stderr = await refused.communicate()

@@ -20,7 +20,7 @@ PLAN_DIR = Path(__file__).resolve().parents[2] / "contracts" / "plan"
 def _duban(*args: str, cwd: Path, contracts: Path | None = None) -> subprocess.CompletedProcess[str]:
     # The command installed next to this interpreter, else one on PATH, else the module itself.
     executable = shutil.which("duban", path=sysconfig.get_path("scripts")) or shutil.which("duban")
-    command = [executable] if executable else [sys.executable, "-m", "duban.cli"]
+    command = [executable] if executable else [sys.executable, "-m", "entrypoints.cli"]
     env = {k: v for k, v in os.environ.items() if k != "DUBAN_CONTRACTS_DIR"}
     if contracts is not None:
         env["DUBAN_CONTRACTS_DIR"] = str(contracts)

@@ -43,11 +43,16 @@ def _env_names(cls: type[BaseSettings]) -> set[str]:
     return {(prefix + name).upper() for name in cls.model_fields}
 
 
+def python_sources() -> list[Path]:
+    """The project's code: the library, the services and the entry package."""
+    return sorted(path for top in ("duban", "services", "entrypoints") for path in (ROOT / top).rglob("*.py"))
+
+
 def _module_env_constants() -> set[str]:
     """DUBAN_* names read straight from the environment: module constants such as
-    CONTRACTS_DIR_ENV = "DUBAN_CONTRACTS_DIR" in duban/ and services/."""
+    CONTRACTS_DIR_ENV = "DUBAN_CONTRACTS_DIR" in duban/, services/ and entrypoints/."""
     names = set()
-    for path in [*(ROOT / "duban").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
+    for path in python_sources():
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant)
                     and isinstance(node.value.value, str) and node.value.value.startswith("DUBAN_")

@@ -10,7 +10,7 @@ from importlib import resources
 
 import pytest
 
-from duban.cli import build_parser
+from entrypoints.cli import build_parser
 from tests.deploy.conftest import K8S, ROOT, SERVICES, default_port, known_env_names, kustomize
 
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}

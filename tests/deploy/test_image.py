@@ -47,7 +47,7 @@ def test_base_image_is_pinned_python_311_slim():
 def test_runs_as_a_numeric_non_root_user_with_the_code_and_contracts():
     users = re.findall(r"^USER (\S+)$", DOCKERFILE, re.M)
     assert users and users[-1].split(":")[0].isdigit() and users[-1].split(":")[0] != "0"
-    for directory in ("duban/", "services/", "contracts/"):
+    for directory in ("duban/", "services/", "entrypoints/", "contracts/"):
         assert re.search(rf"^COPY {directory} {directory}$", DOCKERFILE, re.M), directory
     # The catalog, schemas and calendar are found next to the duban package: /app/duban, /app/contracts.
     assert "WORKDIR /app" in DOCKERFILE and "PYTHONPATH=/app" in DOCKERFILE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duban.cli import build_parser
+from entrypoints.cli import build_parser
 from tests.deploy.conftest import (K8S, KAFKA_CLIENTS, SERVICES, default_port, known_env_names, kustomize, of_kind, pod_specs,
                                    service_of)
 from tests.deploy.test_crds import is_built_in

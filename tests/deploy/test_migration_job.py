@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 
 def duban(*args: str, database_url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "duban.cli", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], capture_output=True, text=True, timeout=120,
                           cwd=ROOT, env={"DUBAN_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin"})
 
 

@@ -8,7 +8,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from duban.broker import all_topics, make_producer, send_dead_letter
-from duban.topics_cli import create_topics, dead_letters, list_topics, read_dead_letters
+from entrypoints.topics import create_topics, dead_letters, list_topics, read_dead_letters
 
 
 async def test_create_is_idempotent_and_makes_the_dead_letter_topics(kafka_bootstrap, unique_topics, capsys):

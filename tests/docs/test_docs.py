@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from duban.cli import build_parser
-from tests.deploy.conftest import ROOT, known_env_names
+from entrypoints.cli import build_parser
+from tests.deploy.conftest import ROOT, known_env_names, python_sources
 
 DOCUMENTS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
-SOURCES = sorted([*(ROOT / "duban").rglob("*.py"), *(ROOT / "services").rglob("*.py")])
-TOP_LEVEL = ("duban/", "services/", "deploy/", "contracts/", "docs/", "tests/", "bench/", ".ci/")
+SOURCES = python_sources()
+TOP_LEVEL = ("duban/", "services/", "entrypoints/", "deploy/", "contracts/", "docs/", "tests/", "bench/", ".ci/")
 ROOT_FILES = ("Makefile", "Dockerfile", "docker-compose.yml", "pyproject.toml", "requirements.lock", "README.md",
               "package.json")
 PLACEHOLDER = re.compile(r"<[^>]+>|^[A-Z][A-Z0-9_]*$")  # <department>, YEAR, KEY_ID

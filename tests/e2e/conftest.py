@@ -15,7 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from entrypoints.services import SERVICES
 from tests.conftest import ROOT, free_port, free_port_block
+from tests.processes import stop_process
 
 
 def wait_until(predicate, timeout_s: float, what: str):
@@ -34,18 +36,16 @@ class Launcher:
     def __init__(self, run_dir: Path, env: dict[str, str] | None = None) -> None:
         """`env`: DUBAN_* settings the launcher passes on to every service (a virtual clock…)."""
         self.run_dir = run_dir
-        base_port, kafka_port = free_port_block(5), free_port()
+        base_port, kafka_port = free_port_block(max(s.port_offset for s in SERVICES)), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | (env or {})
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
+            [sys.executable, "-m", "entrypoints.cli", "run", "--no-demo", "--run-dir", str(run_dir),
              "--base-port", str(base_port), "--kafka-port", str(kafka_port), "--mail-port", str(free_port())],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
         self.reader.start()
-        self.urls = {name: f"http://127.0.0.1:{base_port + offset}"
-                     for name, offset in (("intake", 1), ("tracker", 2), ("metrics", 3), ("notifier", 4),
-                                             ("board", 5))}
+        self.urls = {spec.name: f"http://127.0.0.1:{base_port + spec.port_offset}" for spec in SERVICES}
 
     def output(self) -> str:
         return "".join(self.lines)
@@ -68,13 +68,7 @@ class Launcher:
 
     def stop(self) -> None:
         """As Ctrl-C does; SIGKILL only if that does not end it."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, signal.SIGINT, 60)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +88,7 @@ def progress_event(task_id: str, department: str, percent: int) -> dict:
 def department_key(database_url: str, department: str) -> str:
     """A key made the way an operator makes one: `duban keys create`, which prints only the token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    created = subprocess.run([sys.executable, "-m", "duban.cli", "keys", "create", department],
+    created = subprocess.run([sys.executable, "-m", "entrypoints.cli", "keys", "create", department],
                              cwd=ROOT, env=dict(env, DUBAN_DATABASE_URL=database_url),
                              capture_output=True, text=True, timeout=60, check=True)
     return created.stdout.strip()
@@ -103,7 +97,7 @@ def department_key(database_url: str, department: str) -> str:
 def bearer_token(run_dir: Path, *options: str) -> dict[str, str]:
     """A token made the way a person gets one locally: `duban tokens issue`, with the key pair `duban run` trusts."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
-    issued = subprocess.run([sys.executable, "-m", "duban.cli", "tokens", "issue", *options], cwd=ROOT,
+    issued = subprocess.run([sys.executable, "-m", "entrypoints.cli", "tokens", "issue", *options], cwd=ROOT,
                             env=dict(env, DUBAN_DATA_DIR=str(run_dir)), capture_output=True, text=True, timeout=60,
                             check=True)
     return {"authorization": f"Bearer {issued.stdout.strip()}"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from duban.mailcatcher import read_mail
+from entrypoints.mailcatcher import read_mail
 from tests.e2e.conftest import bearer_token, department_key, progress_event, wait_until
 
 

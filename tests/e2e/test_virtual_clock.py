@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from duban.api_deps import PAGE_SIZE_MAX
-from duban.mailcatcher import read_mail
-from duban.scenario import SPEED, START
+from entrypoints.mailcatcher import read_mail
+from entrypoints.scenario import SPEED, START
 from tests.e2e.conftest import Launcher, bearer_token, wait_until
 
 # From the plan's issue (2021-05-11) T07-M1, due 2021-06-30, turns yellow in mid-June and red on 1 July:

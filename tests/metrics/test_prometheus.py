@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -19,9 +17,9 @@ from duban.broker import ensure_topics, make_producer
 from duban.events.kafka import to_kafka
 from duban.pg import migrate
 from duban.workcal import WorkingCalendar
-from tests.conftest import ROOT, free_port
 from tests.metrics.conftest import MIGRATIONS
 from tests.metrics.test_rules import GRAFANA_VARIABLES, dashboard_queries, rules
+from tests.processes import ServiceProcess
 from tests.prometheus import alert_states, firing_or_pending, query, running_prometheus, unhealthy_rules, wait_for
 
 pytestmark = pytest.mark.database
@@ -68,20 +66,17 @@ async def metrics_service(database_url, kafka_bootstrap, unique_topics, tmp_path
     await migrate(database_url, schema, MIGRATIONS)
     settings = unique_topics.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
     await ensure_topics(settings)
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
         "DUBAN_DATABASE_URL": database_url, "DUBAN_KAFKA_BOOTSTRAP": kafka_bootstrap, "DUBAN_SCHEMA_NAME": schema,
         "DUBAN_TOPIC_DEPT_EVENTS": settings.topic_dept_events,
         "DUBAN_TOPIC_TRACKER_CHANGES": settings.topic_tracker_changes,
         "DUBAN_CONSUMER_GROUP": f"metrics-{tag}", "DUBAN_REPORTS_CONSUMER_GROUP": f"metrics-reports-{tag}",
-        "DUBAN_HTTP_PORT": str(port), "DUBAN_LAG_POLL_INTERVAL_S": "1", "DUBAN_DATA_DIR": str(tmp_path),
+        "DUBAN_LAG_POLL_INTERVAL_S": "1", "DUBAN_DATA_DIR": str(tmp_path),
         "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "10",
         "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(tmp_path)[1]),
     }
-    log = open(tmp_path / "metrics.log", "wb")
-    service = subprocess.Popen([sys.executable, "-m", "services.metrics"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    service = ServiceProcess(env, tmp_path / "metrics.log", module="services.metrics").start()
+    url = service.url
     producer = make_producer(settings)
     await producer.start()
     changes, reports = feed_events()
@@ -97,11 +92,9 @@ async def metrics_service(database_url, kafka_bootstrap, unique_topics, tmp_path
                 'duban_indicator_value{department="all",indicator="power_connection_steps"',
                 'duban_dead_letters_total{', 'duban_consumer_lag{', 'duban_department_tasks{department="tax-bureau"')),
             90)
-        yield port
+        yield service.port
     finally:
-        service.terminate()
-        service.wait(30)
-        log.close()
+        service.stop()
 
 
 @pytest.fixture

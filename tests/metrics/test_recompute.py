@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duban.recompute_cli import recompute_calendar
+from entrypoints.recompute import recompute_calendar
 from services.metrics.settings import MetricsSettings
 from services.tracker import store as tracker_store
 from services.tracker.settings import TrackerSettings

@@ -223,7 +223,7 @@ async def test_an_operator_rebuilds_the_figures_with_duban_metrics_rebuild(feed,
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
         "DUBAN_DATABASE_URL": database_url, "DUBAN_SCHEMA_NAME": schema}
     done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "duban.cli", "metrics", "rebuild", "--cause", "definition change"],
+        subprocess.run, [sys.executable, "-m", "entrypoints.cli", "metrics", "rebuild", "--cause", "definition change"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert (done.returncode, done.stdout.strip()) == (0, "rebuilt the case-fed indicators from 2 closed cases"), \
         done.stderr

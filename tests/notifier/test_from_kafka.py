@@ -13,8 +13,9 @@ from standardwebhooks.webhooks import Webhook
 from tests.conftest import migrated_schema, schema_pool
 from tests.notifier.conftest import write_routes
 from tests.notifier.notices import notice_errors
+from tests.processes import ServiceProcess
 from tests.tracker.conftest import at, case_event
-from tests.tracker.runtime import TrackerProcess, create_topics, produce, tracker_env, wait_for
+from tests.tracker.runtime import create_topics, produce, tracker_env, wait_for
 
 pytestmark = pytest.mark.database
 
@@ -39,10 +40,10 @@ async def test_a_case_past_its_limit_reaches_the_handling_and_the_lead_departmen
         "construction": [{"channel": "webhook", "url": f"{http_receiver.url}/construction", "secret": SECRET,
                           "name": "construction"}]})
 
-    def process(module: str, schema: str, **extra: str) -> TrackerProcess:
+    def process(module: str, schema: str, **extra: str) -> ServiceProcess:
         env = tracker_env(settings, database_url=database_url, schema=schema, group=f"{module}-{schema}",
                           data_dir=tmp_path) | extra
-        return TrackerProcess(env, tmp_path / f"{schema}.log", module=module).start()
+        return ServiceProcess(env, tmp_path / f"{schema}.log", module=module).start()
 
     tracker = process("services.tracker", tracker_schema, DUBAN_CASE_WARNING_INTERVAL_S="0.5")
     notifier = process("services.notifier", notifier_schema, DUBAN_NOTIFIER_ROUTES=str(routes),

@@ -25,7 +25,7 @@ def local() -> Routes:
 
 
 def duban(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "duban.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "entrypoints.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
 
 

@@ -1,5 +1,5 @@
-"""Running real tracker processes for the tests: topics, a workload, the process itself, and a TCP
-proxy in front of PostgreSQL that can cut the database off."""
+"""Running real tracker processes for the tests (tests/processes.py starts them): topics, a workload, the
+process's environment, and a TCP proxy in front of PostgreSQL that can cut the database off."""
 
 from __future__ import annotations
 
@@ -7,12 +7,8 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -21,10 +17,10 @@ import asyncpg
 
 from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, make_producer
-from duban.embedded import die_with_parent
 from duban.events.kafka import to_kafka
 from duban.settings import ServiceSettings
-from tests.conftest import ROOT, free_port
+from tests.conftest import free_port
+from tests.processes import ServiceProcess
 from tests.tracker.conftest import CATALOG, NOW, at, case_event, progress
 
 FIXED_NOW = NOW.isoformat()
@@ -78,46 +74,6 @@ async def produce(settings: ServiceSettings, events: list[dict], *, per_second: 
         await producer.stop()
 
 
-@dataclass
-class TrackerProcess:
-    """`python -m services.tracker` (or another stream service's `module`) with the test's topics, schema and group."""
-
-    env: dict
-    log_path: Path
-    process: subprocess.Popen | None = None
-    port: int = field(default_factory=free_port)
-    module: str = "services.tracker"
-
-    def start(self) -> TrackerProcess:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child writes it for its lifetime
-        self.process = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, stdout=log,
-                                        stderr=subprocess.STDOUT, env=self.env | {"DUBAN_HTTP_PORT": str(self.port)},
-                                        preexec_fn=die_with_parent)  # never outlives the tests
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> bool:
-        """SIGTERM and wait; True when it shut down cleanly (uvicorn re-raises SIGTERM once it has)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode in (0, -signal.SIGTERM)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
 def tracker_env(settings: ServiceSettings, *, database_url: str, schema: str, group: str, data_dir: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
     return env | {
@@ -132,7 +88,7 @@ def tracker_env(settings: ServiceSettings, *, database_url: str, schema: str, gr
     }
 
 
-async def wait_for(predicate, timeout_s: float, what: str, *processes: TrackerProcess):
+async def wait_for(predicate, timeout_s: float, what: str, *processes: ServiceProcess):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if value := await predicate():

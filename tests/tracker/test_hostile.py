@@ -20,8 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from duban.broker import make_producer
+from tests.processes import ServiceProcess
 from tests.tracker.conftest import CATALOG
-from tests.tracker.runtime import TrackerProcess, create_topics, tracker_env, wait_for
+from tests.tracker.runtime import create_topics, tracker_env, wait_for
 from tests.tracker.test_runtime import ready
 
 pytestmark = [pytest.mark.database, pytest.mark.timeout(240)]
@@ -82,7 +83,7 @@ def record(event: dict) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
 
 @dataclass
 class Pipeline:
-    tracker: TrackerProcess
+    tracker: ServiceProcess
     producer: AIOKafkaProducer
     dead_letters: AIOKafkaConsumer
     pool: object
@@ -114,7 +115,7 @@ async def pipeline(unique_topics, kafka_bootstrap, database_url, schema, pool, t
     topics = unique_topics.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
     await create_topics(topics)
     env = tracker_env(topics, database_url=database_url, schema=schema, group=f"tracker-{schema}", data_dir=tmp_path)
-    tracker = TrackerProcess(env, tmp_path / "tracker.log").start()
+    tracker = ServiceProcess(env, tmp_path / "tracker.log").start()
     producer = make_producer(topics)
     dead_letters = AIOKafkaConsumer(topics.topic_dept_events + topics.dead_letter_suffix, bootstrap_servers=kafka_bootstrap,
                                     auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)

@@ -14,9 +14,9 @@ import pytest
 from duban.pg import create_pool
 from services.tracker.replay import TrackerRunning, replay
 from services.tracker.settings import TrackerSettings
+from tests.processes import ServiceProcess
 from tests.tracker.runtime import (
     PgProxy,
-    TrackerProcess,
     create_topics,
     exactly_once,
     produce,
@@ -36,13 +36,13 @@ def settings(unique_topics, kafka_bootstrap):
 @pytest.fixture
 def env(settings, database_url, schema, tmp_path):
     """Makes tracker processes for the test; whatever still runs at the end is killed."""
-    made: list[TrackerProcess] = []
+    made: list[ServiceProcess] = []
 
-    def make(name: str, url: str = database_url, **extra: str) -> TrackerProcess:
+    def make(name: str, url: str = database_url, **extra: str) -> ServiceProcess:
         data_dir = tmp_path / name
         data_dir.mkdir()
         env = tracker_env(settings, database_url=url, schema=schema, group=f"tracker-{schema}", data_dir=data_dir)
-        made.append(TrackerProcess(env | extra, tmp_path / f"{name}.log"))
+        made.append(ServiceProcess(env | extra, tmp_path / f"{name}.log"))
         return made[-1]
 
     yield make
@@ -51,7 +51,7 @@ def env(settings, database_url, schema, tmp_path):
             process.kill()
 
 
-async def ready(*processes: TrackerProcess) -> bool:
+async def ready(*processes: ServiceProcess) -> bool:
     """Ready means the process's consumer owns partitions (see duban.streamservice)."""
     async with httpx.AsyncClient(timeout=2) as client:
         try:

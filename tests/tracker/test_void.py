@@ -95,7 +95,7 @@ async def test_duban_events_void_from_the_command_line(tracker, pool, database_u
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
         "DUBAN_DATABASE_URL": database_url, "DUBAN_SCHEMA_NAME": schema, "DUBAN_CLOCK_START": NOW.isoformat(),
         "DUBAN_CLOCK_SPEED": "0"}
-    command = [sys.executable, "-m", "duban.cli", "events", "void", report["source"], report["id"],
+    command = [sys.executable, "-m", "entrypoints.cli", "events", "void", report["source"], report["id"],
                "--reason", "sent for the wrong task", "--principal", "district-office:zhao"]
     for expected_rc, expected_out in [(0, f"voided duban.task.progress-reported.v1 {report['id']} of T20"
                                           " (district-office:zhao"), (1, "voided before")]:

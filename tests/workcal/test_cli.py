@@ -14,7 +14,7 @@ def duban(*args: str, contracts_dir: Path | None = None) -> subprocess.Completed
     if contracts_dir is not None:
         env["DUBAN_CONTRACTS_DIR"] = str(contracts_dir)
     return subprocess.run(
-        [sys.executable, "-m", "duban.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "entrypoints.cli", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
     )
 
 

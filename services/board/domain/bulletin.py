@@ -14,7 +14,7 @@ from services.board.domain import scorecard
 from services.board.domain.views import LIGHT_NAMES, UNIT_NAMES, department_names
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
-WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
+WEEK = re.compile(r"^([0-9]{4})-W([0-9]{2})$")
 COMPARISONS = {"le": "≤", "ge": "≥", "between": "", "approx": "约"}
 
 

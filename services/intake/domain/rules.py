@@ -13,15 +13,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from duban.catalog.models import Catalog
-from duban.events.models import CASE_EVENTS, TASK_EVENTS, IndicatorValueReported
+from duban.events.models import CASE_EVENTS, TASK_EVENTS, IndicatorValueReported, department_source
 from duban.events.registry import Dispatch
-
-SOURCE_PREFIX = "/departments/"
-
 
 def refusal(catalog: Catalog, department: str, event: Mapping[str, Any]) -> str | None:
     """Why `department` may not post `event`, or None when it may."""
-    own_source = SOURCE_PREFIX + department
+    own_source = department_source(department)
     if event["source"] != own_source:
         return f"source {event['source']!r} is not yours: this key posts as {own_source!r}"
     rule = RULES.of(event["type"])

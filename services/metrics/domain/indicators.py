@@ -17,6 +17,7 @@ from typing import Literal, NamedTuple
 
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
+from duban.events.models import LightValue
 from duban.workcal import CalendarCoverageError, OfficeHours, case_durations, to_shanghai
 
 ALL_DEPARTMENTS = "all"  # the plan-wide figure; every other department value is a department code
@@ -49,7 +50,7 @@ def check_supported(catalog: Catalog) -> None:
 
 # --- periods ---------------------------------------------------------------------------------------
 
-_PERIOD = re.compile(r"^(\d{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
+_PERIOD = re.compile(r"^([0-9]{4})(?:-Q([1-4])|-(0[1-9]|1[0-2]))?$")
 
 
 @dataclass(frozen=True)
@@ -268,9 +269,6 @@ def forecast(ind: Indicator, sums: Sums, open_clocks: Sequence[Clock | None]) ->
     return round((sums.total + sum(ages)) / (sums.n + len(ages)), 6)
 
 
-Light = Literal["green", "yellow", "red"]
-
-
 @dataclass(frozen=True)
 class Figure:
     """One indicator for one period and department, as published on the API and /metrics."""
@@ -288,7 +286,7 @@ class Figure:
     compliant: bool | None  # None when nothing was measured
     forecast: float | None
     certain_breach: bool
-    light: Light | None
+    light: LightValue | None
     as_of: datetime | None
     provisional: bool = False  # a clock behind the value or forecast rests on a provisional calendar year
     aspiration: float | None = None  # the better value the plan names beside the target, shown only

@@ -1,4 +1,4 @@
-"""The demo feed: plays the plan year of duban/scenario.py on the one clock (duban/clock.py).
+"""The demo feed: plays the plan year of entrypoints/scenario.py on the one clock (duban/clock.py).
 
 Each step is performed once the clock reaches its plan instant: department events go to intake the
 way department systems post them (each department its own batch, with its own API key, timed at the
@@ -15,7 +15,8 @@ import httpx
 import structlog
 
 from duban.clock import Clock
-from duban.scenario import SEED, AskExtension, DecideExtension, Report, Step, event_id
+from duban.events.models import department_source
+from entrypoints.scenario import SEED, AskExtension, DecideExtension, Report, Step, event_id
 from duban.workcal import SHANGHAI
 
 log = structlog.get_logger(__name__)
@@ -29,7 +30,7 @@ BATCH_LIMIT = 500  # intake's batch limit
 def cloudevent(step: Step, event_id: str) -> dict:
     report = step.action
     assert isinstance(report, Report)
-    return {"specversion": "1.0", "id": event_id, "source": f"/departments/{report.department}", "type": report.type,
+    return {"specversion": "1.0", "id": event_id, "source": department_source(report.department), "type": report.type,
             "subject": report.subject, "time": step.at.isoformat(), "datacontenttype": "application/json",
             "data": report.data}
 

@@ -9,6 +9,7 @@ import argparse
 import sys
 from datetime import timedelta
 
+from duban.arguments import hours
 from duban.auth import ROLES, ensure_local_keys, issue_token
 from duban.catalog import load_catalog
 from duban.settings import ServiceSettings
@@ -46,13 +47,6 @@ def _keys(args: argparse.Namespace) -> int:
     return 0
 
 
-def _hours(text: str) -> float:
-    hours = float(text)
-    if not 0 < hours <= 24 * 366:
-        raise argparse.ArgumentTypeError("between 0 and 8784 hours")
-    return hours
-
-
 def register(subcommands) -> None:
     tokens = subcommands.add_parser(
         "tokens", help="bearer tokens for people and read clients (the embedded default key pair)",
@@ -63,7 +57,8 @@ def register(subcommands) -> None:
     issue.add_argument("--department", metavar="CODE", help="the department a department token acts for")
     issue.add_argument("--subject", help="who the token is for, recorded with what it does (default: the role"
                                          " or the department code)")
-    issue.add_argument("--hours", type=_hours, default=8.0, help="how long the token is valid (default 8)")
+    issue.add_argument("--hours", type=hours(0, 24 * 366, low_included=False), default=8.0,
+                       help="how long the token is valid (default 8, at most a year)")
     issue.set_defaults(handler=_issue)
     keys = actions.add_parser("keys", help="make the key pair if there is none and print its public key (PEM)")
     keys.set_defaults(handler=_keys)

