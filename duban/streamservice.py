@@ -1,10 +1,11 @@
 """The shape shared by the stream processors (tracker, metrics, notifier): a FastAPI process whose
-lifespan runs a faust consumer that applies events through the ledger, an optional outbox relay,
+lifespan runs a Kafka consumer (duban.consumeloop) that applies events through the ledger, an optional outbox relay,
 and the ops endpoints. Each service supplies only its domain: handler, routers, start-up work."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -14,9 +15,9 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from duban import auth
-from duban.broker import BrokerProbe, make_faust_app, make_producer, raw_topic
-from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, attach_agent
-from duban.events.registry import validate_or_raise
+from duban.broker import BrokerProbe, make_producer
+from duban.consumeloop import ConsumeLoop
+from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, validate_compiled
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
 from duban.outbox import OutboxRelay
@@ -43,8 +44,8 @@ class StreamService:
     after_batch: Callable[[BatchResult], None] | None = None
     # How long transient failures (database, broker) are retried before the process exits unacknowledged.
     retry_budget_s: float = 60.0
-    # How inbound events are checked against their contracts (duban.consumer.validate_by_model is faster).
-    validate: Callable[[dict], dict] = validate_or_raise
+    # How inbound events are checked against their contracts.
+    validate: Callable[[dict], dict] = validate_compiled
 
     def create_app(self) -> FastAPI:
         configure_logging(self.name, level=self.settings.log_level, json=self.settings.log_json)
@@ -62,28 +63,31 @@ class StreamService:
             state["broker"] = BrokerProbe(producer.client, topics)
             if self.on_start:
                 await self.on_start(pool)
-            faust_app = make_faust_app(self.settings, self.group)
             consumer = LedgerConsumer(name=self.name, pool=pool, producer=producer,
                                       handler=self.make_handler(pool), validate=self.validate,
                                       retry_budget_s=self.retry_budget_s, time_window=self.settings.time_window())
             if self.after_batch:
                 consumer.on_applied.append(self.after_batch)
-            attach_agent(faust_app, raw_topic(faust_app, self.source_topic), consumer, batch_size=self.batch_size)
-            state["faust"] = faust_app
+            loop = state["consumer"] = ConsumeLoop(self.settings, group=self.group, topic=self.source_topic,
+                                                   consumer=consumer, batch_size=self.batch_size)
+            await loop.start()
+            consuming = asyncio.create_task(loop.run(), name="consume")
             tasks = [asyncio.create_task(job(pool), name=job.__name__) for job in self.background]
             if self.relay_topic:
                 relay = OutboxRelay(pool, producer, schema=self.schema, topic=self.relay_topic,
                                     source=f"/services/{self.name}")
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
             tasks.append(asyncio.create_task(liveness.beat_every(
-                1.0, lambda: not faust_app.should_stop and not any(t.done() for t in tasks[:-1])), name="heartbeat"))
-            await faust_app.start()
+                1.0, lambda: not consuming.done() and not any(t.done() for t in tasks[:-1])), name="heartbeat"))
+            tune_garbage_collector()
             log.info("started", topic=self.source_topic, group=self.group, port=self.settings.http_port)
             try:
                 yield
             finally:
-                # Stop consuming first: faust commits the offsets of the batches already applied.
-                await faust_app.stop()
+                # Stop consuming first: the batch in flight is finished and its offsets committed.
+                consuming.cancel()
+                await asyncio.gather(consuming, return_exceptions=True)
+                await loop.stop()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -100,8 +104,7 @@ class StreamService:
             await state["pool"].fetchval("SELECT 1")
 
         async def consumer_joined() -> None:
-            faust_app = state["faust"]
-            if faust_app.rebalancing or not faust_app.consumer.assignment():
+            if not state["consumer"].owns_partitions():
                 raise RuntimeError("consumer has no partitions assigned yet")
 
         async def broker_answers() -> None:
@@ -110,3 +113,10 @@ class StreamService:
         add_ops_routes(app, liveness, {"postgresql": database_answers, "kafka": broker_answers,
                                        "kafka-consumer": consumer_joined})
         return app
+
+
+def tune_garbage_collector() -> None:
+    """Move what start-up made (catalog, contracts, models, libraries) out of the collector's sight:
+    it is kept for the process's life, and every full collection would walk it again."""
+    gc.collect()
+    gc.freeze()
