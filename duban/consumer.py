@@ -25,7 +25,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import asyncpg
 import structlog
@@ -87,8 +87,9 @@ def record_fault(exc: Exception) -> PermanentEventError:
     return PermanentEventError("handler_failed", f"{type(exc).__name__}: {exc}")
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
+    """Where a record came from, and its bytes (a named tuple: one is made per record)."""
+
     topic: str
     partition: int
     offset: int
@@ -97,7 +98,7 @@ class Delivery:
     headers: tuple[tuple[str, bytes], ...]
 
 
-@dataclass
+@dataclass(slots=True)
 class InboundEvent:
     """A decoded CloudEvent (structured form) and where it came from."""
 

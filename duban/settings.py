@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     # arrives, so its default costs no latency; Tansu answers only at the limit, so the launcher lowers
     # it when it starts Tansu (docs/decisions/024-consumer-runtime-speed.md).
     kafka_fetch_max_wait_ms: int = Field(500, ge=0)
+    # Allocations between two collections of the youngest generation in a stream processor (Python's
+    # default is 700); fewer collections of a batch's short-lived objects (decision 024).
+    gc_gen0_threshold: int = Field(10_000, ge=1)
     # How clients reach the broker: PLAINTEXT locally (Tansu has no SASL nor TLS); on Strimzi the
     # listener is SASL_SSL with SCRAM-SHA-512, a user per service and the cluster CA (docs/deploy.md).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

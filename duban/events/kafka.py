@@ -107,21 +107,23 @@ def read_record(key: bytes | None, value: bytes | None, headers: Sequence[tuple[
 
     A binary-mode record with JSON data and an RFC 3339 time, which is what every producer of this
     system writes, is read with orjson and datetime.fromisoformat; anything else, and anything the
-    lean way stumbles on, is read by `from_kafka`, which decides (tests/contracts/test_fast_paths.py
+    lean way stumbles on, is read by `from_kafka`, which decides (tests/contracts/test_lean_read.py
     checks that the two agree)."""
     try:
         event: dict[str, Any] = {}
-        binary = False
-        for name, raw in dict(headers).items():  # the SDK's reading: a repeated header's last value counts
-            name = name.lower()
-            text = raw.decode("utf-8")
+        for name, raw in headers:  # with lower-case names, the last of a repeated header counts, as in the SDK
+            if not name.islower():
+                raise _NotLean
+            text = raw.decode("utf-8")  # the SDK decodes every header: one that is not UTF-8 it refuses
             if name.startswith("ce_"):
-                binary = True
-                event[name[3:]] = _lean_time(text) if name == "ce_time" else text
+                event[name[3:]] = text
             elif name == "content-type":
                 event["datacontenttype"] = text
-        if not binary or event.get("datacontenttype") != "application/json" or _LONG_DIGITS.search(value or b""):
+        if ("specversion" not in event or event.get("datacontenttype") != "application/json"
+                or _LONG_DIGITS.search(value or b"")):
             raise _NotLean
+        if "time" in event:
+            event["time"] = _lean_time(event["time"])
         if value and (data := orjson.loads(value)) is not None:
             event["data"] = data
     except (_NotLean, ValueError):  # UnicodeDecodeError and orjson.JSONDecodeError are ValueErrors
