@@ -7,9 +7,12 @@ Starts an embedded PostgreSQL and a Tansu broker, then:
    (duban.events.kafka.read_record), writes them as case-event rows with one unnest statement per
    batch and transaction, and commits the batch's offsets: the ceiling of consume + decode + write
    without any domain work, on this machine, in this run;
-3. sustained: `--replicas` `python -m services.tracker` processes (one consumer group) are started
+3. runtime alone: this checkout's consumer runtime (duban.consumeloop with LedgerConsumer: fetch,
+   read, contract and time checks, ledger rows, offset commits) with a handler that does nothing,
+   in the benchmark's own process: what the runtime leaves for the domain;
+4. sustained: `--replicas` `python -m services.tracker` processes (one consumer group) are started
    on the backlog; events/s from the first applied batch to the last, and the ratio to raw;
-4. latency: the tracker keeps up with a steady 1,000 events/s for a while; per case, the time from
+5. latency: the tracker keeps up with a steady 1,000 events/s for a while; per case, the time from
    its last event's event time (stamped when produced) to the instant its row was written, just
    before the batch commits: p50 and p99.
 
@@ -46,12 +49,16 @@ from duban.broker import ensure_topics, kafka_client_options, make_producer, wai
 from duban.embedded import TANSU_CLIENT_ENV
 from duban.catalog import load_catalog
 from duban.events.kafka import read_record, to_kafka
-from duban.pg import migrate
+from duban.consumeloop import ConsumeLoop
+from duban.consumer import LedgerConsumer, validate_compiled
+from duban.pg import create_pool, migrate
 from duban.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SUSTAINED_TARGET, P99_TARGET_S = 12_000, 0.15
 CATALOG = load_catalog()
+# The benchmark's own clients (raw pipeline, runtime alone) set up as the services are.
+os.environ.update(TANSU_CLIENT_ENV)
 
 
 def free_port() -> int:
@@ -119,7 +126,8 @@ async def raw_pipeline(settings: ServiceSettings, url: str, topic: str, n: int) 
     conn = await asyncpg.connect(url)
     await conn.execute("CREATE TABLE IF NOT EXISTS raw_events (LIKE tracker.case_events INCLUDING ALL)")
     consumer = AIOKafkaConsumer(topic, **kafka_client_options(settings), group_id=f"raw-{uuid.uuid4().hex[:6]}",
-                                enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=50)
+                                enable_auto_commit=False, auto_offset_reset="earliest",
+                                fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
     await consumer.start()
     done, started = 0, None
     try:
@@ -144,6 +152,44 @@ async def raw_pipeline(settings: ServiceSettings, url: str, topic: str, n: int) 
     finally:
         await consumer.stop()
         await conn.close()
+
+
+class NoDomain:
+    """A BatchHandler that takes every event and does nothing with it."""
+
+    def check(self, event) -> None:
+        pass
+
+    async def apply_batch(self, conn, events) -> None:
+        pass
+
+
+async def runtime_alone(settings: ServiceSettings, url: str, topic: str, n: int) -> float:
+    """Events/s of the consumer runtime over the first `n` records of `topic` (see the module's doc)."""
+    with tempfile.TemporaryDirectory() as no_migrations:
+        await migrate(url, "runtime_bench", Path(no_migrations))
+    pool = await create_pool(url, "runtime_bench")
+    producer = make_producer(settings)
+    await producer.start()
+    ledger = LedgerConsumer(name="runtime-bench", pool=pool, producer=producer, handler=NoDomain(),
+                            validate=validate_compiled, time_window=settings.time_window())
+    applied: list[float] = []
+    ledger.on_applied.append(lambda result: applied.extend([time.perf_counter()] * (result.applied or 1)))
+    loop = ConsumeLoop(settings, group=f"runtime-{uuid.uuid4().hex[:6]}", topic=topic, consumer=ledger)
+    await loop.start()
+    running = asyncio.create_task(loop.run())
+    first = None
+    try:
+        while len(applied) < n:
+            first = first or (applied[0] if applied else None)
+            await asyncio.sleep(0.02)
+        return n / (applied[n - 1] - first)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await loop.stop()
+        await producer.stop()
+        await pool.close()
 
 
 def start_service(module: str, url: str, address: str, run_dir: Path, root: Path = ROOT,
@@ -204,6 +250,7 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
             await migrate(url, "tracker", ROOT / "services" / "tracker" / "migrations")
             await produce(settings, workload(events_n, datetime(2021, 9, 1, tzinfo=timezone.utc)))
             raw = await raw_pipeline(settings, url, settings.topic_dept_events, events_n)
+            runtime = await runtime_alone(settings, url, settings.topic_dept_events, events_n)
 
             trackers = [start_service("services.tracker", url, address, Path(tmp) / f"run{i}", root)
                         for i in range(replicas)]
@@ -231,6 +278,7 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
     quantiles = statistics.quantiles(latencies, n=100)
     p50, p99 = statistics.median(latencies), quantiles[98]
     print(f"raw pipeline (consume + read + write): {raw:>7.0f} events/s")
+    print(f"consumer runtime alone (no domain):    {runtime:>7.0f} events/s   ratio runtime/raw {runtime / raw:.2f}")
     print(f"tracker sustained ({events_n} events, {replicas} process{'es' if replicas > 1 else ''}):"
           f" {rate_of_backlog:>7.0f} events/s   ratio tracker/raw {rate_of_backlog / raw:.2f}"
           f"   target ≥ {SUSTAINED_TARGET} {'ok' if rate_of_backlog >= SUSTAINED_TARGET else 'UNDER'}")
