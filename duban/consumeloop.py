@@ -94,6 +94,10 @@ class ConsumeLoop(ConsumerRebalanceListener):
                 # Fetch and decode the next batch while PostgreSQL works on this one.
                 ahead = asyncio.ensure_future(self._fetch())
                 await self._apply(fetched)
+        except Exception:
+            # Nothing was committed past what was applied; /healthz goes stale and the supervisor restarts.
+            log.exception("the consumer stopped", topic=self.topic)
+            raise
         finally:
             ahead.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
