@@ -31,6 +31,9 @@ from duban.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
 
+# How long a stopping consumer waits for the offset commit of the batch it just applied.
+COMMIT_GRACE_S = 10.0
+
 
 def make_consumer(settings: ServiceSettings, group: str, *, max_records: int) -> AIOKafkaConsumer:
     """A group member that commits only by hand, starting a new group from the earliest offset."""
@@ -136,10 +139,18 @@ class ConsumeLoop(ConsumerRebalanceListener):
             return _Fetched(self.ledger.prepare(deliveries), offsets)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit `offsets`; a stop that arrives meanwhile lets the commit finish before leaving."""
         if not offsets:
             return
+        commit = asyncio.ensure_future(self.kafka.commit(offsets))
         try:
-            await self.kafka.commit(offsets)
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait({commit}, timeout=COMMIT_GRACE_S)
+            if commit.done() and commit.exception() is not None:
+                log.warning("offset commit failed while stopping; the batch will be redelivered and skipped",
+                            error=repr(commit.exception()))
+            raise
         except KafkaError as exc:
             # The batch took effect; uncommitted, it is redelivered and the ledger skips it.
             log.warning("offset commit failed; the batch will be redelivered and skipped", error=repr(exc))
