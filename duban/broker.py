@@ -39,7 +39,7 @@ def broker_credentials(settings: ServiceSettings) -> faust.types.auth.Credential
 
 def kafka_client_options(settings: ServiceSettings) -> dict:
     """bootstrap_servers plus the security options for any aiokafka producer, consumer or admin client,
-    translated by faust's own mapping so the faust app and the plain clients cannot disagree."""
+    translated by faust-streaming's credential mapping."""
     return {"bootstrap_servers": settings.kafka_bootstrap, **credentials_to_aiokafka_auth(broker_credentials(settings))}
 
 

@@ -1,6 +1,7 @@
 """The shape shared by the stream processors (tracker, metrics, notifier): a FastAPI process whose
-lifespan runs a Kafka consumer (duban.consumeloop) that applies events through the ledger, an optional outbox relay,
-and the ops endpoints. Each service supplies only its domain: handler, routers, start-up work."""
+lifespan runs a Kafka consumer (duban.consumeloop) that applies events through the ledger, optional side streams, an
+optional outbox relay, and the ops endpoints. Each service supplies only its domain: handler,
+routers, start-up work."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from fastapi import APIRouter, FastAPI
 from duban import auth
 from duban.broker import BrokerProbe, make_producer
 from duban.consumeloop import ConsumeLoop
-from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, validate_compiled
+from duban.consumer import BatchHandler, BatchResult, Delivery, Handler, LedgerConsumer, validate_compiled
+from duban.events.models import Event
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
 from duban.outbox import OutboxRelay
@@ -26,6 +28,17 @@ from duban.problems import install_problem_handlers
 from duban.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class SideStream:
+    """A second input: only events of `models` from `topic`, read in a consumer group of their own and
+    applied through the service's handler and ledger (docs/decisions/004-metrics-indicator-reports.md)."""
+
+    name: str
+    group: str
+    topic: str
+    models: tuple[type[Event], ...]
 
 
 @dataclass
@@ -46,6 +59,7 @@ class StreamService:
     retry_budget_s: float = 60.0
     # How inbound events are checked against their contracts.
     validate: Callable[[dict], dict] = validate_compiled
+    side_streams: Sequence[SideStream] = ()
 
     def create_app(self) -> FastAPI:
         configure_logging(self.name, level=self.settings.log_level, json=self.settings.log_json)
@@ -63,31 +77,42 @@ class StreamService:
             state["broker"] = BrokerProbe(producer.client, topics)
             if self.on_start:
                 await self.on_start(pool)
-            consumer = LedgerConsumer(name=self.name, pool=pool, producer=producer,
-                                      handler=self.make_handler(pool), validate=self.validate,
-                                      retry_budget_s=self.retry_budget_s, time_window=self.settings.time_window())
-            if self.after_batch:
-                consumer.on_applied.append(self.after_batch)
-            loop = state["consumer"] = ConsumeLoop(self.settings, group=self.group, topic=self.source_topic,
-                                                   consumer=consumer, batch_size=self.batch_size)
-            await loop.start()
-            consuming = asyncio.create_task(loop.run(), name="consume")
+            handler = self.make_handler(pool)
+
+            def consuming(name: str, group: str, topic: str,
+                          only: tuple[type[Event], ...] | None = None) -> ConsumeLoop:
+                consumer = LedgerConsumer(name=name, pool=pool, producer=producer, handler=handler,
+                                          validate=self.validate, retry_budget_s=self.retry_budget_s,
+                                          time_window=self.settings.time_window())
+                if self.after_batch:
+                    consumer.on_applied.append(self.after_batch)
+                return ConsumeLoop(self.settings, group=group, topic=topic, consumer=consumer,
+                                   batch_size=self.batch_size, wanted=None if only is None else of_types(only))
+
+            loops = [consuming(self.name, self.group, self.source_topic),
+                     *(consuming(s.name, s.group, s.topic, s.models) for s in self.side_streams)]
+            state["consumer"] = loops[0]
+            for loop in loops:
+                await loop.start()
+            consuming_tasks = [asyncio.create_task(loop.run(), name=f"consume-{loop.topic}") for loop in loops]
             tasks = [asyncio.create_task(job(pool), name=job.__name__) for job in self.background]
             if self.relay_topic:
                 relay = OutboxRelay(pool, producer, schema=self.schema, topic=self.relay_topic,
                                     source=f"/services/{self.name}")
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
             tasks.append(asyncio.create_task(liveness.beat_every(
-                1.0, lambda: not consuming.done() and not any(t.done() for t in tasks[:-1])), name="heartbeat"))
+                1.0, lambda: not any(t.done() for t in (*consuming_tasks, *tasks[:-1]))), name="heartbeat"))
             tune_garbage_collector(self.settings.gc_gen0_threshold)
             log.info("started", topic=self.source_topic, group=self.group, port=self.settings.http_port)
             try:
                 yield
             finally:
-                # Stop consuming first: the batch in flight is finished and its offsets committed.
-                consuming.cancel()
-                await asyncio.gather(consuming, return_exceptions=True)
-                await loop.stop()
+                # Stop consuming first: each batch in flight is finished and its offsets committed.
+                for task in consuming_tasks:
+                    task.cancel()
+                await asyncio.gather(*consuming_tasks, return_exceptions=True)
+                for loop in loops:
+                    await loop.stop()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -113,6 +138,12 @@ class StreamService:
         add_ops_routes(app, liveness, {"postgresql": database_answers, "kafka": broker_answers,
                                        "kafka-consumer": consumer_joined})
         return app
+
+
+def of_types(models: tuple[type[Event], ...]) -> Callable[[Delivery], bool]:
+    """Picks the records of these event types by their `ce_type` header: the others are another service's."""
+    wanted = {("ce_type", model.TYPE.encode()) for model in models}
+    return lambda delivery: not wanted.isdisjoint(delivery.headers)
 
 
 def tune_garbage_collector(gen0_threshold: int) -> None:

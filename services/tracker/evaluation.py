@@ -16,6 +16,7 @@ from prometheus_client import Counter
 
 from duban import outbox
 from duban.catalog import Catalog
+from duban.events.models import MilestoneStatusChanged, TaskLightChanged, TaskUpdated
 from duban.outbox import Change
 from duban.workcal import WorkingCalendar
 from services.tracker import store
@@ -29,10 +30,6 @@ from services.tracker.domain.tasks import (
 )
 
 log = structlog.get_logger(__name__)
-
-TASK_UPDATED = "duban.tracker.task.updated.v1"
-LIGHT_CHANGED = "duban.tracker.task.light-changed.v1"
-MILESTONE_CHANGED = "duban.tracker.milestone.status-changed.v1"
 
 CALENDAR_GAPS = Counter("duban_tracker_calendar_gaps_total",
                         "Task lights computed in calendar days because the working-day calendar lacks a year",
@@ -88,7 +85,7 @@ class TaskEvaluator:
                         occ.milestone_id, occ.due, task_id, occ.starts, new, done_by.order[0] if done_by else None,
                         done_by.source if done_by else None, done_by.event_id if done_by else None, now))
                 if old is None or old[0] != new:
-                    changes.append(Change(MILESTONE_CHANGED, task_id, {
+                    changes.append(Change(MilestoneStatusChanged, task_id, {
                         "milestone_id": occ.milestone_id, "from": old[0] if old else None, "to": new, "as_of": as_of},
                         now))
 
@@ -96,12 +93,12 @@ class TaskEvaluator:
             light_changed = first or light.light != row["light"]
             if light_changed:
                 LIGHT_CHANGES.labels(light.light).inc()
-                changes.append(Change(LIGHT_CHANGED, task_id, {
+                changes.append(Change(TaskLightChanged, task_id, {
                     "from": None if first else row["light"], "to": light.light, "reason": light.reason,
                     "as_of": as_of}, now))
             current = (report["status"], report["percent"], report["event_time"]) if report else None
             if current and (light_changed or current != (row["status"], row["percent"], row["last_report_at"])):
-                changes.append(Change(TASK_UPDATED, task_id, {
+                changes.append(Change(TaskUpdated, task_id, {
                     "status": current[0], "percent": current[1], "light": light.light,
                     "reported_at": utc(current[2])}, now))
 

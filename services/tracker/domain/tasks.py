@@ -25,7 +25,7 @@ _SEVERITY = {"green": 0, "yellow": 1, "red": 2}
 
 @dataclass(frozen=True)
 class Completion:
-    """A duban.task.milestone-completed.v1 event."""
+    """A TaskMilestoneCompleted event."""
 
     milestone_id: str
     on: date  # civil date (Asia/Shanghai) of the event time

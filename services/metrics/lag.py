@@ -1,13 +1,8 @@
-"""The metrics service's second input, and the lag of every stream processor's consumer group.
-
-Indicator reports (`duban.indicator.value-reported.v1`) are department events: the tracker does not
-re-announce them, so this service reads them from the department topic in a consumer group of its
-own, passing only that type to the ledger (docs/decisions/004-metrics-indicator-reports.md)."""
+"""The lag of every stream processor's consumer group, polled from the broker."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -16,39 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from duban.broker import kafka_client_options, make_producer
-from duban.consumeloop import ConsumeLoop
-from duban.consumer import BatchResult, Delivery, Handler, LedgerConsumer, validate_compiled
+from duban.broker import kafka_client_options
 from services.metrics.settings import MetricsSettings
 
 log = structlog.get_logger(__name__)
-
-
-def report_consumer(settings: MetricsSettings, handler: Handler, event_type: str,
-                    on_applied: Callable[[BatchResult], None]) -> Callable[[asyncpg.Pool], asyncio.Future]:
-    """A background job: consume `event_type` from the department topic through the ledger."""
-    wanted = ("ce_type", event_type.encode())
-
-    def is_wanted(delivery: Delivery) -> bool:
-        # Everything else on the topic is the tracker's business: committed past, not recorded.
-        return wanted in delivery.headers
-
-    async def consume_reports(pool: asyncpg.Pool) -> None:
-        producer = make_producer(settings)
-        await producer.start()
-        consumer = LedgerConsumer(name="metrics-reports", pool=pool, producer=producer, handler=handler,
-                                  validate=validate_compiled, time_window=settings.time_window())
-        consumer.on_applied.append(on_applied)
-        loop = ConsumeLoop(settings, group=settings.reports_consumer_group, topic=settings.topic_dept_events,
-                           consumer=consumer, wanted=is_wanted)
-        await loop.start()
-        try:
-            await loop.run()
-        finally:
-            await loop.stop()
-            await producer.stop()
-
-    return consume_reports
 
 
 class ConsumerLag(Collector):
