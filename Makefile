@@ -19,8 +19,9 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 venv: $(BIN)/.synced
 
+# `make run RUN_ARGS=--real-time`: the demo on the wall clock (README).
 run: venv
-	$(BIN)/duban run
+	$(BIN)/duban run $(RUN_ARGS)
 
 # Binaries the tests run that no pinned Python package ships: promtool and prometheus, amtool and
 # prometheus-alertmanager, and the chromium (with CJK fonts for the board's Chinese pages) Playwright

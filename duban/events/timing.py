@@ -6,8 +6,8 @@ department system existed) tells the truth. Intake refuses such events and the c
 dead-letter them, with the same rule: `time`, every date-time inside `data` (a case's opened_at, a
 light's as_of…) and the year of an indicator's `period` lie within [floor, now + max skew].
 
-"Now" is the host's wall clock, not a service's fixed or virtual clock: those evaluate lights as of
-another instant, while the window guards what the world can truthfully have sent.
+"Now" is the one clock's (duban/clock.py): real time in production; on the demo's virtual clock the
+department events carry virtual instants, and the window must follow it or it would refuse them all.
 """
 
 from __future__ import annotations
@@ -18,13 +18,10 @@ from datetime import date, datetime, time, timedelta, timezone
 from functools import cache, cached_property
 from typing import Any
 
+from duban.clock import now as one_clock_now
 from duban.events.registry import CONTRACTS, FieldError
 
 Path = tuple[str, ...]  # "*" stands for every item of an array
-
-
-def _wall_clock() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _date_time_paths(schema: Mapping[str, Any], root: Mapping[str, Any], at: Path = ()) -> Iterator[Path]:
@@ -64,7 +61,7 @@ class TimeWindow:
 
     floor: date = date(2000, 1, 1)
     max_skew: timedelta = timedelta(minutes=5)
-    clock: Callable[[], datetime] = field(default=_wall_clock, compare=False)
+    clock: Callable[[], datetime] = field(default=one_clock_now, compare=False)
 
     @cached_property
     def _earliest(self) -> datetime:

@@ -1,6 +1,4 @@
-from datetime import datetime, timezone
-
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from duban.settings import ServiceSettings
 
@@ -18,9 +16,3 @@ class BoardSettings(ServiceSettings):
     upstream_timeout_s: float = Field(10.0, gt=0)
     # Send the sign-in cookie over HTTPS only: on wherever the board is served through TLS (Kubernetes ingress).
     cookie_secure: bool = False
-    # Evaluate lights as of this instant instead of the wall clock (drills, what-if, tests): the board dates its
-    # scorecard, exports and bulletins by it.
-    fixed_now: AwareDatetime | None = None
-
-    def clock(self) -> datetime:
-        return self.fixed_now or datetime.now(timezone.utc)

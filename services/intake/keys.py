@@ -98,6 +98,7 @@ async def rotate_key(conn: asyncpg.Connection, key_id: str, grace: timedelta) ->
     system can switch over without a gap. Returns (new key, its token, old key)."""
     async with conn.transaction():
         old = await store.lock_key(conn, key_id)
+        # Credentials expire in real time, also on a virtual clock (intake checks them so, in SQL).
         if old is None or (old["revoked_at"] is not None and old["revoked_at"] <= datetime.now(timezone.utc)):
             raise KeyCommandError(f"no valid key {key_id!r}")
         new, token = await create_key(conn, old["department"], old["label"])

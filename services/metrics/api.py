@@ -4,7 +4,7 @@ case by case. Errors are RFC 9457 problem documents."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Annotated
 
 import asyncpg
@@ -40,13 +40,13 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
     router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
 
     async def figures_of(conn: asyncpg.Connection, period: str, case_type: str | None = None) -> list[Figure]:
-        now = datetime.now(timezone.utc)
+        now = settings.clock()
         open_by_group, _ = open_clocks_now(hours, await store.read_open_cases(conn, case_type=case_type), now)
         return build_figures(catalog, await store.read_sums(conn, period=period), open_by_group,
                              today=civil_date(now), periods=[period], approx_tolerance=settings.approx_tolerance)
 
     def period_or_default(period: str | None) -> str:
-        return period or str(civil_date(datetime.now(timezone.utc)).year)
+        return period or str(civil_date(settings.clock()).year)
 
     @router.get("/indicators")
     async def list_indicators(pool: Pool, principal: CurrentPrincipal, period: PeriodQuery = None) -> dict:
@@ -64,7 +64,7 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
         return {"period": period, "items": items,
                 "calendar": {"version": hours.calendar.version, "uncovered_cases": uncovered,
                              "provisional_years": list(hours.calendar.provisional_years),
-                             "covers_next_year": hours.calendar.is_covered(civil_date(datetime.now(timezone.utc)).year + 1)}}
+                             "covers_next_year": hours.calendar.is_covered(civil_date(settings.clock()).year + 1)}}
 
     @router.get("/indicators/{indicator_id}")
     async def get_indicator(
@@ -99,10 +99,10 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
             cases = await store.list_period_cases(conn, case_type=ind.feed.case_type, period=Period.parse(key),
                                                   department=department, limit=limit, offset=offset)
             open_rows = await store.read_open_cases(conn, case_type=ind.feed.case_type) \
-                if Period.parse(key).contains(civil_date(datetime.now(timezone.utc))) else []
+                if Period.parse(key).contains(civil_date(settings.clock())) else []
         body["cases"] = {"items": [dict(c) for c in cases], "total": figure.samples + figure.unmeasured,
                          "limit": limit, "offset": offset}
-        now = datetime.now(timezone.utc)
+        now = settings.clock()
         body["open_cases"] = [open_case_view(r, now) for r in open_rows
                               if department in (ALL_DEPARTMENTS, r["department"])]
         return body

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
 
 import asyncpg
 import structlog
@@ -44,7 +43,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                 await tasks.refresh(pool)
                 async with pool.acquire() as conn:
                     indicators.snapshot = await take_snapshot(
-                        conn, catalog, hours, now=datetime.now(timezone.utc), exposed_years=settings.exposed_years,
+                        conn, catalog, hours, now=settings.clock(), exposed_years=settings.exposed_years,
                         approx_tolerance=settings.approx_tolerance)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # /metrics keeps the last snapshot (its timestamp shows its age); /readyz reports the database.

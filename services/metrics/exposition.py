@@ -50,6 +50,7 @@ def open_clocks_now(hours: OfficeHours, rows: list[asyncpg.Record], now: datetim
 
 @dataclass
 class Snapshot:
+    # Real time, also on a virtual clock: the staleness alert compares it with Prometheus's time().
     taken_at: datetime
     figures: list[Figure] = field(default_factory=list)
     buckets: list[asyncpg.Record] = field(default_factory=list)
@@ -71,7 +72,7 @@ async def take_snapshot(conn: asyncpg.Connection, catalog: Catalog, hours: Offic
     uncovered = {**{(t, "closed"): n for t, n in closed_uncovered.items()},
                  **{(t, "open"): n for t, n in open_uncovered.items()}}
     calendar = hours.calendar
-    return Snapshot(taken_at=now, figures=figures, buckets=await store.read_duration_buckets(conn),
+    return Snapshot(taken_at=datetime.now(timezone.utc), figures=figures, buckets=await store.read_duration_buckets(conn),
                     uncovered=uncovered, covered_years=calendar.covered_years(),
                     provisional_years=calendar.provisional_years,
                     next_year_covered=calendar.is_covered(today.year + 1), current_periods=periods_of(today))

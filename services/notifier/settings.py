@@ -1,7 +1,7 @@
-from datetime import datetime, time, timezone
+from datetime import time
 from pathlib import Path
 
-from pydantic import AwareDatetime, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from duban.settings import ServiceSettings
 
@@ -22,7 +22,8 @@ class NotifierSettings(ServiceSettings):
 
     # Who receives what: department code -> channel addresses (docs/notifier.md). None: nobody yet.
     notifier_routes: Path | None = None
-    # Send at any hour instead of office hours only: the local demo (`duban run`), whose clock is the wall clock.
+    # Send at any hour instead of office hours only: the local demo (`duban run`), whose notices a newcomer
+    # should see at once, at whatever hour of the real or virtual day.
     deliver_outside_office_hours: bool = False
     # Digest routes get their digest at this civil time (Asia/Shanghai) of each working day; lead
     # departments get the weekly one on the week's first working day.
@@ -45,9 +46,3 @@ class NotifierSettings(ServiceSettings):
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_sender: str = "duban@gulou.gov.cn"
-
-    # Escalate as of this instant instead of the wall clock (drills, what-if, tests).
-    fixed_now: AwareDatetime | None = None
-
-    def clock(self) -> datetime:
-        return self.fixed_now or datetime.now(timezone.utc)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import asyncpg
@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from duban.api_deps import PAGE_SIZE_DEFAULT, ChangingPrincipal, CurrentPrincipal, Limit, Offset, Pool, authenticated
 from duban.auth import Principal, forbidden
 from duban.catalog import Catalog
+from duban.clock import now as one_clock_now
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import WorkingCalendar
@@ -212,7 +213,7 @@ class DepartmentView(BaseModel):
 
 
 def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
-                clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> APIRouter:
+                clock: Callable[[], datetime] = one_clock_now) -> APIRouter:
     # Every route needs a bearer token; a department sees only its own tasks and cases (duban/auth.py).
     router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
     evaluator = evaluator or TaskEvaluator(catalog, WorkingCalendar())

@@ -1,6 +1,4 @@
-from datetime import datetime, timezone
-
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from duban.settings import ServiceSettings
 
@@ -19,8 +17,3 @@ class TrackerSettings(ServiceSettings):
     # A milestone due before the plan's issue date may be reported done this many working days after it
     # before it turns red (docs/tracker.md).
     retroactive_grace_working_days: int = Field(10, ge=0)
-    # Evaluate lights as of this instant instead of the wall clock (drills, what-if, tests).
-    fixed_now: AwareDatetime | None = None
-
-    def clock(self) -> datetime:
-        return self.fixed_now or datetime.now(timezone.utc)

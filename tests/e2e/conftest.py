@@ -31,10 +31,11 @@ class Launcher:
     """`duban run` as `make run` starts it, on ports and a run directory of its own; its output is
     collected as it comes (the launcher reports what it supervises there)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, env: dict[str, str] | None = None) -> None:
+        """`env`: DUBAN_* settings the launcher passes on to every service (a virtual clock…)."""
         self.run_dir = run_dir
         base_port, kafka_port = free_port_block(5), free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | (env or {})
         self.process = subprocess.Popen(
             [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
              "--base-port", str(base_port), "--kafka-port", str(kafka_port), "--mail-port", str(free_port())],

@@ -245,7 +245,7 @@ class System:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
         self.env = env | {
             "DUBAN_DATABASE_URL": self.database_url, "DUBAN_KAFKA_BOOTSTRAP": self.proxy.address,
-            "DUBAN_DATA_DIR": str(self.run_dir), "DUBAN_FIXED_NOW": FIXED_NOW, "DUBAN_LOG_JSON": "false",
+            "DUBAN_DATA_DIR": str(self.run_dir), "DUBAN_CLOCK_START": FIXED_NOW, "DUBAN_CLOCK_SPEED": "0", "DUBAN_LOG_JSON": "false",
             # As the launcher sets them for Tansu (docs/decisions/001), a little shorter still.
             "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "6",
             "DUBAN_NOTIFIER_ROUTES": str(routes), "DUBAN_SMTP_HOST": "127.0.0.1",

@@ -28,7 +28,8 @@ async def test_recompute_moves_lights_and_clocks_to_the_official_year(feed, pool
             async with tracker.acquire() as conn:
                 await tracker_store.sync_catalog(conn, CATALOG)
             done = await recompute_calendar(
-                TrackerSettings(database_url=database_url, schema_name=tracker_schema, fixed_now=at("2027-03-01 09:00")),
+                TrackerSettings(database_url=database_url, schema_name=tracker_schema, clock_start=at("2027-03-01 09:00"),
+                                clock_speed=0),
                 MetricsSettings(database_url=database_url, schema_name=schema))
             # Every task was evaluated on the new calendar and its first light announced through the outbox.
             assert await tracker.fetchval("SELECT count(*) FROM tasks WHERE light_as_of IS NOT NULL") == 28

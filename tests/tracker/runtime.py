@@ -126,7 +126,7 @@ def tracker_env(settings: ServiceSettings, *, database_url: str, schema: str, gr
         "DUBAN_TOPIC_TRACKER_CHANGES": settings.topic_tracker_changes,
         "DUBAN_SCHEMA_NAME": schema, "DUBAN_CONSUMER_GROUP": group, "DUBAN_DATA_DIR": str(data_dir),
         "DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "6",
-        "DUBAN_FIXED_NOW": FIXED_NOW, "DUBAN_LOG_JSON": "false",
+        "DUBAN_CLOCK_START": FIXED_NOW, "DUBAN_CLOCK_SPEED": "0", "DUBAN_LOG_JSON": "false",
         # The session's key when a test holds `tokens`, so its tokens open this tracker's API too.
         "DUBAN_AUTH_PUBLIC_KEY_FILE": os.environ.get("DUBAN_AUTH_PUBLIC_KEY_FILE") or str(ensure_local_keys(data_dir)[1]),
     }

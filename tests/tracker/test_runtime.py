@@ -170,7 +170,7 @@ async def test_replay_rebuilds_the_live_state(settings, env, pool, database_url,
     await produce(settings, events)
     await wait_for(lambda: applied(pool, len(events)), 60, "the live tracker to apply everything", tracker)
     replay_settings = TrackerSettings(**json.loads(settings.model_dump_json()) | {
-        "database_url": database_url, "schema_name": schema, "fixed_now": tracker.env["DUBAN_FIXED_NOW"]})
+        "database_url": database_url, "schema_name": schema, "clock_start": tracker.env["DUBAN_CLOCK_START"], "clock_speed": 0})
     with pytest.raises(TrackerRunning):
         await replay(replay_settings)
     assert tracker.stop(), tracker.log()[-4000:]

@@ -93,7 +93,8 @@ async def test_duban_events_void_from_the_command_line(tracker, pool, database_u
     report = progress("T20", "district-court", "2021-08-20 10:00", "in_progress", 60)
     await tracker.send(report)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
-        "DUBAN_DATABASE_URL": database_url, "DUBAN_SCHEMA_NAME": schema, "DUBAN_FIXED_NOW": NOW.isoformat()}
+        "DUBAN_DATABASE_URL": database_url, "DUBAN_SCHEMA_NAME": schema, "DUBAN_CLOCK_START": NOW.isoformat(),
+        "DUBAN_CLOCK_SPEED": "0"}
     command = [sys.executable, "-m", "duban.cli", "events", "void", report["source"], report["id"],
                "--reason", "sent for the wrong task", "--principal", "district-office:zhao"]
     for expected_rc, expected_out in [(0, f"voided duban.task.progress-reported.v1 {report['id']} of T20"
@@ -122,7 +123,7 @@ async def test_a_replay_keeps_the_voids(tracker, pool, database_url, schema, uni
                                principal="district-office:wang", now=NOW)
 
     report = await replay(TrackerSettings(**json.loads(topics.model_dump_json()) | {
-        "database_url": database_url, "schema_name": schema, "fixed_now": NOW.isoformat()}))
+        "database_url": database_url, "schema_name": schema, "clock_start": NOW.isoformat(), "clock_speed": 0}))
     assert (report.events, report.applied) == (2, 2)
     assert await percent(pool) == 60, "the rebuilt task leaves the voided report out"
     assert await pool.fetchval("SELECT reason FROM voided_events WHERE event_id = $1", wrong["id"]) == "meant for T21"

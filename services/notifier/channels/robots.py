@@ -57,6 +57,7 @@ class DingTalkChannel:
     async def send(self, target: Target, notice: Notice, key: str) -> None:
         route = target.route
         assert isinstance(route, DingTalkRoute)
+        # DingTalk checks the signature's timestamp against its real clock, whatever the services' clock says.
         url = dingtalk_signed_url(target.address, route.secret, int(time.time() * 1000)) if route.secret else target.address
         await _post_robot(self.client, url,
                           {"msgtype": "markdown", "markdown": {"title": title(notice), "text": markdown(notice)}},

@@ -26,6 +26,8 @@ def delivery_id(key: str) -> str:
 
 
 def cloudevent(notice: Notice, key: str) -> dict:
+    # `time` is when it is sent, by the real clock (as the signature's timestamp), also on a virtual clock:
+    # receivers check both against theirs. The notice's own instants (`data`) follow the one clock.
     return {"specversion": "1.0", "id": delivery_id(key), "source": "/services/notifier", "type": notice.TYPE,
             "subject": notice.subject, "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
             "datacontenttype": "application/json",
