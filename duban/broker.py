@@ -1,4 +1,4 @@
-"""Kafka plumbing shared by the services: topic creation, producers, the faust app and dead letters.
+"""Kafka plumbing shared by the services: topic creation, client options, producers and dead letters.
 
 Topics are always created explicitly: Tansu (the local broker) does not auto-create them, and in
 production the partition count is a decision, not an accident of the first producer."""
@@ -9,11 +9,9 @@ import asyncio
 import ssl
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import faust
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
-from faust.sensors import Monitor, Sensor
 from aiokafka import AIOKafkaClient, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -41,7 +39,7 @@ def broker_credentials(settings: ServiceSettings) -> faust.types.auth.Credential
 
 def kafka_client_options(settings: ServiceSettings) -> dict:
     """bootstrap_servers plus the security options for any aiokafka producer, consumer or admin client,
-    translated by faust's own mapping so the faust app and the plain clients cannot disagree."""
+    translated by faust-streaming's credential mapping."""
     return {"bootstrap_servers": settings.kafka_bootstrap, **credentials_to_aiokafka_auth(broker_credentials(settings))}
 
 
@@ -127,49 +125,6 @@ class BrokerProbe:
         if leaderless:
             return RuntimeError(f"topics missing or without a leader: {', '.join(leaderless)}")
         return None
-
-
-class LeanMonitor(Monitor):
-    """faust's monitor without its per-event bookkeeping, which the services do not read (their own
-    prometheus-client metrics count what matters) and which costs a measurable share of each event."""
-
-    on_message_in = Sensor.on_message_in
-    on_stream_event_in = Sensor.on_stream_event_in
-    on_stream_event_out = Sensor.on_stream_event_out
-    on_message_out = Sensor.on_message_out
-
-
-def make_faust_app(settings: ServiceSettings, app_id: str) -> faust.App:
-    """A faust app used only as a thin consumer runtime: no tables, no web server, no topic declaration.
-
-    State lives in PostgreSQL; `at_least_once` plus each service's processed-events ledger gives
-    exactly-once effect."""
-    datadir = Path(settings.data_dir) / "faust" / app_id
-    datadir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    return faust.App(
-        app_id,
-        broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
-        broker_credentials=broker_credentials(settings),
-        processing_guarantee="at_least_once",
-        web_enabled=False,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        store="memory://",
-        consumer_auto_offset_reset="earliest",
-        broker_rebalance_timeout=settings.kafka_rebalance_timeout_s,
-        broker_session_timeout=settings.kafka_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.kafka_session_timeout_s / 3),
-        broker_commit_every=500,
-        broker_commit_interval=1.0,
-        producer_acks=-1,
-        datadir=str(datadir),
-        logging_config=None,
-        Monitor=LeanMonitor,
-    )
-
-
-def raw_topic(app: faust.App, name: str) -> faust.TopicT:
-    return app.topic(name, key_serializer="raw", value_serializer="raw", internal=False)
 
 
 async def send_dead_letter(

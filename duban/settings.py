@@ -24,9 +24,16 @@ class ServiceSettings(ClockSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     # Tansu (the local broker) has no idempotent producer; production Kafka does.
     kafka_enable_idempotence: bool = False
-    # A faust worker waits ≈ 30 s to join a group on Tansu with the default timeouts; the launcher lowers them locally.
+    # A consumer waits long to join a group on Tansu with the default timeouts; the launcher lowers them locally.
     kafka_rebalance_timeout_s: float = 60.0
     kafka_session_timeout_s: float = 30.0
+    # How long the broker may hold a consumer's fetch that finds no data. Kafka answers as soon as data
+    # arrives, so its default costs no latency; Tansu answers only at the limit, so the launcher lowers
+    # it when it starts Tansu (docs/decisions/024-consumer-runtime-speed.md).
+    kafka_fetch_max_wait_ms: int = Field(500, ge=0)
+    # Allocations between two collections of the youngest generation in a stream processor (Python's
+    # default is 700); fewer collections of a batch's short-lived objects (decision 024).
+    gc_gen0_threshold: int = Field(10_000, ge=1)
     # How clients reach the broker: PLAINTEXT locally (Tansu has no SASL nor TLS); on Strimzi the
     # listener is SASL_SSL with SCRAM-SHA-512, a user per service and the cluster CA (docs/deploy.md).
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"

@@ -1,11 +1,12 @@
 """The shape shared by the stream processors (tracker, metrics, notifier): a FastAPI process whose
-lifespan runs a faust consumer that applies events through the ledger, optional side streams, an
+lifespan runs a Kafka consumer (duban.consumeloop) that applies events through the ledger, optional side streams, an
 optional outbox relay, and the ops endpoints. Each service supplies only its domain: handler,
 routers, start-up work."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,10 +16,10 @@ import structlog
 from fastapi import APIRouter, FastAPI
 
 from duban import auth
-from duban.broker import BrokerProbe, make_faust_app, make_producer, raw_topic
-from duban.consumer import BatchHandler, BatchResult, Handler, LedgerConsumer, attach_agent
+from duban.broker import BrokerProbe, make_producer
+from duban.consumeloop import ConsumeLoop
+from duban.consumer import BatchHandler, BatchResult, Delivery, Handler, LedgerConsumer, validate_compiled
 from duban.events.models import Event
-from duban.events.registry import validate_or_raise
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
 from duban.outbox import OutboxRelay
@@ -56,8 +57,8 @@ class StreamService:
     after_batch: Callable[[BatchResult], None] | None = None
     # How long transient failures (database, broker) are retried before the process exits unacknowledged.
     retry_budget_s: float = 60.0
-    # How inbound events are checked against their contracts (duban.consumer.validate_by_model is faster).
-    validate: Callable[[dict], dict] = validate_or_raise
+    # How inbound events are checked against their contracts.
+    validate: Callable[[dict], dict] = validate_compiled
     side_streams: Sequence[SideStream] = ()
 
     def create_app(self) -> FastAPI:
@@ -78,38 +79,40 @@ class StreamService:
                 await self.on_start(pool)
             handler = self.make_handler(pool)
 
-            def consuming(name: str, group: str, topic: str, only: tuple[type[Event], ...] | None = None):
-                app_ = make_faust_app(self.settings, group)
+            def consuming(name: str, group: str, topic: str,
+                          only: tuple[type[Event], ...] | None = None) -> ConsumeLoop:
                 consumer = LedgerConsumer(name=name, pool=pool, producer=producer, handler=handler,
                                           validate=self.validate, retry_budget_s=self.retry_budget_s,
                                           time_window=self.settings.time_window())
                 if self.after_batch:
                     consumer.on_applied.append(self.after_batch)
-                attach_agent(app_, raw_topic(app_, topic), consumer, batch_size=self.batch_size, only=only)
-                return app_
+                return ConsumeLoop(self.settings, group=group, topic=topic, consumer=consumer,
+                                   batch_size=self.batch_size, wanted=None if only is None else of_types(only))
 
-            faust_app = consuming(self.name, self.group, self.source_topic)
-            side_apps = [consuming(s.name, s.group, s.topic, s.models) for s in self.side_streams]
-            state["faust"] = faust_app
+            loops = [consuming(self.name, self.group, self.source_topic),
+                     *(consuming(s.name, s.group, s.topic, s.models) for s in self.side_streams)]
+            state["consumer"] = loops[0]
+            for loop in loops:
+                await loop.start()
+            consuming_tasks = [asyncio.create_task(loop.run(), name=f"consume-{loop.topic}") for loop in loops]
             tasks = [asyncio.create_task(job(pool), name=job.__name__) for job in self.background]
             if self.relay_topic:
                 relay = OutboxRelay(pool, producer, schema=self.schema, topic=self.relay_topic,
                                     source=f"/services/{self.name}")
                 tasks.append(asyncio.create_task(relay.run(), name="outbox-relay"))
             tasks.append(asyncio.create_task(liveness.beat_every(
-                1.0, lambda: not any(a.should_stop for a in (faust_app, *side_apps))
-                and not any(t.done() for t in tasks[:-1])), name="heartbeat"))
-            await faust_app.start()
-            for side_app in side_apps:
-                await side_app.start()
+                1.0, lambda: not any(t.done() for t in (*consuming_tasks, *tasks[:-1]))), name="heartbeat"))
+            tune_garbage_collector(self.settings.gc_gen0_threshold)
             log.info("started", topic=self.source_topic, group=self.group, port=self.settings.http_port)
             try:
                 yield
             finally:
-                # Stop consuming first: faust commits the offsets of the batches already applied.
-                for side_app in side_apps:
-                    await side_app.stop()
-                await faust_app.stop()
+                # Stop consuming first: each batch in flight is finished and its offsets committed.
+                for task in consuming_tasks:
+                    task.cancel()
+                await asyncio.gather(*consuming_tasks, return_exceptions=True)
+                for loop in loops:
+                    await loop.stop()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -126,8 +129,7 @@ class StreamService:
             await state["pool"].fetchval("SELECT 1")
 
         async def consumer_joined() -> None:
-            faust_app = state["faust"]
-            if faust_app.rebalancing or not faust_app.consumer.assignment():
+            if not state["consumer"].owns_partitions():
                 raise RuntimeError("consumer has no partitions assigned yet")
 
         async def broker_answers() -> None:
@@ -136,3 +138,20 @@ class StreamService:
         add_ops_routes(app, liveness, {"postgresql": database_answers, "kafka": broker_answers,
                                        "kafka-consumer": consumer_joined})
         return app
+
+
+def of_types(models: tuple[type[Event], ...]) -> Callable[[Delivery], bool]:
+    """Picks the records of these event types by their `ce_type` header: the others are another service's."""
+    wanted = {("ce_type", model.TYPE.encode()) for model in models}
+    return lambda delivery: not wanted.isdisjoint(delivery.headers)
+
+
+def tune_garbage_collector(gen0_threshold: int) -> None:
+    """Move what start-up made (catalog, contracts, models, libraries) out of the collector's sight:
+    it is kept for the process's life, and every full collection would walk it again. A batch makes
+    thousands of short-lived objects, so the youngest generation is collected less often
+    (docs/decisions/024-consumer-runtime-speed.md measured both)."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(gen0_threshold, gen1, gen2)

@@ -33,7 +33,7 @@ import httpx
 from duban.auth import ensure_local_keys, issue_token
 from duban.broker import ensure_topics, wait_for_broker
 from duban.clock import Clock, ClockSettings
-from duban.embedded import EmbeddedPostgres, die_with_parent, spawn, tansu_command
+from duban.embedded import TANSU_CLIENT_ENV, EmbeddedPostgres, die_with_parent, spawn, tansu_command
 from duban.pg import drop_database, ensure_database, migrate, pending_migrations
 from duban.settings import ServiceSettings
 from duban.workcal import SHANGHAI
@@ -146,9 +146,8 @@ class Stack:
             return bootstrap
         address = f"127.0.0.1:{self.kafka_port}"
         self.launch("tansu", tansu_command(address), self.env)
-        # With faust's default timeouts a join takes ≈ 30 s on Tansu (docs/decisions/001): keep them short here.
-        self.env.setdefault("DUBAN_KAFKA_REBALANCE_TIMEOUT_S", "4")
-        self.env.setdefault("DUBAN_KAFKA_SESSION_TIMEOUT_S", "10")
+        for name, value in TANSU_CLIENT_ENV.items():
+            self.env.setdefault(name, value)
         return address
 
     async def start(self) -> None:

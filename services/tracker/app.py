@@ -6,7 +6,6 @@ import asyncpg
 from fastapi import FastAPI
 
 from duban.catalog import load_catalog
-from duban.consumer import validate_by_model
 from duban.streamservice import StreamService
 from duban.workcal import OfficeHours, WorkingCalendar
 from services.tracker import api, extensions, store
@@ -31,7 +30,7 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
         source_topic=settings.topic_dept_events,
         make_handler=lambda pool: TrackerHandlers(catalog, evaluator, settings.clock),
         routers=[api.make_router(catalog, evaluator, settings.clock)], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
-        batch_size=settings.batch_size, retry_budget_s=settings.retry_budget_s, validate=validate_by_model,
+        batch_size=settings.batch_size, retry_budget_s=settings.retry_budget_s,
         background=[reevaluation_job(evaluator, settings.clock, settings.reevaluate_interval_s),
                     case_warning_job(CaseWarner(catalog, OfficeHours.from_env()), settings.clock,
                                      settings.case_warning_interval_s)],

@@ -1,5 +1,5 @@
 """The Kafka security settings (DUBAN_KAFKA_SECURITY_PROTOCOL, DUBAN_KAFKA_SASL_*, DUBAN_KAFKA_SSL_CAFILE)
-reach every client Duban builds: the producers, the admin and consumer clients, and the faust app.
+reach every client Duban builds: the producers, the admin and consumer clients, and the stream processors' consumer.
 The local broker (Tansu) has no SASL nor TLS, so what is checked is the configured client objects."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ from __future__ import annotations
 import ssl
 
 import certifi
-import faust
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from duban.broker import broker_credentials, kafka_client_options, make_faust_app, make_producer
+from duban.broker import broker_credentials, kafka_client_options, make_producer
+from duban.consumeloop import make_consumer
 from duban.settings import ServiceSettings
 
 
@@ -28,26 +28,19 @@ def test_plaintext_by_default_for_the_local_broker():
         "bootstrap_servers": "a:1,b:2", "security_protocol": "PLAINTEXT"}
 
 
-async def test_sasl_ssl_reaches_producer_admin_and_consumer(tmp_path):
+async def test_sasl_ssl_reaches_producer_admin_and_consumers(tmp_path):
     settings = scram_settings(tmp_path)
     producer = make_producer(settings)
     admin = AIOKafkaAdminClient(**kafka_client_options(settings))
     consumer = AIOKafkaConsumer(**kafka_client_options(settings))
-    for client in (producer.client, admin._client, consumer._client):
+    stream_consumer = make_consumer(settings, "duban-tracker", max_records=500)
+    for client in (producer.client, admin._client, consumer._client, stream_consumer._client):
         assert client._security_protocol == "SASL_SSL"
         assert client._sasl_mechanism == "SCRAM-SHA-512"
         assert client._sasl_plain_username == "duban-tracker"
         assert client._sasl_plain_password == "s3cret"
         assert isinstance(client._ssl_context, ssl.SSLContext)
         assert client._ssl_context.verify_mode == ssl.CERT_REQUIRED and client._ssl_context.check_hostname
-
-
-def test_sasl_ssl_reaches_the_faust_app(tmp_path):
-    app = make_faust_app(scram_settings(tmp_path), "duban-test-security")
-    credentials = app.conf.broker_credentials
-    assert isinstance(credentials, faust.SASLCredentials)
-    assert credentials.protocol.value == "SASL_SSL" and credentials.mechanism.value == "SCRAM-SHA-512"
-    assert (credentials.username, credentials.password) == ("duban-tracker", "s3cret")
 
 
 def test_tls_without_sasl(tmp_path):
