@@ -7,7 +7,8 @@ partition with no consumer group, so the live group's committed offsets stay as 
 tracker started afterwards resumes there and the ledger skips what the replay already applied.
 
 The district office's voids (services/tracker/void.py) are carried over: the rebuilt state leaves
-out the same events; so are extension requests and their decisions (services/tracker/extensions.py). Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
+out the same events; so are extension requests and their decisions (services/tracker/extensions.py) and
+the verification decisions (services/tracker/verification.py), which the fold reads as the live one does. Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
 The rebuilt outbox repeats what was announced before, so its rows are marked published unless
 `--announce` is given (then consumers apply what changed and skip nothing else: see docs/tracker.md)."""
 
@@ -41,6 +42,8 @@ _DECISIONS = {
     "voided_events": ("source", "event_id", "type", "subject", "reason", "principal", "voided_at"),
     "milestone_extensions": ("id", "task_id", "milestone_id", "original_due", "requested_due", "reason", "evidence",
                              "requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_reason"),
+    "verification_decisions": ("id", "task_id", "milestone_id", "due", "source", "event_id", "requested_at", "outcome",
+                               "reason", "decided_by", "decided_at"),
 }
 
 
@@ -55,9 +58,10 @@ async def _decisions_of(conn: asyncpg.Connection, schema: str) -> dict[str, list
 async def _restore_decisions(conn: asyncpg.Connection, kept: dict[str, list[tuple]]) -> None:
     for table, records in kept.items():
         await conn.copy_records_to_table(table, records=records, columns=_DECISIONS[table])
-    # New requests are numbered after the copied ones.
-    await conn.execute("SELECT setval(pg_get_serial_sequence('milestone_extensions', 'id'),"
-                       " coalesce(max(id), 0) + 1, false) FROM milestone_extensions")
+    # New requests and decisions are numbered after the copied ones.
+    for table in ("milestone_extensions", "verification_decisions"):
+        await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false)"
+                           f" FROM {table}")
 
 
 class TrackerRunning(RuntimeError):
@@ -113,7 +117,8 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
         await guard.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await migrate(settings.database_url, schema, MIGRATIONS)
         catalog = load_catalog()
-        evaluator = TaskEvaluator(catalog, WorkingCalendar())
+        evaluator = TaskEvaluator(catalog, WorkingCalendar(), settings.retroactive_grace_working_days,
+                                  settings.verification_grace_working_days)
         pool = await create_pool(settings.database_url, schema)
         producer = make_producer(settings)
         await producer.start()

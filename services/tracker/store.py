@@ -90,23 +90,30 @@ async def completions_of(conn: asyncpg.Connection, task_ids: Sequence[str]) -> d
 
 
 async def milestone_states(conn: asyncpg.Connection, task_ids: Sequence[str]
-                           ) -> dict[tuple[str, object], tuple[str, str | None]]:
-    """(milestone_id, due) -> (status, id of the completion that did it)."""
-    rows = await conn.fetch("SELECT milestone_id, due, status, done_event_id FROM milestones"
+                           ) -> dict[tuple[str, object], tuple[str, str | None, str]]:
+    """(milestone_id, due) -> (status, id of the completion that did it, status last announced)."""
+    rows = await conn.fetch("SELECT milestone_id, due, status, done_event_id, announced FROM milestones"
                             " WHERE task_id = ANY($1::text[])", list(task_ids))
-    return {(r["milestone_id"], r["due"]): (r["status"], r["done_event_id"]) for r in rows}
+    return {(r["milestone_id"], r["due"]): (r["status"], r["done_event_id"], r["announced"]) for r in rows}
 
 
 async def save_milestones(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
-    """rows: (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id, status_as_of)."""
+    """rows: (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id, status_as_of, announced)."""
     if rows:
         await conn.execute(
             "INSERT INTO milestones (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id,"
-            " status_as_of) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::date[], $5::text[],"
-            " $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[])"
+            " status_as_of, announced) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::date[], $5::text[],"
+            " $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])"
             " ON CONFLICT (milestone_id, due) DO UPDATE SET starts = EXCLUDED.starts, status = EXCLUDED.status,"
             " done_at = EXCLUDED.done_at, done_by = EXCLUDED.done_by, done_event_id = EXCLUDED.done_event_id,"
-            " status_as_of = EXCLUDED.status_as_of", *_columns(rows))
+            " status_as_of = EXCLUDED.status_as_of, announced = EXCLUDED.announced", *_columns(rows))
+
+
+async def verification_outcomes(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(source, event id) of a judged report or completion → 'verified' or 'returned'."""
+    rows = await conn.fetch("SELECT source, event_id, outcome FROM verification_decisions"
+                            " WHERE task_id = ANY($1::text[])", list(task_ids))
+    return {(r["source"], r["event_id"]): r["outcome"] for r in rows}
 
 
 async def save_tasks(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
