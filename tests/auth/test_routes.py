@@ -52,6 +52,7 @@ ROUTES = {
     "notifier": {
         ("GET", "/v1/escalations"): {"params": {"department": THEIRS}},
         ("GET", "/v1/escalations/{escalation_id}"): {"path": {"escalation_id": "T09"}},
+        ("GET", "/v1/escalations/{escalation_id}/history"): {"path": {"escalation_id": "T09"}},
         ("POST", "/v1/escalations/{escalation_id}/acknowledge"): {"path": {"escalation_id": "T09"},
                                                                  "json": {"until": UNTIL}},
         ("GET", "/v1/deliveries"): "list",
