@@ -160,7 +160,7 @@ async def lights_of(conn: asyncpg.Connection, task_ids: list[str]) -> dict[str, 
 async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT d.id, d.kind, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
-        " d.escalation_id, e.resolved_at, e.acknowledged_until, e.awaiting_verification_since FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
+        " e.resolved_at, e.acknowledged_until, e.awaiting_verification_since FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
         " WHERE d.status = 'pending' AND d.not_before <= $1 ORDER BY d.not_before, d.id LIMIT 1"
         " FOR UPDATE OF d SKIP LOCKED", now)
 
