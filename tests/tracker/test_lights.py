@@ -213,3 +213,12 @@ def test_a_done_report_awaiting_verification_closes_the_task_through_its_grace_o
     assert (light("done"), light("in_progress")) == ("done", "past_due")
     assert light("awaiting_verification", awaiting_until=today) == "done"
     assert light("awaiting_verification", awaiting_until=today - timedelta(days=1)) == "past_due"
+
+
+def test_an_approved_extension_is_the_occurrences_deadline():
+    today = date(2022, 1, 10)  # T19-M1, due 2021-12-31, extended to 2022-03-31
+    occs = occurrences(CATALOG.task("T19").milestones, [], plan_issued=ISSUED, today=today,
+                       extensions={("T19-M1", date(2021, 12, 31)): date(2022, 3, 31)})
+    [occ] = [o for o in occs if o.milestone_id == "T19-M1"]
+    assert (occ.due, occ.deadline, occ.status(today)) == (date(2021, 12, 31), date(2022, 3, 31), "open")
+    assert task_light(occs, status="in_progress", done_on=None, today=today, calendar=CALENDAR).due == date(2022, 3, 31)
