@@ -23,12 +23,14 @@ run: venv
 	$(BIN)/duban run
 
 # Binaries the tests run that no pinned Python package ships: promtool and prometheus, amtool and
-# prometheus-alertmanager (Debian's packages).
+# prometheus-alertmanager, and the chromium (with CJK fonts for the board's Chinese pages) Playwright
+# drives; all Debian's packages, never a browser Playwright downloads.
 tools:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null && \
-	  command -v prometheus-alertmanager >/dev/null || \
+	  command -v prometheus-alertmanager >/dev/null && test -x /usr/bin/chromium && \
+	  test -d /usr/share/fonts/opentype/noto || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    prometheus prometheus-alertmanager >/dev/null; }
+	    prometheus prometheus-alertmanager chromium fonts-noto-cjk >/dev/null; }
 
 test: venv node_modules/.package-lock.json tools .venv-policy/.synced
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -30,7 +30,7 @@ from duban.pg import migrate
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.metrics import store
 from services.metrics.exposition import IndicatorCollector, take_snapshot
-from services.metrics.indicators import civil_date, read_clock
+from services.metrics.domain.indicators import civil_date, read_clock
 from services.metrics.tasks import TaskCountCollector
 
 ROOT = Path(__file__).resolve().parent.parent

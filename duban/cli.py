@@ -18,13 +18,15 @@ def _registrars() -> list[Registrar]:
     from duban.tokens_cli import register as tokens
     from duban.topics_cli import register as topics
     from duban.workcal.cli import register as workcal
+    from services.board.cli import register as bulletin
     from services.intake.keys import register as keys
     from services.notifier.cli import register as routes
     from services.metrics.cli import register as metrics
     from services.tracker.replay import register as replay
     from services.tracker.void import register as void
 
-    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens, routes, metrics]
+    return [catalog, workcal, launcher, topics, replay, keys, recompute, outbox, void, tokens, routes, metrics,
+            bulletin]
 
 
 def build_parser() -> argparse.ArgumentParser:

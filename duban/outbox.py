@@ -6,7 +6,11 @@ Exactly one relay per schema is active at a time (a PostgreSQL advisory lock), a
 A crash between publish and marking can publish a row again: consumers dedupe on the CloudEvents
 (source, id), which the row carries from the start, so the effect is never doubled.
 
-A row that can never be published (its event breaks its contract, the broker refuses its size) is
+Every change event is built from its pydantic model when its row is written, so one that breaks its
+contract fails the writing transaction (InvalidEvent) and never reaches the table; the relay then
+publishes the row as it was validated, without checking or re-encoding it again.
+
+A row that can never be published (the broker refuses its size, its stored form cannot be read) is
 the row's fault, not the infrastructure's: it is parked (kept, marked with the reason, counted) and
 the rows after it go on; `duban outbox parked` lists such rows and `duban outbox release` sends one
 again once the cause is fixed. Only a lost connection or a timeout makes the relay retry."""
@@ -15,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 import asyncpg
@@ -34,7 +37,9 @@ from aiokafka.errors import (
 )
 from prometheus_client import Counter, Gauge
 
-from duban.events.kafka import to_kafka
+from duban.events.fast import binary_record
+from duban.events.models import Event
+from duban.events.registry import build_event
 
 log = structlog.get_logger(__name__)
 
@@ -58,9 +63,9 @@ class _Parked(NamedTuple):
 
 
 class Change(NamedTuple):
-    """A change event to record: type, subject (the aggregate, hence the Kafka key), data, event time."""
+    """A change event to record: its model, subject (the aggregate, hence the Kafka key), data, event time."""
 
-    type: str
+    model: type[Event]
     subject: str
     data: dict
     time: datetime
@@ -68,16 +73,20 @@ class Change(NamedTuple):
 
 async def add_many(conn: asyncpg.Connection, changes: Sequence[Change]) -> list[uuid.UUID]:
     """Record several change events with one statement; their `seq` follows the order given, so
-    the events of one aggregate are published in the order they are listed."""
+    the events of one aggregate are published in the order they are listed. Raises InvalidEvent,
+    writing nothing, when one of them breaks its contract."""
     if not changes:
         return []
     ids = [uuid.uuid4() for _ in changes]
+    events = [build_event(c.model, id=str(i), subject=c.subject, time=c.time, data=c.data)
+              for i, c in zip(ids, changes)]
     await conn.execute(
         "INSERT INTO outbox (event_id, type, subject, event_time, data)"
         " SELECT i, t, s, e, d::jsonb FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])"
         " WITH ORDINALITY AS u (i, t, s, e, d, n) ORDER BY n",
-        ids, [c.type for c in changes], [c.subject for c in changes], [c.time for c in changes],
-        [json.dumps(c.data, ensure_ascii=False, default=str) for c in changes])
+        ids, [e.type for e in events], [e.subject for e in events], [e.time for e in events],
+        # Optional fields left at their default are omitted: the contract refuses null for them.
+        [e.data.model_dump_json(by_alias=True, exclude_defaults=True) for e in events])
     return ids
 
 
@@ -129,11 +138,10 @@ class OutboxRelay:
                     await conn.execute("SELECT pg_advisory_unlock_all()")
 
     def _record(self, row: asyncpg.Record) -> tuple[bytes, bytes, list]:
-        return to_kafka({
-            "specversion": "1.0", "id": str(row["event_id"]), "source": self.source, "type": row["type"],
-            "subject": row["subject"], "time": row["event_time"].isoformat(),
-            "datacontenttype": "application/json", "data": json.loads(row["data"]),
-        })
+        # The row holds what add_many validated: its data as the wire carries it, its time in UTC.
+        time = row["event_time"].astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+        return binary_record(id=str(row["event_id"]), source=self.source, type=row["type"], subject=row["subject"],
+                             time=time.encode("ascii"), data=row["data"].encode("utf-8"))
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         """Publish the oldest unpublished rows; returns how many were taken (published or parked)."""

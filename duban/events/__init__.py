@@ -1,5 +1,6 @@
 """Event contracts: pydantic models of the CloudEvents that department systems and the tracker
-emit, validation against the JSON Schemas in contracts/events/, and the Kafka binding."""
+emit (each names its type once, `Model.TYPE`), validation against the JSON Schemas in
+contracts/events/, routing to handlers by model class, and the Kafka binding."""
 
 from duban.events.kafka import KafkaRecordError, from_kafka, to_kafka
 from duban.events.models import (
@@ -14,9 +15,11 @@ from duban.events.registry import (
     CONTRACTS,
     DEPARTMENT_EVENT_TYPES,
     TRACKER_EVENT_TYPES,
+    Dispatch,
     EventContract,
     FieldError,
     InvalidEvent,
+    build_event,
     parse_event,
     validate_event,
     validate_or_raise,
@@ -27,12 +30,14 @@ __all__ = [
     "DEPARTMENT_EVENT_TYPES",
     "TRACKER_EVENT_TYPES",
     "DepartmentEvent",
+    "Dispatch",
     "Event",
     "EventContract",
     "FieldError",
     "InvalidEvent",
     "KafkaRecordError",
     "TrackerEvent",
+    "build_event",
     "data_schema_id",
     "event_type",
     "from_kafka",

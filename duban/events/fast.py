@@ -38,9 +38,6 @@ from duban.events.registry import CONTRACTS, EventContract, parse_event
 Headers = list[tuple[str, bytes]]
 Record = tuple[bytes, bytes, Headers]
 
-_CONTENT_TYPE = ("content-type", b"application/json")
-_SPECVERSION = ("ce_specversion", b"1.0")
-
 
 def _for_rust(node: Any) -> Any:
     # Rust's regex cannot name a surrogate, and needs not: a Rust string holds none, and an instance
@@ -155,6 +152,22 @@ def parse_event_fast(event: Mapping[str, Any]) -> Event:
     return parse_event(event)
 
 
+_CONTENT_TYPE = ("content-type", b"application/json")
+_SPECVERSION = ("ce_specversion", b"1.0")
+
+
+def binary_record(*, id: str, source: str, type: str, subject: str, time: bytes, data: bytes,
+                  dataschema: bytes | None = None) -> Record:
+    """The (key, value, headers) of an event already known to keep its contract, `time` and `data`
+    written as they go on the wire: the headers are those `to_kafka` writes, in its order."""
+    key = subject.encode("utf-8")
+    headers = [_SPECVERSION, ("ce_id", id.encode("utf-8")), ("ce_source", source.encode("utf-8")),
+               ("ce_type", type.encode("utf-8")), ("ce_subject", key), ("ce_time", time), _CONTENT_TYPE]
+    if dataschema is not None:
+        headers.append(("ce_dataschema", dataschema))
+    return key, data, headers
+
+
 def _time_header(text: str) -> bytes:
     # The model parses `time` into a datetime; the SDK writes it back with isoformat, +00:00 as Z.
     # A valid time without a fraction and with an offset other than ±00:00 comes back as it was.
@@ -178,10 +191,7 @@ def fast_record(event: object) -> Record | None:
         time = _time_header(event["time"])
     except (_NotFast, ValueError, OverflowError):
         return None
-    key = event["subject"].encode("utf-8")
-    headers = [_SPECVERSION, ("ce_id", event["id"].encode("utf-8")), ("ce_source", event["source"].encode("utf-8")),
-               ("ce_type", event["type"].encode("utf-8")), ("ce_subject", key), ("ce_time", time), _CONTENT_TYPE]
-    if "dataschema" in event:
-        headers.append(("ce_dataschema", plan.dataschema))
     # json.dumps with its defaults is what the SDK's JSON format writes for JSON-native data.
-    return key, json.dumps(value).encode("utf-8"), headers
+    return binary_record(id=event["id"], source=event["source"], type=event["type"], subject=event["subject"],
+                         time=time, data=json.dumps(value).encode("utf-8"),
+                         dataschema=plan.dataschema if "dataschema" in event else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -207,7 +207,13 @@ class Closed(BaseModel):
 
 
 class Event(Closed):
-    """A CloudEvents 1.0 event in structured form; subclasses fix `type`, `subject` and `data`."""
+    """A CloudEvents 1.0 event in structured form; subclasses fix `type`, `subject` and `data`.
+
+    Each concrete model's `type` literal is the one place its event type name is written; code
+    names the type as `Model.TYPE` (and a tracker event's source as `Model.SOURCE`)."""
+
+    TYPE: ClassVar[str]
+    SOURCE: ClassVar[str]
 
     specversion: Literal["1.0"]
     id: EventId
@@ -219,6 +225,13 @@ class Event(Closed):
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str | None = None
     data: Closed
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for attribute, name in (("TYPE", "type"), ("SOURCE", "source")):
+            if values := get_args(cls.model_fields[name].annotation):
+                setattr(cls, attribute, values[0])
 
     @model_validator(mode="after")
     def _dataschema_names_this_contract(self) -> Event:
@@ -241,8 +254,7 @@ class TrackerEvent(Event):
 
 def event_type(model: type[Event]) -> str:
     """The CloudEvents `type` a model stands for, read from its `type` literal."""
-    (value,) = get_args(model.model_fields["type"].annotation)
-    return value
+    return model.TYPE
 
 
 # --- Department events: tasks ------------------------------------------------------------------
@@ -548,17 +560,11 @@ class CaseWarning(TrackerEvent):
     data: CaseWarningData
 
 
-DEPARTMENT_EVENTS: tuple[type[DepartmentEvent], ...] = (
-    TaskProgressReported,
-    TaskMilestoneCompleted,
-    CaseOpened,
-    CaseStepCompleted,
-    CasePaused,
-    CaseResumed,
-    CaseClosed,
-    CaseCancelled,
-    IndicatorValueReported,
-)
+# Department events by what they are about: a task, a case's life, an indicator.
+TASK_EVENTS: tuple[type[DepartmentEvent], ...] = (TaskProgressReported, TaskMilestoneCompleted)
+CASE_EVENTS: tuple[type[DepartmentEvent], ...] = (
+    CaseOpened, CaseStepCompleted, CasePaused, CaseResumed, CaseClosed, CaseCancelled)
+DEPARTMENT_EVENTS: tuple[type[DepartmentEvent], ...] = (*TASK_EVENTS, *CASE_EVENTS, IndicatorValueReported)
 TRACKER_EVENTS: tuple[type[TrackerEvent], ...] = (
     TaskUpdated,
     TaskLightChanged,

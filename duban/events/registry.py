@@ -1,7 +1,10 @@
-"""Event type → (model, JSON Schema), and validation of events in structured JSON form.
+"""Event type → (model, JSON Schema), validation of events in structured JSON form, and the routing
+of events to a service's code by their model class.
 
 The JSON Schemas in contracts/events/ are the published contract, so `validate_event` checks an
-event against them; `parse_event` then turns a valid event into its pydantic model.
+event against them; `parse_event` then turns a valid event into its pydantic model. `build_event`
+makes an event the system itself emits from its model, and `Dispatch` is how a service picks its
+code for an event: by the event's model class, never by comparing type strings.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from jsonschema import Draft202012Validator, ValidationError, validators
 from pydantic import ValidationError as ModelValidationError
@@ -129,6 +132,10 @@ def validate_or_raise(event: Mapping[str, Any]) -> Mapping[str, Any]:
     return event
 
 
+def _model_errors(error: ModelValidationError) -> InvalidEvent:
+    return InvalidEvent([FieldError(_pointer(detail["loc"]), detail["msg"]) for detail in error.errors()])
+
+
 def parse_event(event: Mapping[str, Any]) -> Event:
     """The pydantic model of a valid event; raises InvalidEvent listing every failing field."""
     try:
@@ -136,4 +143,39 @@ def parse_event(event: Mapping[str, Any]) -> Event:
     except ModelValidationError as error:
         # The schema and the model are kept equivalent by tests; should they ever drift, the
         # caller still gets field errors rather than a bare exception.
-        raise InvalidEvent([FieldError(_pointer(detail["loc"]), detail["msg"]) for detail in error.errors()]) from error
+        raise _model_errors(error) from error
+
+
+E = TypeVar("E", bound=Event)
+
+
+def build_event(model: type[E], **fields: Any) -> E:
+    """An event of `model` from its attributes (`type` and a fixed `source` come from the model);
+    raises InvalidEvent listing every failing field."""
+    fields.setdefault("specversion", "1.0")
+    fields.setdefault("type", model.TYPE)
+    if hasattr(model, "SOURCE"):
+        fields.setdefault("source", model.SOURCE)
+    try:
+        return model.model_validate(fields)
+    except ModelValidationError as error:
+        raise _model_errors(error) from error
+
+
+H = TypeVar("H")
+
+
+class Dispatch(Generic[H]):
+    """A service's handlers keyed by event model class. For an event's type, `of` finds the handler
+    and `route` the model with it; both None for a type the service leaves alone (its ledger still
+    records the event)."""
+
+    def __init__(self, routes: Mapping[type[Event], H]) -> None:
+        self._by_type = {model.TYPE: (model, handler) for model, handler in routes.items()}
+
+    def route(self, event_type: str) -> tuple[type[Event], H] | None:
+        return self._by_type.get(event_type)
+
+    def of(self, event_type: str) -> H | None:
+        found = self._by_type.get(event_type)
+        return None if found is None else found[1]

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from duban.catalog import load_catalog
+from services.intake import store
 from services.intake.settings import IntakeSettings
 
 _TOKEN = re.compile(r"dbk_[a-z0-9]+(?:-[a-z0-9]+)*_[A-Za-z0-9_-]{43}")
@@ -73,56 +74,40 @@ def _check_department(code: str) -> None:
         raise KeyCommandError(f"{code} is a collective ({department.name}); its member units send events with keys of their own")
 
 
-_COLUMNS = "key_id, department, label, created_at, revoked_at, replaced_by"
-
-
 async def create_key(conn: asyncpg.Connection, department: str, label: str = "") -> tuple[ApiKey, str]:
     """A new key for the department and its token (which is not stored and cannot be shown again)."""
     _check_department(department)
     key_id, token = _new_token(department)
-    row = await conn.fetchrow(
-        f"INSERT INTO api_keys (key_id, department, token_sha256, label) VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",
-        key_id, department, token_hash(token), label)
-    return ApiKey(**row), token
+    return ApiKey(**await store.insert_key(conn, key_id, department, token_hash(token), label)), token
 
 
 async def authenticate(conn: asyncpg.Connection | asyncpg.Pool, token: str) -> str | None:
     """The department a valid (not revoked, not expired) token belongs to, else None."""
     if not looks_like_token(token):
         return None
-    return await conn.fetchval(
-        "SELECT department FROM api_keys WHERE token_sha256 = $1 AND (revoked_at IS NULL OR revoked_at > now())",
-        token_hash(token))
+    return await store.department_of_token(conn, token_hash(token))
 
 
 async def list_keys(conn: asyncpg.Connection, department: str | None = None, *,
                     include_revoked: bool = False) -> list[ApiKey]:
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM api_keys WHERE ($1::text IS NULL OR department = $1)"
-        " AND ($2 OR revoked_at IS NULL OR revoked_at > now()) ORDER BY department, created_at",
-        department, include_revoked)
-    return [ApiKey(**row) for row in rows]
+    return [ApiKey(**row) for row in await store.keys_of(conn, department, include_revoked)]
 
 
 async def rotate_key(conn: asyncpg.Connection, key_id: str, grace: timedelta) -> tuple[ApiKey, str, ApiKey]:
     """A new key for the same department; the old one stays valid for `grace`, so the department
     system can switch over without a gap. Returns (new key, its token, old key)."""
     async with conn.transaction():
-        old = await conn.fetchrow(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = $1 FOR UPDATE", key_id)
+        old = await store.lock_key(conn, key_id)
         if old is None or (old["revoked_at"] is not None and old["revoked_at"] <= datetime.now(timezone.utc)):
             raise KeyCommandError(f"no valid key {key_id!r}")
         new, token = await create_key(conn, old["department"], old["label"])
-        updated = await conn.fetchrow(
-            "UPDATE api_keys SET revoked_at = LEAST(coalesce(revoked_at, 'infinity'), now() + $2), replaced_by = $3"
-            f" WHERE key_id = $1 RETURNING {_COLUMNS}", key_id, grace, new.key_id)
+        updated = await store.revoke_key(conn, key_id, grace, new.key_id)
     return new, token, ApiKey(**updated)
 
 
 async def revoke_key(conn: asyncpg.Connection, key_id: str) -> ApiKey:
     """The key stops working now (a revoked key's next request gets 401)."""
-    row = await conn.fetchrow(
-        "UPDATE api_keys SET revoked_at = LEAST(coalesce(revoked_at, 'infinity'), now())"
-        f" WHERE key_id = $1 RETURNING {_COLUMNS}", key_id)
+    row = await store.revoke_key(conn, key_id)
     if row is None:
         raise KeyCommandError(f"no key {key_id!r}")
     return ApiKey(**row)
@@ -134,8 +119,7 @@ async def provision_keys(database_url: str, schema: str, departments: set[str], 
     conn = await _connect(database_url, schema)
     try:
         async with conn.transaction():
-            await conn.execute("UPDATE api_keys SET revoked_at = now()"
-                               " WHERE label = $1 AND (revoked_at IS NULL OR revoked_at > now())", label)
+            await store.revoke_labelled(conn, label)
             return {code: (await create_key(conn, code, label))[1] for code in sorted(departments)}
     finally:
         await conn.close()

@@ -14,9 +14,14 @@ import json
 import sys
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
 from duban.events.registry import CONTRACTS, DEPARTMENT_EVENT_TYPES
+from duban.openapi import problem_schema
 from duban.problems import PROBLEM_BASE, PROBLEM_JSON
 from services.intake.binding import BATCH, BINARY_DATA, STRUCTURED
+from services.intake.settings import IntakeSettings
 
 # Problem types intake answers with; docs/intake.md explains each.
 PROBLEM_TYPES = {
@@ -36,7 +41,7 @@ _WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": "Bearer challenge (RFC 
 
 
 def _component_name(event_type: str) -> str:
-    # duban.task.progress-reported.v1 -> TaskProgressReportedV1
+    # duban.<word>.<words>.v<n> -> <Word><Words>V<n>: TaskProgressReported.TYPE -> TaskProgressReportedV1
     words = event_type.removeprefix("duban.").replace("-", ".").split(".")
     return "".join(word[:1].upper() + word[1:] for word in words)
 
@@ -92,32 +97,37 @@ def problem_responses() -> dict[int, dict[str, Any]]:
     return responses
 
 
-PROBLEM_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "description": "RFC 9457 problem details. `events` lists the refused events of a request (index in the "
-                   "batch, 0 for a single event), each with its failing fields or the reason.",
-    "required": ["type", "title", "status", "detail"],
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "events": {"type": "array", "items": {
-            "type": "object",
-            "required": ["index"],
-            "properties": {
-                "index": {"type": "integer", "minimum": 0},
-                "id": {"type": ["string", "null"]},
-                "reason": {"type": "string"},
-                "errors": {"type": "array", "items": {
-                    "type": "object", "required": ["path", "message"],
-                    "properties": {"path": {"type": "string", "description": "JSON Pointer into the event"},
-                                   "message": {"type": "string"}}}},
-            },
-        }},
-    },
-}
+_PROBLEM_SCHEMA = problem_schema(
+    "RFC 9457 problem details. `events` lists the refused events of a request (index in the batch, 0 for a"
+    " single event), each with its failing fields or the reason.",
+    events={"type": "array", "items": {
+        "type": "object",
+        "required": ["index"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "id": {"type": ["string", "null"]},
+            "reason": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["path", "message"],
+                "properties": {"path": {"type": "string", "description": "JSON Pointer into the event"},
+                               "message": {"type": "string"}}}},
+        },
+    }})
+
+
+def install(app: FastAPI, settings: IntakeSettings) -> None:
+    """Give `app` its OpenAPI document: FastAPI's, with the department events' schemas, the problem
+    document and the request body of POST /v1/events, which the route reads raw."""
+
+    def document_of_app() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            schema["paths"]["/v1/events"]["post"]["requestBody"] = request_body(settings.max_batch_events)
+            schema["components"]["schemas"].update(event_components(), Problem=_PROBLEM_SCHEMA)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = document_of_app
 
 
 def document() -> str:

@@ -8,28 +8,23 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
-from duban.auth import CurrentPrincipal, authenticated, forbidden
+from duban.api_deps import PAGE_SIZE_DEFAULT, CurrentPrincipal, Limit, Offset, Pool, authenticated
+from duban.auth import forbidden
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
-from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import OfficeHours
 from services.metrics import store
 from services.metrics.exposition import open_clocks_now
-from services.metrics.indicators import ALL_DEPARTMENTS, Figure, Period, build_figures, civil_date, read_clock
+from services.metrics.domain.indicators import ALL_DEPARTMENTS, Figure, Period, build_figures, civil_date, read_clock
 from services.metrics.settings import MetricsSettings
 
 PERIOD_PATTERN = r"^[1-9]\d{3}(-Q[1-4]|-(0[1-9]|1[0-2]))?$"
 HISTORY_SHOWN = 100
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
 PeriodQuery = Annotated[str | None, Query(pattern=PERIOD_PATTERN,
                                           description="2021, 2021-Q3 or 2021-09; default: the current year")]
 
@@ -76,8 +71,8 @@ def make_router(catalog: Catalog, hours: OfficeHours, settings: MetricsSettings)
         pool: Pool, principal: CurrentPrincipal, indicator_id: str, period: PeriodQuery = None,
         department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
                                                 description="default: all (a department's token: its own)")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
+        limit: Limit = PAGE_SIZE_DEFAULT,
+        offset: Offset = 0,
     ) -> dict:
         try:
             ind = catalog.indicator(indicator_id)

@@ -11,14 +11,15 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from duban.catalog import load_catalog
-from duban.streamservice import StreamService
+from duban.events.models import IndicatorValueReported
+from duban.streamservice import SideStream, StreamService
 from duban.workcal import OfficeHours
 from services.metrics import store
 from services.metrics.api import make_router
-from services.metrics.consumers import ConsumerLag, report_consumer
+from services.metrics.domain.indicators import check_supported
 from services.metrics.exposition import IndicatorCollector, take_snapshot
-from services.metrics.handlers import VALUE_REPORTED, MetricsHandlers
-from services.metrics.indicators import check_supported
+from services.metrics.handlers import MetricsHandlers
+from services.metrics.lag import ConsumerLag
 from services.metrics.settings import MetricsSettings
 from services.metrics.tasks import TaskCountCollector
 
@@ -65,6 +66,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         name="metrics", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handlers,
         routers=[make_router(catalog, hours, settings)], on_start=reclock,
-        background=[keep_snapshots_fresh, lag.run, report_consumer(settings, handlers, VALUE_REPORTED, after_batch)],
-        after_batch=after_batch,
+        background=[keep_snapshots_fresh, lag.run], after_batch=after_batch,
+        # Indicator reports are department events the tracker does not re-announce: read from the
+        # department topic in a group of their own (docs/decisions/004-metrics-indicator-reports.md).
+        side_streams=[SideStream("metrics-reports", settings.reports_consumer_group, settings.topic_dept_events,
+                                 (IndicatorValueReported,))],
     ).create_app()

@@ -17,8 +17,9 @@ from prometheus_client.utils import floatToGoString
 from duban.catalog import Catalog
 from duban.workcal import OfficeHours
 from services.metrics import store
-from services.metrics.indicators import (
+from services.metrics.domain.indicators import (
     ALL_DEPARTMENTS,
+    DURATION_BUCKETS,
     Clock,
     Figure,
     build_figures,
@@ -122,7 +123,7 @@ class IndicatorCollector(Collector):
             series[(row["case_type"], row["department"])].append(row)
         for labels, rows in sorted(series.items()):
             cumulative, running = [], 0
-            for bound in store.DURATION_BUCKETS:
+            for bound in DURATION_BUCKETS:
                 running += sum(r["count"] for r in rows if r["le"] == bound)
                 cumulative.append((floatToGoString(bound), running))
             histogram.add_metric(list(labels), cumulative, sum(r["sum"] for r in rows))

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import asyncpg
 
 from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
 from duban.events.models import (
     IndicatorValueReported,
+    TaskLightChanged,
+    TaskUpdated,
     TrackedCaseCancelled,
     TrackedCaseClosed,
     TrackedCaseOpened,
-    event_type,
 )
+from duban.events.registry import Dispatch
 from duban.workcal import OfficeHours
 from services.metrics import store
-from services.metrics.indicators import civil_date, read_clock
-from services.metrics.tasks import LIGHT_CHANGED, TASK_UPDATED, apply_light_changed, apply_task_updated
-
-CASE_OPENED = event_type(TrackedCaseOpened)
-CASE_CLOSED = event_type(TrackedCaseClosed)
-CASE_CANCELLED = event_type(TrackedCaseCancelled)
-VALUE_REPORTED = event_type(IndicatorValueReported)
+from services.metrics.domain.indicators import civil_date, read_clock
 
 
 def cause_of(event: InboundEvent) -> str:
@@ -33,27 +31,32 @@ class MetricsHandlers:
 
     def __init__(self, catalog: Catalog, hours: OfficeHours) -> None:
         self.catalog, self.hours = catalog, hours
+        # Each handler takes the event as its model and the cause its published values record.
+        # Other change events (milestones, case warnings) are the notifier's; the ledger still records them.
+        self._handlers: Dispatch[Callable] = Dispatch({
+            TaskUpdated: self.task_updated, TaskLightChanged: self.light_changed,
+            TrackedCaseOpened: self.case_opened, TrackedCaseClosed: self.case_closed,
+            TrackedCaseCancelled: self.case_cancelled, IndicatorValueReported: self.value_reported})
 
     async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        if event.type == TASK_UPDATED:
-            await apply_task_updated(conn, event, self.catalog)
-        elif event.type == LIGHT_CHANGED:
-            await apply_light_changed(conn, event, self.catalog)
-        elif event.type == CASE_OPENED:
-            await self.case_opened(conn, TrackedCaseOpened.model_validate(event.ce))
-        elif event.type == CASE_CLOSED:
-            await self.case_closed(conn, TrackedCaseClosed.model_validate(event.ce), cause_of(event))
-        elif event.type == CASE_CANCELLED:
-            await self.case_cancelled(conn, TrackedCaseCancelled.model_validate(event.ce), cause_of(event))
-        elif event.type == VALUE_REPORTED:
-            await self.value_reported(conn, IndicatorValueReported.model_validate(event.ce))
-        # Other change events (lights, milestones) are the notifier's; the ledger still records them.
+        if found := self._handlers.route(event.type):
+            model, handler = found
+            await handler(conn, model.model_validate(event.ce), cause_of(event))
+
+    async def task_updated(self, conn: asyncpg.Connection, event: TaskUpdated, cause: str) -> None:
+        task, data = self.catalog.task(event.subject), event.data
+        await store.save_task_state(conn, task_id=task.id, area=task.area, lead=list(task.lead), status=data.status,
+                                    light=data.light, percent=data.percent, as_of=data.reported_at)
+
+    async def light_changed(self, conn: asyncpg.Connection, event: TaskLightChanged, cause: str) -> None:
+        task = self.catalog.task(event.subject)
+        await store.save_task_light(conn, task_id=task.id, area=task.area, lead=list(task.lead), light=event.data.to)
 
     def _known_case_type(self, case_type: str) -> None:
         if case_type not in self.catalog.case_types:
             raise PermanentEventError("unknown_case_type", f"no case type {case_type!r} in the plan catalog")
 
-    async def case_opened(self, conn: asyncpg.Connection, event: TrackedCaseOpened) -> None:
+    async def case_opened(self, conn: asyncpg.Connection, event: TrackedCaseOpened, cause: str) -> None:
         self._known_case_type(event.data.case_type)
         await store.open_case(conn, case_id=event.subject, case_type=event.data.case_type,
                               department=event.data.department, opened_at=event.data.opened_at)
@@ -80,7 +83,7 @@ class MetricsHandlers:
                                 department=data.department, opened_at=data.opened_at,
                                 cancelled_at=data.cancelled_at, cause=cause)
 
-    async def value_reported(self, conn: asyncpg.Connection, event: IndicatorValueReported) -> None:
+    async def value_reported(self, conn: asyncpg.Connection, event: IndicatorValueReported, cause: str) -> None:
         department = event.source.removeprefix("/departments/")
         try:
             ind = self.catalog.indicator(event.subject)

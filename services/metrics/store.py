@@ -1,12 +1,11 @@
 """The metrics schema: cases, the running sums of every indicator, published values and their history.
 
 Every write runs inside the batch transaction of duban.consumer, so a case and the sums it feeds
-change together or not at all. What the numbers mean is decided in services/metrics/indicators.py."""
+change together or not at all. What the numbers mean is decided in services/metrics/domain/indicators.py."""
 
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ import asyncpg
 from duban.catalog import Catalog
 from duban.catalog.models import Indicator
 from duban.workcal import OfficeHours
-from services.metrics.indicators import (
+from services.metrics.domain.indicators import (
     ALL_DEPARTMENTS,
     CLOCK_UNITS,
     CaseFacts,
@@ -25,15 +24,12 @@ from services.metrics.indicators import (
     ClockReading,
     Period,
     Sums,
-    contribution,
+    duration_bucket,
     measure,
-    periods_of,
     read_clock,
+    sums_fed,
     value_of,
 )
-
-# Histogram buckets in working days: the plan's targets (docs/metrics.md).
-DURATION_BUCKETS = (1.0, 3.0, 5.0, 7.0, 13.0, 15.0, 50.0, 90.0, 180.0, math.inf)
 
 SUMS_COLUMNS = "indicator_id, period, department, n, total, maximum, unmeasured, reported, value, as_of, provisional"
 
@@ -72,6 +68,36 @@ def facts_of(row: asyncpg.Record) -> CaseFacts:
 def sums_of(row: asyncpg.Record) -> Sums:
     return Sums(n=row["n"], total=row["total"], maximum=row["maximum"], unmeasured=row["unmeasured"],
                 reported=row["reported"], provisional=row["provisional"])
+
+
+# --- tasks -----------------------------------------------------------------------------------------
+
+
+async def save_task_state(conn: asyncpg.Connection, *, task_id: str, area: str, lead: list[str], status: str,
+                          light: str, percent: int, as_of: datetime) -> None:
+    # Change events of one task arrive in order (same key), but a replay may resend older ones:
+    # keep the newest by event time.
+    await conn.execute(
+        "INSERT INTO task_state (task_id, area, lead, status, light, percent, as_of) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+        " ON CONFLICT (task_id) DO UPDATE SET area = EXCLUDED.area, lead = EXCLUDED.lead, status = EXCLUDED.status,"
+        " light = EXCLUDED.light, percent = EXCLUDED.percent, as_of = EXCLUDED.as_of"
+        " WHERE task_state.as_of <= EXCLUDED.as_of",
+        task_id, area, lead, status, light, percent, as_of)
+
+
+async def save_task_light(conn: asyncpg.Connection, *, task_id: str, area: str, lead: list[str], light: str) -> None:
+    """A light change alone (time passed, no report): the light moves, the reported state stays.
+    A task no department has reported on yet is counted too, as not started (all 28 are on the
+    overview); its `as_of` of -infinity lets its first report replace that placeholder."""
+    await conn.execute(
+        "INSERT INTO task_state (task_id, area, lead, status, light, percent, as_of)"
+        " VALUES ($1, $2, $3, 'not_started', $4, 0, '-infinity')"
+        " ON CONFLICT (task_id) DO UPDATE SET light = EXCLUDED.light",
+        task_id, area, lead, light)
+
+
+async def read_task_state(conn: asyncpg.Connection) -> list[dict]:
+    return [dict(r) for r in await conn.fetch("SELECT task_id, area, lead, status, light FROM task_state")]
 
 
 # --- cases -----------------------------------------------------------------------------------------
@@ -137,15 +163,8 @@ async def cancel_case(conn: asyncpg.Connection, catalog: Catalog, *, case_id: st
         case_id, case_type, department, opened_at, cancelled_at)
 
 
-def _sums_rows(catalog: Catalog, facts: CaseFacts, sign: int) -> list[tuple]:
-    rows = []
-    for ind in catalog.indicators_for_case_type(facts.case_type):
-        part = contribution(ind, facts)
-        for period in periods_of(facts.closed_on):
-            for department in (facts.department, ALL_DEPARTMENTS):
-                rows.append((ind.id, period, department, sign * part.n, sign * part.total,
-                             part.maximum if sign > 0 else None, sign * part.unmeasured, sign * part.provisional))
-    return rows
+def _sums_rows(sums: Iterable[tuple[tuple[str, str, str], Sums]]) -> list[tuple]:
+    return [(*key, s.n, s.total, s.maximum, s.unmeasured, s.provisional) for key, s in sums]
 
 
 async def _count(conn: asyncpg.Connection, catalog: Catalog, case_id: str, facts: CaseFacts, *, sign: int,
@@ -159,7 +178,8 @@ async def _count(conn: asyncpg.Connection, catalog: Catalog, case_id: str, facts
         " total = s.total + EXCLUDED.total, maximum = GREATEST(s.maximum, EXCLUDED.maximum),"
         " unmeasured = s.unmeasured + EXCLUDED.unmeasured, provisional = s.provisional + EXCLUDED.provisional"
         f" RETURNING {SUMS_COLUMNS}",
-        *map(list, zip(*_sums_rows(catalog, facts, sign), strict=True)))
+        *map(list, zip(*_sums_rows((key, part if sign > 0 else -part) for key, part in
+                                   sums_fed(catalog.indicators_for_case_type(facts.case_type), facts)), strict=True)))
     if sign < 0:
         # A maximum cannot be un-added: recompute it from the other cases of the period if this case held it.
         rows = [await _recompute_maximum(conn, catalog.indicator(r["indicator_id"]), r, case_id, facts)
@@ -169,12 +189,11 @@ async def _count(conn: asyncpg.Connection, catalog: Catalog, case_id: str, facts
     await publish(conn, catalog, rows, cause=cause, calendar_version=calendar_version)
     if facts.clock is not None:
         days = facts.clock.working_days
-        le = next(b for b in DURATION_BUCKETS if days <= b)
         await conn.execute(
             "INSERT INTO case_duration_buckets AS b (case_type, department, le, count, sum) VALUES ($1, $2, $3, $4, $5)"
             " ON CONFLICT (case_type, department, le) DO UPDATE SET count = b.count + EXCLUDED.count,"
             " sum = b.sum + EXCLUDED.sum",
-            facts.case_type, facts.department, le, sign, sign * days)
+            facts.case_type, facts.department, duration_bucket(days), sign, sign * days)
 
 
 async def _recompute_maximum(conn: asyncpg.Connection, ind: Indicator, row: asyncpg.Record, case_id: str,
@@ -247,7 +266,7 @@ async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, cal
     """Recompute every case-fed sum and the duration histogram from the cases table, in one pass, with
     the same arithmetic as the event path. For a bulk load, and after a definition or calendar change.
     Values that change are published with a history row; returns the number of cases read."""
-    sums: dict[tuple[str, str, str], list] = defaultdict(lambda: [0, 0.0, None, 0, 0])
+    sums: dict[tuple[str, str, str], Sums] = defaultdict(Sums)
     buckets: dict[tuple[str, str, float], list] = defaultdict(lambda: [0, 0.0])
     indicators = {t: catalog.indicators_for_case_type(t) for t in catalog.case_types}
     read = 0
@@ -259,20 +278,11 @@ async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, cal
             read += len(records)
             for row in records:
                 facts = facts_of(row)
-                keys = [(p, d) for p in periods_of(facts.closed_on) for d in (facts.department, ALL_DEPARTMENTS)]
-                for ind in indicators[facts.case_type]:
-                    part = contribution(ind, facts)
-                    for period, department in keys:
-                        acc = sums[(ind.id, period, department)]
-                        acc[0] += part.n
-                        acc[1] += part.total
-                        acc[3] += part.unmeasured
-                        acc[4] += part.provisional
-                        if part.maximum is not None and (acc[2] is None or part.maximum > acc[2]):
-                            acc[2] = part.maximum
+                for key, part in sums_fed(indicators[facts.case_type], facts):
+                    sums[key] += part
                 if facts.clock is not None:
                     days = facts.clock.working_days
-                    acc = buckets[(facts.case_type, facts.department, next(b for b in DURATION_BUCKETS if days <= b))]
+                    acc = buckets[(facts.case_type, facts.department, duration_bucket(days))]
                     acc[0] += 1
                     acc[1] += days
         case_fed = [i.id for i in catalog.indicators if i.feed.kind == "case"]
@@ -282,7 +292,7 @@ async def rebuild(conn: asyncpg.Connection, catalog: Catalog, *, cause: str, cal
         await conn.copy_records_to_table(
             "rebuilt_sums",
             columns=["indicator_id", "period", "department", "n", "total", "maximum", "unmeasured", "provisional"],
-            records=[(*key, *acc) for key, acc in sums.items()])
+            records=_sums_rows(sums.items()))
         await conn.execute(
             "INSERT INTO indicator_sums AS s (indicator_id, period, department, n, total, maximum, unmeasured,"
             " provisional) SELECT indicator_id, period, department, n, total, maximum, unmeasured, provisional"

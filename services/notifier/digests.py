@@ -18,7 +18,7 @@ import structlog
 from duban.catalog import Catalog
 from duban.workcal import SHANGHAI, OfficeHours, to_shanghai
 from services.notifier import store
-from services.notifier.messages import DigestNotice, WeeklyNotice
+from services.notifier.domain.messages import DigestNotice, WeeklyNotice
 from services.notifier.routes import Routes, Target
 from services.notifier.settings import NotifierSettings
 

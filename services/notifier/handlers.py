@@ -24,21 +24,16 @@ from duban.events.models import (
     CompletionReturned,
     CompletionVerified,
     MilestoneExtensionDecided,
-    event_type,
+    MilestoneStatusChanged,
+    TaskLightChanged,
+    TaskUpdated,
 )
+from duban.events.registry import Dispatch
 from services.notifier import store
-from services.notifier.escalation import civil, milestone_deadline, on_light, task_deadline
+from services.notifier.domain.escalation import civil, milestone_deadline, on_light, task_deadline
 
 log = structlog.get_logger(__name__)
 
-TASK_UPDATED = "duban.tracker.task.updated.v1"
-LIGHT_CHANGED = "duban.tracker.task.light-changed.v1"
-MILESTONE_CHANGED = "duban.tracker.milestone.status-changed.v1"
-CASE_WARNING = event_type(CaseWarning)
-EXTENSION_DECIDED = event_type(MilestoneExtensionDecided)
-AWAITING_VERIFICATION = event_type(CompletionAwaitingVerification)
-VERIFIED = event_type(CompletionVerified)
-RETURNED = event_type(CompletionReturned)
 LIGHT_CHANGES = Counter("duban_notifier_light_changes_total", "Task light changes seen", ["light"])
 
 # A milestone has no yellow: overdue is its red, and open or done means nothing to escalate.
@@ -49,32 +44,53 @@ class NotifierHandler:
     def __init__(self, catalog: Catalog, case_warnings: Callable[[asyncpg.Connection, InboundEvent], Awaitable[None]]
                  | None = None) -> None:
         self.catalog = catalog
-        self.case_warnings = case_warnings  # services.notifier.warnings.CaseWarningPlanner
+        routes = {TaskLightChanged: self._light_changed, TaskUpdated: self._task_updated,
+                  MilestoneStatusChanged: self._milestone_changed, MilestoneExtensionDecided: self._extension_decided,
+                  CompletionAwaitingVerification: self._awaiting_verification, CompletionVerified: self._verified,
+                  CompletionReturned: self._returned}
+        if case_warnings:  # services.notifier.warnings.CaseWarningPlanner
+            routes[CaseWarning] = case_warnings
+        # Other change events (cases opened, closed…) are the metrics service's; the ledger records them.
+        self._handlers = Dispatch(routes)
 
     async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        if handler := self._handlers.of(event.type):
+            await handler(conn, event)
+
+    async def _light_changed(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
         data = event.ce["data"]
-        if event.type == CASE_WARNING and self.case_warnings:
-            await self.case_warnings(conn, event)
-        elif event.type == LIGHT_CHANGED:
-            await self._task_light(conn, self._task(event), data["to"], datetime.fromisoformat(data["as_of"]))
-        elif event.type == TASK_UPDATED:
-            task, at = self._task(event), datetime.fromisoformat(event.ce["time"])
-            await self._follow_light(conn, task, data["light"], at)
-            await self._task_light(conn, task, "green" if data["status"] == "done" else data["light"], at)
-        elif event.type == MILESTONE_CHANGED:
-            task, at = self._task(event), datetime.fromisoformat(data["as_of"])
-            try:
-                milestone = self.catalog.milestone(data["milestone_id"])
-            except KeyError as exc:
-                raise PermanentEventError("unknown_milestone", str(exc)) from None
-            plan = milestone_deadline(milestone, civil(at))
-            extended = await store.extended_deadlines(conn, [milestone.id])
-            await self._apply(conn, item=milestone.id, kind="milestone", task=task, light=MILESTONE_LIGHTS[data["to"]],
-                              at=at, deadline=extended.get((milestone.id, plan), plan))
-        elif event.type == EXTENSION_DECIDED:
-            await self._extension(conn, self._task(event), data)
-        elif event.type in (AWAITING_VERIFICATION, VERIFIED, RETURNED):
-            await self._verification(conn, self._task(event), event.type, data)
+        await self._task_light(conn, self._task(event), data["to"], datetime.fromisoformat(data["as_of"]))
+
+    async def _task_updated(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        data = event.ce["data"]
+        task, at = self._task(event), datetime.fromisoformat(event.ce["time"])
+        if await store.follow_light(conn, task, data["light"], at):
+            LIGHT_CHANGES.labels(data["light"]).inc()
+        await self._task_light(conn, task, "green" if data["status"] == "done" else data["light"], at)
+
+    async def _milestone_changed(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        data = event.ce["data"]
+        task, at = self._task(event), datetime.fromisoformat(data["as_of"])
+        try:
+            milestone = self.catalog.milestone(data["milestone_id"])
+        except KeyError as exc:
+            raise PermanentEventError("unknown_milestone", str(exc)) from None
+        plan = milestone_deadline(milestone, civil(at))
+        extended = await store.extended_deadlines(conn, [milestone.id])
+        await self._apply(conn, item=milestone.id, kind="milestone", task=task, light=MILESTONE_LIGHTS[data["to"]],
+                          at=at, deadline=extended.get((milestone.id, plan), plan))
+
+    async def _extension_decided(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._extension(conn, self._task(event), event.ce["data"])
+
+    async def _awaiting_verification(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._verification(conn, self._task(event), "awaiting", event.ce["data"])
+
+    async def _verified(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._verification(conn, self._task(event), "verified", event.ce["data"])
+
+    async def _returned(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._verification(conn, self._task(event), "returned", event.ce["data"])
 
     def _task(self, event: InboundEvent) -> Task:
         try:
@@ -110,18 +126,7 @@ class NotifierHandler:
             await store.update_ladder(conn, row["id"], ladder, deadline=deadline, next_check_at=at, before=current)
         log.info("escalation changed", item=item, light=light, level=ladder.level, resolved=ladder.resolved_at is not None)
 
-    async def _follow_light(self, conn: asyncpg.Connection, task: Task, light: str, at: datetime) -> None:
-        previous = await conn.fetchval("SELECT light FROM task_lights WHERE task_id = $1", task.id)
-        await conn.execute(
-            "INSERT INTO task_lights (task_id, light, since, lead, responsible) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (task_id) DO UPDATE SET lead = EXCLUDED.lead, responsible = EXCLUDED.responsible,"
-            " light = EXCLUDED.light, since = CASE WHEN task_lights.light = EXCLUDED.light THEN task_lights.since"
-            " ELSE EXCLUDED.since END",
-            task.id, light, at, list(task.lead), list(task.responsible))
-        if previous != light:
-            LIGHT_CHANGES.labels(light).inc()
-
-    async def _verification(self, conn: asyncpg.Connection, task: Task, type_: str, data: dict) -> None:
+    async def _verification(self, conn: asyncpg.Connection, task: Task, step: str, data: dict) -> None:
         """Pause the item's escalation while its "done" awaits verification, resume it on a return,
         resolve it on a verification; an item with no open escalation has nothing to change."""
         row = await store.open_escalation(conn, data.get("milestone_id") or task.id)
@@ -130,21 +135,21 @@ class NotifierHandler:
         at, ladder = datetime.fromisoformat(data["as_of"]), store.ladder_of(row)
         request = {"request_source": data["request_source"], "request_id": data["request_id"],
                    "requested_at": data["requested_at"], "grace_until": data["grace_until"]}
-        if type_ == AWAITING_VERIFICATION:
+        if step == "awaiting":
             if row["awaiting_verification_since"] is None:
                 await store.set_awaiting_verification(conn, row["id"], datetime.fromisoformat(data["requested_at"]),
                                                       row["next_check_at"])
                 await store.record(conn, row["id"], "awaiting-verification", at, ladder, **request)
             return
         decided = {**request, "reason": data.get("reason")}
-        if type_ == RETURNED:
+        if step == "returned":
             await store.set_awaiting_verification(conn, row["id"], None, at)
             await store.record(conn, row["id"], "returned", at, ladder, principal=data["decided_by"], **decided)
         else:
             await store.record(conn, row["id"], "verified", at, ladder, principal=data["decided_by"], **decided)
             await store.update_ladder(conn, row["id"], replace(ladder, resolved_at=at), deadline=row["deadline"],
                                       next_check_at=at, before=ladder)
-        log.info("escalation follows a verification", item=row["item"], type=type_, decided_by=data["decided_by"])
+        log.info("escalation follows a verification", item=row["item"], step=step, decided_by=data["decided_by"])
 
     async def _extension(self, conn: asyncpg.Connection, task: Task, data: dict) -> None:
         """An approved extension is the occurrence's deadline from now on: notices name it, and the open

@@ -24,8 +24,8 @@ from duban.workcal import CalendarCoverageError, OfficeHours
 from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
 from services.notifier.digests import Digests
-from services.notifier.escalation import Policy, addressees, evaluate
-from services.notifier.messages import build_notice, notice_from_json
+from services.notifier.domain.escalation import Policy, addressees, evaluate
+from services.notifier.domain.messages import build_notice, notice_from_json
 from services.notifier.routes import Routes
 from services.notifier.settings import NotifierSettings
 

@@ -7,8 +7,11 @@ from datetime import date, datetime, timedelta
 
 import asyncpg
 
-from services.notifier.escalation import Ladder
+from duban.catalog.models import Task
+from services.notifier.domain.escalation import Ladder
 
+DELIVERY_COLUMNS = ("id, level, window_start, channel, recipient, departments, status, not_before, attempts,"
+                    " last_error, created_at, finished_at")
 ESCALATION_COLUMNS = (
     "id, item, kind, task_id, light, level, deadline, opened_at, level_since, red_since, units, addressees,"
     " acknowledged_at, acknowledged_by, acknowledged_note, acknowledged_until, resolved_at, next_check_at,"
@@ -217,3 +220,66 @@ async def counts(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[a
     waiting = await conn.fetch("SELECT channel, status, count(*) AS n FROM deliveries WHERE status IN ('pending', 'dead')"
                                " GROUP BY channel, status")
     return levels, waiting
+
+
+async def follow_light(conn: asyncpg.Connection, task: Task, light: str, at: datetime) -> bool:
+    """Record the task's light as of `at` (its units as the plan names them now); True when it changed."""
+    previous = await conn.fetchval("SELECT light FROM task_lights WHERE task_id = $1", task.id)
+    await conn.execute(
+        "INSERT INTO task_lights (task_id, light, since, lead, responsible) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (task_id) DO UPDATE SET lead = EXCLUDED.lead, responsible = EXCLUDED.responsible,"
+        " light = EXCLUDED.light, since = CASE WHEN task_lights.light = EXCLUDED.light THEN task_lights.since"
+        " ELSE EXCLUDED.since END",
+        task.id, light, at, list(task.lead), list(task.responsible))
+    return previous != light
+
+
+# -- the read API ---------------------------------------------------------------------------------
+
+
+async def escalation(conn: asyncpg.Connection, escalation_id: int, *, lock: bool = False) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {ESCALATION_COLUMNS} FROM escalations WHERE id = $1"
+                               + (" FOR UPDATE" if lock else ""), escalation_id)
+
+
+async def deliveries_of(conn: asyncpg.Connection, escalation_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch(f"SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE escalation_id = $1 ORDER BY id",
+                            escalation_id)
+
+
+async def list_escalations(conn: asyncpg.Connection, *, level: int | None, department: str | None, open: bool | None,
+                           task_ids: list[str] | None, limit: int, offset: int
+                           ) -> tuple[list[asyncpg.Record], int, dict[int, dict[str, int]]]:
+    """A page of escalations, newest first, the total, and each one's deliveries counted by status."""
+    where = ("($1::int IS NULL OR level = $1) AND ($2::text IS NULL OR $2 = ANY(units || addressees))"
+             " AND ($3::bool IS NULL OR (resolved_at IS NULL) = $3) AND ($4::text[] IS NULL OR task_id = ANY($4))")
+    filters = (level, department, open, task_ids)
+    rows = await conn.fetch(f"SELECT {ESCALATION_COLUMNS} FROM escalations WHERE {where}"
+                            " ORDER BY id DESC LIMIT $5 OFFSET $6", *filters, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM escalations WHERE {where}", *filters)
+    counts = await conn.fetch("SELECT escalation_id, status, count(*) AS n FROM deliveries"
+                              " WHERE escalation_id = ANY($1) GROUP BY escalation_id, status", [r["id"] for r in rows])
+    by_escalation: dict[int, dict[str, int]] = {}
+    for c in counts:
+        by_escalation.setdefault(c["escalation_id"], {})[c["status"]] = c["n"]
+    return rows, total, by_escalation
+
+
+async def acknowledge(conn: asyncpg.Connection, escalation_id: int, *, at: datetime, by: str, note: str | None,
+                      until: datetime) -> None:
+    """Pause the escalation until `until` and cancel what it has not sent yet."""
+    await conn.execute(
+        "UPDATE escalations SET acknowledged_at = $2, acknowledged_by = $3, acknowledged_note = $4,"
+        " acknowledged_until = $5, next_check_at = $5 WHERE id = $1",
+        escalation_id, at, by, note, until)
+    await cancel_pending(conn, escalation_id, "acknowledged")
+
+
+async def list_deliveries(conn: asyncpg.Connection, *, status: str | None, channel: str | None,
+                          task_ids: list[str] | None, limit: int, offset: int) -> list[dict]:
+    rows = await conn.fetch(
+        f"SELECT kind, escalation_id, item, notice, {DELIVERY_COLUMNS} FROM deliveries WHERE ($1::text IS NULL OR"
+        " status = $1) AND ($2::text IS NULL OR channel = $2) AND ($5::text[] IS NULL OR escalation_id IN"
+        " (SELECT id FROM escalations WHERE task_id = ANY($5))) ORDER BY id DESC LIMIT $3 OFFSET $4",
+        status, channel, limit, offset, task_ids)
+    return [{**dict(r), "notice": json.loads(r["notice"])} for r in rows]

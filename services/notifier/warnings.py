@@ -1,4 +1,4 @@
-"""Case warnings (duban.tracker.case.warning.v1) → notices: at 50 % and 75 % of a case's allowed time
+"""Case warnings (the tracker's CaseWarning events) → notices: at 50 % and 75 % of a case's allowed time
 to the department handling it, at 100 % to its task's lead departments too. Planned inside the
 consumer's transaction, once per (case, threshold, channel, recipient) however often the event comes."""
 
@@ -14,7 +14,7 @@ from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
 from duban.workcal import to_shanghai
 from services.notifier import store
-from services.notifier.messages import CaseWarningNotice, names
+from services.notifier.domain.messages import CaseWarningNotice, names
 from services.notifier.routes import Routes
 from services.notifier.scheduler import UNROUTED
 

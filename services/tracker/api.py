@@ -7,10 +7,11 @@ from datetime import date, datetime, timezone
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from duban.auth import ChangingPrincipal, CurrentPrincipal, Principal, authenticated, forbidden
+from duban.api_deps import PAGE_SIZE_DEFAULT, ChangingPrincipal, CurrentPrincipal, Limit, Offset, Pool, authenticated
+from duban.auth import Principal, forbidden
 from duban.catalog import Catalog
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
@@ -21,8 +22,6 @@ from services.tracker.evaluation import TaskEvaluator
 
 Status = Literal["not_started", "in_progress", "done", "blocked", "awaiting_verification"]
 LightName = Literal["green", "yellow", "red"]
-Limit = Annotated[int, Query(ge=1, le=200, description="page size")]
-Offset = Annotated[int, Query(ge=0, le=BIGINT_MAX, description="items to skip")]
 DepartmentCode = Annotated[str, Query(pattern=r"^[a-z0-9-]+$", max_length=64)]
 
 
@@ -252,13 +251,6 @@ class DepartmentView(BaseModel):
     offset: int
 
 
-def get_pool(request: Request) -> asyncpg.Pool:
-    return request.app.state.pool
-
-
-Pool = Annotated[asyncpg.Pool, Depends(get_pool)]
-
-
 def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
                 clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)) -> APIRouter:
     # Every route needs a bearer token; a department sees only its own tasks and cases (duban/auth.py).
@@ -291,7 +283,7 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         department: DepartmentCode | None = None,
         status: Status | None = None,
         light: LightName | None = None,
-        limit: Limit = 50,
+        limit: Limit = PAGE_SIZE_DEFAULT,
         offset: Offset = 0,
     ) -> TaskPage:
         task_ids = principal.visible_tasks(catalog)
@@ -325,7 +317,7 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
                 "verification": verification.current(verifications, None, None)}
 
     @router.get("/tasks/{task_id}/history", response_model=ReportPage)
-    async def get_task_history(pool: Pool, principal: CurrentPrincipal, task_id: str, limit: Limit = 50,
+    async def get_task_history(pool: Pool, principal: CurrentPrincipal, task_id: str, limit: Limit = PAGE_SIZE_DEFAULT,
                                offset: Offset = 0) -> ReportPage:
         task_or_404(principal, task_id)
         async with pool.acquire() as conn:
@@ -368,7 +360,7 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
         return await case_of(pool, code, case_id)
 
     @router.get("/departments/{code}", response_model=DepartmentView)
-    async def get_department(pool: Pool, principal: CurrentPrincipal, code: str, limit: Limit = 50,
+    async def get_department(pool: Pool, principal: CurrentPrincipal, code: str, limit: Limit = PAGE_SIZE_DEFAULT,
                              offset: Offset = 0) -> DepartmentView:
         """The department's tasks (as lead, responsible unit or member of a named collective) and its open cases."""
         department = department_or_404(code)
@@ -414,10 +406,10 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
 
     @router.get("/extensions", response_model=ExtensionPage)
     async def list_extensions(pool: Pool, principal: CurrentPrincipal, status: ExtensionStatus | None = None,
-                              limit: Limit = 50, offset: Offset = 0) -> ExtensionPage:
+                              limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> ExtensionPage:
         """Extension requests, oldest first; a department sees those about its own tasks."""
         async with pool.acquire() as conn:
-            items, total = await extensions.list_extensions(conn, status=status, task_ids=principal.visible_tasks(catalog),
+            items, total = await store.list_extensions(conn, status=status, task_ids=principal.visible_tasks(catalog),
                                                             limit=limit, offset=offset)
         return ExtensionPage(items=items, total=total, limit=limit, offset=offset)
 
@@ -448,7 +440,7 @@ def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
 
     @router.get("/verifications", response_model=VerificationPage)
     async def list_verifications(pool: Pool, principal: CurrentPrincipal, status: VerificationStatus | None = None,
-                                 limit: Limit = 50, offset: Offset = 0) -> VerificationPage:
+                                 limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> VerificationPage:
         """Done reports and completions awaiting verification, and the decisions taken; a department sees its own tasks'."""
         async with pool.acquire() as conn:
             items, total = await verification.list_verifications(

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Gauge
 
 from duban import outbox
 from duban.catalog import Catalog
+from duban.events.models import CompletionAwaitingVerification, MilestoneStatusChanged, TaskLightChanged, TaskUpdated
 from duban.outbox import Change
 from duban.workcal import WorkingCalendar
 from services.tracker import store
@@ -33,10 +34,6 @@ from services.tracker.domain.tasks import (
 
 log = structlog.get_logger(__name__)
 
-TASK_UPDATED = "duban.tracker.task.updated.v1"
-LIGHT_CHANGED = "duban.tracker.task.light-changed.v1"
-MILESTONE_CHANGED = "duban.tracker.milestone.status-changed.v1"
-AWAITING_VERIFICATION = "duban.tracker.completion.awaiting-verification.v1"
 VERIFICATION_GRACE_WORKING_DAYS = 5  # default: working days an unverified "done" keeps an item from red
 
 CALENDAR_GAPS = Counter("duban_tracker_calendar_gaps_total",
@@ -46,7 +43,7 @@ LIGHT_CHANGES = Counter("duban_tracker_light_changes_total", "Task light changes
 AWAITING = Gauge("duban_tracker_awaiting_verification",
                  "Tasks (reported done) and milestone occurrences (completed) awaiting the district office's verification",
                  ["kind"])
-# The status a change event may carry (duban.tracker.task.updated.v1): a done report awaiting verification is done.
+# The status a change event may carry (TaskUpdated): a done report awaiting verification is done.
 _ANNOUNCED_STATUS = {"awaiting_verification": "done"}
 # The columns of a task row that evaluation derives, in the order store.save_tasks takes them.
 _TASK_ROW = ("id", "status", "percent", "last_report_at", "last_reporter", "last_event_id", "last_note", "evidence_url",
@@ -110,18 +107,18 @@ class TaskEvaluator:
                         occ.milestone_id, occ.due, task_id, occ.starts, new, done_by.order[0] if done_by else None,
                         done_by.source if done_by else None, done_by.event_id if done_by else None, now, announced))
                 if new == "awaiting_verification" and (old is None or old[:2] != (new, done_by.event_id)):
-                    changes.append(Change(AWAITING_VERIFICATION, task_id, {
+                    changes.append(Change(CompletionAwaitingVerification, task_id, {
                         "milestone_id": occ.milestone_id, "due": occ.due.isoformat(),
                         "deadline": occ.deadline.isoformat(), "request_source": done_by.source,
                         "request_id": done_by.event_id, "requested_at": utc(done_by.order[0]),
                         "grace_until": done_by.awaiting_until.isoformat(), "as_of": as_of}, now))
                 if old is None or old[2] != announced:
-                    changes.append(Change(MILESTONE_CHANGED, task_id, {
+                    changes.append(Change(MilestoneStatusChanged, task_id, {
                         "milestone_id": occ.milestone_id, "from": old[2] if old else None, "to": announced,
                         "as_of": as_of}, now))
 
             if status == "awaiting_verification" and (row["status"], row["last_event_id"]) != (status, report["event_id"]):
-                changes.append(Change(AWAITING_VERIFICATION, task_id, {
+                changes.append(Change(CompletionAwaitingVerification, task_id, {
                     "request_source": report["source"], "request_id": report["event_id"],
                     "requested_at": utc(report["event_time"]), "grace_until": awaiting_until.isoformat(),
                     "as_of": as_of}, now))
@@ -129,14 +126,14 @@ class TaskEvaluator:
             light_changed = first or light.light != row["light"]
             if light_changed:
                 LIGHT_CHANGES.labels(light.light).inc()
-                changes.append(Change(LIGHT_CHANGED, task_id, {
+                changes.append(Change(TaskLightChanged, task_id, {
                     "from": None if first else row["light"], "to": light.light, "reason": light.reason,
                     "as_of": as_of}, now))
             announced_status = _ANNOUNCED_STATUS.get(status, status)
             current = (announced_status, report["percent"], report["event_time"]) if report else None
             if current and (light_changed or current != (_ANNOUNCED_STATUS.get(row["status"], row["status"]),
                                                          row["percent"], row["last_report_at"])):
-                changes.append(Change(TASK_UPDATED, task_id, {
+                changes.append(Change(TaskUpdated, task_id, {
                     "status": current[0], "percent": current[1], "light": light.light,
                     "reported_at": utc(current[2])}, now))
 
@@ -163,8 +160,5 @@ class TaskEvaluator:
 
 async def count_awaiting(conn: asyncpg.Connection) -> None:
     """Sets the gauge from the tables (at start and whenever tasks or milestones change)."""
-    row = await conn.fetchrow(
-        "SELECT (SELECT count(*) FROM tasks WHERE status = 'awaiting_verification') AS task,"
-        " (SELECT count(*) FROM milestones WHERE status = 'awaiting_verification') AS milestone")
-    for kind in ("task", "milestone"):
-        AWAITING.labels(kind).set(row[kind])
+    for kind, count in (await store.count_awaiting_verification(conn)).items():
+        AWAITING.labels(kind).set(count)

@@ -3,12 +3,11 @@
 A request names one occurrence of a milestone (its plan due date) and the date asked for. An approval
 makes that date the occurrence's deadline: the task is re-derived in the same transaction (lights
 and milestone statuses follow the new date through TaskEvaluator.refresh), and the decision goes out
-through the outbox as duban.tracker.milestone.extension-decided.v1. The plan's date, the request and
+through the outbox as a MilestoneExtensionDecided event. The plan's date, the request and
 the decision stay in `milestone_extensions` (never deleted), so the task's history shows them."""
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 
 import asyncpg
@@ -16,6 +15,7 @@ import structlog
 from prometheus_client import Gauge
 
 from duban import outbox
+from duban.events.models import MilestoneExtensionDecided
 from duban.outbox import Change
 from services.tracker import store
 from services.tracker.domain.instants import civil_date, utc
@@ -23,7 +23,6 @@ from services.tracker.evaluation import TaskEvaluator
 
 log = structlog.get_logger(__name__)
 
-EXTENSION_DECIDED = "duban.tracker.milestone.extension-decided.v1"
 MILESTONES_EXTENDED = Gauge("duban_tracker_milestones_extended",
                             "Milestone occurrences whose deadline an approved extension moved")
 
@@ -38,8 +37,7 @@ class ExtensionRefused(Exception):
 
 async def count_extended(conn: asyncpg.Connection) -> int:
     """Sets the gauge from the table (at start and after each decision) and returns it."""
-    extended = await conn.fetchval(
-        "SELECT count(DISTINCT (milestone_id, original_due)) FROM milestone_extensions WHERE status = 'approved'")
+    extended = await store.count_extended_occurrences(conn)
     MILESTONES_EXTENDED.set(extended)
     return extended
 
@@ -51,9 +49,7 @@ async def request_extension(conn: asyncpg.Connection, task_id: str, milestone_id
     occurrence not done) to `new_due`."""
     async with conn.transaction():
         await store.lock_tasks(conn, [task_id])
-        occurrences = await conn.fetch(
-            "SELECT due, status FROM milestones WHERE task_id = $1 AND milestone_id = $2 ORDER BY due",
-            task_id, milestone_id)
+        occurrences = await store.occurrences_of(conn, task_id, milestone_id)
         if not occurrences:
             raise ExtensionRefused(404, "milestone-not-found", f"{task_id} has no milestone {milestone_id!r}")
         if due is None:
@@ -72,37 +68,32 @@ async def request_extension(conn: asyncpg.Connection, task_id: str, milestone_id
             raise ExtensionRefused(422, "invalid-extension",
                                    f"the new date must be after the current deadline {current}")
         try:
-            row = await conn.fetchrow(
-                "INSERT INTO milestone_extensions (task_id, milestone_id, original_due, requested_due, reason, evidence,"
-                f" requested_by, requested_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {store.EXTENSION_COLUMNS}",
-                task_id, milestone_id, occurrence["due"], new_due, reason.strip(), json.dumps(evidence), principal, now)
+            extension = await store.insert_extension(conn, task_id, milestone_id, occurrence["due"], new_due,
+                                                     reason.strip(), evidence, principal, now)
         except asyncpg.UniqueViolationError:
             raise ExtensionRefused(409, "extension-pending",
                                    f"{milestone_id} due {occurrence['due']} has an undecided request already") from None
     log.info("extension requested", task=task_id, milestone=milestone_id, due=occurrence["due"], to=new_due,
              principal=principal)
-    return store.extension_of(row)
+    return extension
 
 
 async def decide_extension(conn: asyncpg.Connection, evaluator: TaskEvaluator, extension_id: int, *, approve: bool,
                            reason: str, principal: str, now: datetime) -> dict:
     """Approve or reject a request, re-derive its task as of `now`, and announce the decision."""
     async with conn.transaction():
-        found = await conn.fetchrow("SELECT task_id, status FROM milestone_extensions WHERE id = $1", extension_id)
-        if found is None:
+        task_id = await store.task_of_extension(conn, extension_id)
+        if task_id is None:
             raise ExtensionRefused(404, "extension-not-found", f"no extension request {extension_id}")
-        await store.lock_tasks(conn, [found["task_id"]])  # the task first, as every evaluation locks it
-        row = await conn.fetchrow(
-            "UPDATE milestone_extensions SET status = $2, decided_by = $3, decided_at = $4, decision_reason = $5"
-            f" WHERE id = $1 AND status = 'requested' RETURNING {store.EXTENSION_COLUMNS}",
-            extension_id, "approved" if approve else "rejected", principal, now, reason.strip())
-        if row is None:
+        await store.lock_tasks(conn, [task_id])  # the task first, as every evaluation locks it
+        extension = await store.decide_extension(conn, extension_id, "approved" if approve else "rejected",
+                                                 principal, now, reason.strip())
+        if extension is None:
             raise ExtensionRefused(409, "extension-decided", f"extension request {extension_id} was decided before")
-        extension = store.extension_of(row)
         await evaluator.refresh(conn, [extension["task_id"]], now)
         due = (await store.approved_extensions(conn, [extension["task_id"]])).get(
             (extension["milestone_id"], extension["original_due"]), extension["original_due"])
-        await outbox.add_many(conn, [Change(EXTENSION_DECIDED, extension["task_id"], {
+        await outbox.add_many(conn, [Change(MilestoneExtensionDecided, extension["task_id"], {
             "extension_id": extension_id, "milestone_id": extension["milestone_id"],
             "original_due": extension["original_due"].isoformat(), "requested_due": extension["requested_due"].isoformat(),
             "decision": extension["status"], "due": due.isoformat(), "reason": extension["decision_reason"],
@@ -111,12 +102,3 @@ async def decide_extension(conn: asyncpg.Connection, evaluator: TaskEvaluator, e
     log.info("extension decided", id=extension_id, task=extension["task_id"], decision=extension["status"],
              principal=principal, today=civil_date(now))
     return extension
-
-
-async def list_extensions(conn: asyncpg.Connection, *, status: str | None, task_ids: list[str] | None,
-                          limit: int, offset: int) -> tuple[list[dict], int]:
-    where = "($1::text IS NULL OR status = $1) AND ($2::text[] IS NULL OR task_id = ANY($2))"
-    rows = await conn.fetch(f"SELECT {store.EXTENSION_COLUMNS} FROM milestone_extensions WHERE {where}"
-                            " ORDER BY id LIMIT $3 OFFSET $4", status, task_ids, limit, offset)
-    total = await conn.fetchval(f"SELECT count(*) FROM milestone_extensions WHERE {where}", status, task_ids)
-    return [store.extension_of(r) for r in rows], total

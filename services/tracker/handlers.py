@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
@@ -16,17 +17,43 @@ import asyncpg
 from duban import outbox
 from duban.catalog import Catalog
 from duban.consumer import InboundEvent, PermanentEventError
+from duban.events.models import CASE_EVENTS, TaskMilestoneCompleted, TaskProgressReported
+from duban.events.registry import Dispatch
 from duban.outbox import Change
 from services.tracker import store
-from services.tracker.domain.cases import KINDS, announcements, fold_case, state_as_json
+from services.tracker.domain.cases import announcements, fold_case, state_as_json
 from services.tracker.evaluation import TaskEvaluator
-
-PROGRESS = "duban.task.progress-reported.v1"
-MILESTONE = "duban.task.milestone-completed.v1"
-
 
 def department_of(ce: dict) -> str:
     return ce["source"].removeprefix("/departments/")
+
+
+@dataclass
+class _Rows:
+    """A batch's rows, one list per table the batch writes with one statement."""
+
+    reports: list[tuple] = field(default_factory=list)
+    completions: list[tuple] = field(default_factory=list)
+    case_events: list[tuple] = field(default_factory=list)
+
+    def add_report(self, ce: dict) -> None:
+        data = ce["data"]
+        self.reports.append((ce["source"], ce["id"], ce["subject"], store.parse_time(ce["time"]), data["status"],
+                             data["percent"], data.get("note"), data.get("evidence_url")))
+
+    def add_completion(self, ce: dict) -> None:
+        data = ce["data"]
+        self.completions.append((ce["source"], ce["id"], ce["subject"], data["milestone_id"],
+                                 store.parse_time(ce["time"]), data.get("note"), data.get("evidence_url")))
+
+    def add_case_event(self, ce: dict) -> None:
+        self.case_events.append((ce["source"], ce["id"], department_of(ce), ce["subject"], ce["type"],
+                                 store.parse_time(ce["time"]), json.dumps(ce["data"], ensure_ascii=False)))
+
+
+# Other department events (indicator reports) are the metrics service's; the ledger records them.
+_ROWS = Dispatch({TaskProgressReported: _Rows.add_report, TaskMilestoneCompleted: _Rows.add_completion,
+                  **dict.fromkeys(CASE_EVENTS, _Rows.add_case_event)})
 
 
 class TrackerHandlers:
@@ -36,45 +63,43 @@ class TrackerHandlers:
         # The catalog answers these by walking collectives; checked per event, they are worth keeping.
         self.may_report = cache(catalog.may_report_task)
         self.feeders = cache(catalog.case_type_departments)
+        self._checks = Dispatch({TaskProgressReported: self._check_task, TaskMilestoneCompleted: self._check_milestone,
+                                 **dict.fromkeys(CASE_EVENTS, self._check_case)})
 
     def check(self, event: InboundEvent) -> None:
-        ce, department = event.ce, department_of(event.ce)
-        if event.type in (PROGRESS, MILESTONE):
-            task_id = ce["subject"]
-            if task_id not in self.task_ids:
-                raise PermanentEventError("unknown_task", f"no task {task_id} in the plan")
-            if not self.may_report(department, task_id):
-                raise PermanentEventError("not_responsible", f"{department} neither leads nor is responsible for {task_id}")
-            milestone_id = ce["data"].get("milestone_id")
-            if event.type == MILESTONE and milestone_id not in {m.id for m in self.catalog.task(task_id).milestones}:
-                raise PermanentEventError("unknown_milestone", f"{task_id} has no milestone {milestone_id}")
-        elif event.type in KINDS:
-            case_type = ce["data"]["case_type"]
-            if department not in self.feeders(case_type):
-                raise PermanentEventError("not_the_reporter", f"{department} does not send {case_type} cases")
-        # Other department events (indicator reports) are the metrics service's; the ledger records them.
+        if check := self._checks.of(event.type):
+            check(event.ce, department_of(event.ce))
+
+    def _check_task(self, ce: dict, department: str) -> None:
+        task_id = ce["subject"]
+        if task_id not in self.task_ids:
+            raise PermanentEventError("unknown_task", f"no task {task_id} in the plan")
+        if not self.may_report(department, task_id):
+            raise PermanentEventError("not_responsible", f"{department} neither leads nor is responsible for {task_id}")
+
+    def _check_milestone(self, ce: dict, department: str) -> None:
+        self._check_task(ce, department)
+        task_id, milestone_id = ce["subject"], ce["data"]["milestone_id"]
+        if milestone_id not in {m.id for m in self.catalog.task(task_id).milestones}:
+            raise PermanentEventError("unknown_milestone", f"{task_id} has no milestone {milestone_id}")
+
+    def _check_case(self, ce: dict, department: str) -> None:
+        case_type = ce["data"]["case_type"]
+        if department not in self.feeders(case_type):
+            raise PermanentEventError("not_the_reporter", f"{department} does not send {case_type} cases")
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
-        reports, completions, case_events = [], [], []
+        rows = _Rows()
         for event in events:
-            ce, data = event.ce, event.ce["data"]
-            at = store.parse_time(ce["time"])
-            if event.type == PROGRESS:
-                reports.append((ce["source"], ce["id"], ce["subject"], at, data["status"], data["percent"],
-                                data.get("note"), data.get("evidence_url")))
-            elif event.type == MILESTONE:
-                completions.append((ce["source"], ce["id"], ce["subject"], data["milestone_id"], at,
-                                    data.get("note"), data.get("evidence_url")))
-            elif event.type in KINDS:
-                case_events.append((ce["source"], ce["id"], department_of(ce), ce["subject"], event.type, at,
-                                    json.dumps(data, ensure_ascii=False)))
-        await store.insert_reports(conn, reports)
-        await store.insert_completions(conn, completions)
-        touched = {r[2] for r in reports} | {c[2] for c in completions}
+            if add := _ROWS.of(event.type):
+                add(rows, event.ce)
+        await store.insert_reports(conn, rows.reports)
+        await store.insert_completions(conn, rows.completions)
+        touched = {r[2] for r in rows.reports} | {c[2] for c in rows.completions}
         if touched:
             await self.evaluator.refresh(conn, touched, self.clock())
-        if case_events:
-            await apply_case_events(conn, case_events, self.clock())
+        if rows.case_events:
+            await apply_case_events(conn, rows.case_events, self.clock())
 
 
 async def apply_case_events(conn: asyncpg.Connection, rows: Sequence[tuple], now: datetime) -> None:
@@ -92,7 +117,7 @@ async def refold_cases(conn: asyncpg.Connection, cases: Iterable[tuple[str, str]
     for key in keys:
         state = fold_case(*key, events[key])
         due, now_announced = announcements(state, announced[key])
-        changes.extend(Change(a.type, state.case_id, a.data, now) for a in due)
+        changes.extend(Change(a.model, state.case_id, a.data, now) for a in due)
         saved.append((*key, state.case_type, state.status, state.opened_at, state.ended_at, state_as_json(state),
                       now_announced.as_json()))
     await store.save_cases(conn, saved)

@@ -36,34 +36,6 @@ from services.tracker.settings import TrackerSettings
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-# The district office's voids and the extension requests with their decisions are records of what
-# people decided, not derived state: they outlive the rebuild (table → the columns copied).
-_DECISIONS = {
-    "voided_events": ("source", "event_id", "type", "subject", "reason", "principal", "voided_at"),
-    "milestone_extensions": ("id", "task_id", "milestone_id", "original_due", "requested_due", "reason", "evidence",
-                             "requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_reason"),
-    "verification_decisions": ("id", "task_id", "milestone_id", "due", "source", "event_id", "requested_at", "outcome",
-                               "reason", "decided_by", "decided_at"),
-}
-
-
-async def _decisions_of(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple]]:
-    kept = {}
-    for table, columns in _DECISIONS.items():
-        if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".{table}') is not None:
-            kept[table] = [tuple(r) for r in await conn.fetch(f'SELECT {", ".join(columns)} FROM "{schema}".{table}')]
-    return kept
-
-
-async def _restore_decisions(conn: asyncpg.Connection, kept: dict[str, list[tuple]]) -> None:
-    for table, records in kept.items():
-        await conn.copy_records_to_table(table, records=records, columns=_DECISIONS[table])
-    # New requests and decisions are numbered after the copied ones.
-    for table in ("milestone_extensions", "verification_decisions"):
-        await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false)"
-                           f" FROM {table}")
-
-
 class TrackerRunning(RuntimeError):
     pass
 
@@ -111,10 +83,10 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
     schema, report = settings.schema_name, ReplayReport(announced=announce)
     guard = await asyncpg.connect(settings.database_url)
     try:
-        if not await guard.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"duban-relay:{schema}"):
+        if not await store.take_relay_lock(guard, schema):
             raise TrackerRunning(f"a tracker is running against schema {schema!r} (it holds the relay lock); stop it first")
-        decisions = await _decisions_of(guard, schema)
-        await guard.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        decisions = await store.decisions_of(guard, schema)
+        await store.drop_schema(guard, schema)
         await migrate(settings.database_url, schema, MIGRATIONS)
         catalog = load_catalog()
         evaluator = TaskEvaluator(catalog, WorkingCalendar(), settings.retroactive_grace_working_days,
@@ -125,7 +97,7 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
         try:
             async with pool.acquire() as conn:
                 await store.sync_catalog(conn, catalog)
-                await _restore_decisions(conn, decisions)
+                await store.restore_decisions(conn, decisions)
             consumer = LedgerConsumer(name="tracker-replay", pool=pool, producer=producer,
                                       handler=TrackerHandlers(catalog, evaluator, settings.clock),
                                       validate=validate_by_model, retry_budget_s=settings.retry_budget_s,
@@ -133,7 +105,8 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
             await _read_to_watermarks(settings, consumer, report)
             await reevaluate_all(pool, evaluator, settings.clock())
             if not announce:
-                await pool.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+                async with pool.acquire() as conn:
+                    await store.mark_outbox_published(conn)
         finally:
             await producer.stop()
             await pool.close()

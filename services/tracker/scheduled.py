@@ -15,7 +15,7 @@ from prometheus_client import Counter
 from duban import outbox
 from duban.catalog import Catalog
 from duban.consumer import TRANSIENT_ERRORS
-from duban.events.models import CaseWarning, event_type
+from duban.events.models import CaseWarning
 from duban.workcal import SHANGHAI, CalendarCoverageError, OfficeHours
 from services.tracker import store
 from services.tracker.domain.instants import utc
@@ -23,8 +23,6 @@ from services.tracker.domain.warnings import case_limits, newly_crossed, usage
 from services.tracker.evaluation import TaskEvaluator
 
 log = structlog.get_logger(__name__)
-
-CASE_WARNING = event_type(CaseWarning)
 
 
 def seconds_until_midnight(now: datetime) -> float:
@@ -100,7 +98,7 @@ class CaseWarner:
                 "allowed": used.limit.allowed, "elapsed": round(used.elapsed, 2), "as_of": utc(now),
                 "paused": state["paused_since"] is not None}
         data |= {k: state[k] for k in ("reference", "title") if state.get(k) is not None}
-        await outbox.add_many(conn, [outbox.Change(CASE_WARNING, row["case_id"], data, now)])
+        await outbox.add_many(conn, [outbox.Change(CaseWarning, row["case_id"], data, now)])
         CASE_WARNINGS.labels(row["case_type"], str(max(crossed))).inc()
         return 1
 

@@ -14,6 +14,7 @@ from datetime import date, datetime
 import asyncpg
 
 from duban.catalog import Catalog
+from duban.events.models import TaskMilestoneCompleted, TaskProgressReported
 from services.tracker.domain.cases import KINDS, Announced, CaseEvent
 
 TASK_COLUMNS = ("id, area, title, lead, responsible, status, percent, light, light_reason, light_as_of, light_basis,"
@@ -313,3 +314,180 @@ async def all_task_ids(conn: asyncpg.Connection) -> list[str]:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+async def count_extended_occurrences(conn: asyncpg.Connection) -> int:
+    """Milestone occurrences whose deadline an approved extension moved."""
+    return await conn.fetchval(
+        "SELECT count(DISTINCT (milestone_id, original_due)) FROM milestone_extensions WHERE status = 'approved'")
+
+
+async def occurrences_of(conn: asyncpg.Connection, task_id: str, milestone_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT due, status FROM milestones WHERE task_id = $1 AND milestone_id = $2 ORDER BY due",
+                            task_id, milestone_id)
+
+
+async def insert_extension(conn: asyncpg.Connection, task_id: str, milestone_id: str, original_due: date,
+                           requested_due: date, reason: str, evidence: list[str], principal: str,
+                           now: datetime) -> dict:
+    """A new request; raises UniqueViolationError while the occurrence has an undecided one."""
+    row = await conn.fetchrow(
+        "INSERT INTO milestone_extensions (task_id, milestone_id, original_due, requested_due, reason, evidence,"
+        f" requested_by, requested_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {EXTENSION_COLUMNS}",
+        task_id, milestone_id, original_due, requested_due, reason, json.dumps(evidence), principal, now)
+    return extension_of(row)
+
+
+async def task_of_extension(conn: asyncpg.Connection, extension_id: int) -> str | None:
+    return await conn.fetchval("SELECT task_id FROM milestone_extensions WHERE id = $1", extension_id)
+
+
+async def decide_extension(conn: asyncpg.Connection, extension_id: int, status: str, principal: str, now: datetime,
+                           reason: str) -> dict | None:
+    """The request with its decision; None when it was decided before."""
+    row = await conn.fetchrow(
+        "UPDATE milestone_extensions SET status = $2, decided_by = $3, decided_at = $4, decision_reason = $5"
+        f" WHERE id = $1 AND status = 'requested' RETURNING {EXTENSION_COLUMNS}",
+        extension_id, status, principal, now, reason)
+    return None if row is None else extension_of(row)
+
+
+async def list_extensions(conn: asyncpg.Connection, *, status: str | None, task_ids: list[str] | None,
+                          limit: int, offset: int) -> tuple[list[dict], int]:
+    where = "($1::text IS NULL OR status = $1) AND ($2::text[] IS NULL OR task_id = ANY($2))"
+    rows = await conn.fetch(f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE {where}"
+                            " ORDER BY id LIMIT $3 OFFSET $4", status, task_ids, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM milestone_extensions WHERE {where}", status, task_ids)
+    return [extension_of(r) for r in rows], total
+
+
+async def find_applied_event(conn: asyncpg.Connection, source: str, event_id: str) -> asyncpg.Record | None:
+    """Where an applied department event is kept, and what it belongs to: kind 'task' (subject = the
+    task) or 'case' (subject = the case, with its department)."""
+    return await conn.fetchrow(
+        "SELECT 'task' AS kind, $3::text AS type, task_id AS subject, NULL AS department"
+        " FROM task_reports WHERE source = $1 AND event_id = $2"
+        " UNION ALL SELECT 'task', $4::text, task_id, NULL FROM milestone_completions"
+        " WHERE source = $1 AND event_id = $2"
+        " UNION ALL SELECT 'case', type, case_id, department FROM case_events WHERE source = $1 AND event_id = $2",
+        source, event_id, TaskProgressReported.TYPE, TaskMilestoneCompleted.TYPE)
+
+
+async def record_void(conn: asyncpg.Connection, source: str, event_id: str, type_: str, subject: str, reason: str,
+                      principal: str) -> datetime | None:
+    """When the void was recorded; None when the event was voided before."""
+    return await conn.fetchval(
+        "INSERT INTO voided_events (source, event_id, type, subject, reason, principal)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING voided_at",
+        source, event_id, type_, subject, reason, principal)
+
+
+async def last_outbox_seq(conn: asyncpg.Connection) -> int:
+    return await conn.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
+
+
+async def outbox_rows_after(conn: asyncpg.Connection, seq: int) -> int:
+    return await conn.fetchval("SELECT count(*) FROM outbox WHERE seq > $1", seq)
+
+
+# --- replay: the schema rebuilt from the topic (services/tracker/replay.py) ----------------------
+
+# The district office's voids and the extension requests with their decisions are records of what
+# people decided, not derived state: they outlive the rebuild (table → the columns copied).
+_DECISIONS = {
+    "voided_events": ("source", "event_id", "type", "subject", "reason", "principal", "voided_at"),
+    "milestone_extensions": ("id", "task_id", "milestone_id", "original_due", "requested_due", "reason", "evidence",
+                             "requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_reason"),
+    "verification_decisions": ("id", "task_id", "milestone_id", "due", "source", "event_id", "requested_at", "outcome",
+                               "reason", "decided_by", "decided_at"),
+}
+
+
+async def take_relay_lock(conn: asyncpg.Connection, schema: str) -> bool:
+    """The schema's relay lock (duban/outbox.py), held by every running tracker; False while one runs."""
+    return await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", f"duban-relay:{schema}")
+
+
+async def decisions_of(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple]]:
+    kept = {}
+    for table, columns in _DECISIONS.items():
+        if await conn.fetchval("SELECT to_regclass($1)", f'"{schema}".{table}') is not None:
+            kept[table] = [tuple(r) for r in await conn.fetch(f'SELECT {", ".join(columns)} FROM "{schema}".{table}')]
+    return kept
+
+
+async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
+    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+async def restore_decisions(conn: asyncpg.Connection, kept: dict[str, list[tuple]]) -> None:
+    for table, records in kept.items():
+        await conn.copy_records_to_table(table, records=records, columns=_DECISIONS[table])
+    # New requests and decisions are numbered after the copied ones.
+    for table in ("milestone_extensions", "verification_decisions"):
+        await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false)"
+                           f" FROM {table}")
+
+
+async def mark_outbox_published(conn: asyncpg.Connection) -> None:
+    """The rebuilt outbox repeats what was announced before: nothing in it is to be published again."""
+    await conn.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+
+
+# --- verification (services/tracker/verification.py) ----------------------------------------------
+
+DECISION_COLUMNS = ("task_id, milestone_id, due, source, event_id, requested_at, outcome, reason, decided_by,"
+                    " decided_at")
+
+
+async def count_awaiting_verification(conn: asyncpg.Connection) -> dict[str, int]:
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM tasks WHERE status = 'awaiting_verification') AS task,"
+        " (SELECT count(*) FROM milestones WHERE status = 'awaiting_verification') AS milestone")
+    return dict(row)
+
+
+async def awaiting_request(conn: asyncpg.Connection, task_id: str, milestone_id: str | None) -> asyncpg.Record | None:
+    """The report or completion awaiting verification: the task's current done report, or the
+    milestone's oldest occurrence completed and undecided."""
+    if milestone_id is None:
+        return await conn.fetchrow(
+            "SELECT NULL::date AS due, last_reporter AS source, last_event_id AS event_id, last_report_at AS requested_at"
+            " FROM tasks WHERE id = $1 AND status = 'awaiting_verification'", task_id)
+    return await conn.fetchrow(
+        "SELECT due, done_by AS source, done_event_id AS event_id, done_at AS requested_at FROM milestones"
+        " WHERE task_id = $1 AND milestone_id = $2 AND status = 'awaiting_verification' ORDER BY due LIMIT 1",
+        task_id, milestone_id)
+
+
+async def record_verification(conn: asyncpg.Connection, task_id: str, milestone_id: str | None,
+                              request: asyncpg.Record, *, outcome: str, reason: str | None, principal: str,
+                              now: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO verification_decisions (task_id, milestone_id, due, source, event_id, requested_at, outcome,"
+        f" reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {DECISION_COLUMNS}",
+        task_id, milestone_id, request["due"], request["source"], request["event_id"], request["requested_at"],
+        outcome, reason, principal, now)
+
+
+# Everything awaiting (derived: tasks and occurrences) and everything decided (recorded), in one list.
+_VERIFICATIONS = (
+    "SELECT id AS task_id, NULL::text AS milestone_id, NULL::date AS due, last_reporter AS source,"
+    " last_event_id AS event_id, last_report_at AS requested_at, NULL::text AS outcome, NULL::text AS reason,"
+    " NULL::text AS decided_by, NULL::timestamptz AS decided_at FROM tasks WHERE status = 'awaiting_verification'"
+    " UNION ALL SELECT task_id, milestone_id, due, done_by, done_event_id, done_at, NULL, NULL, NULL, NULL"
+    " FROM milestones WHERE status = 'awaiting_verification'"
+    f" UNION ALL SELECT {DECISION_COLUMNS} FROM verification_decisions"
+)
+
+
+async def verifications(conn: asyncpg.Connection, *, status: str | None, task_ids: Sequence[str] | None, limit: int,
+                        offset: int) -> tuple[list[asyncpg.Record], int]:
+    """Requests awaiting and decisions taken (status awaiting, verified or returned), oldest request first."""
+    where = ("($1::text IS NULL OR coalesce(outcome, 'awaiting') = $1)"
+             " AND ($2::text[] IS NULL OR task_id = ANY($2))")
+    rows = await conn.fetch(f"SELECT * FROM ({_VERIFICATIONS}) v WHERE {where}"
+                            " ORDER BY requested_at, task_id, milestone_id NULLS FIRST, due, source, event_id"
+                            " LIMIT $3 OFFSET $4", status, task_ids, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM ({_VERIFICATIONS}) v WHERE {where}", status, task_ids)
+    return rows, total

@@ -5,8 +5,8 @@ the occurrence it completes await it. Both are derived by TaskEvaluator.refresh 
 the decisions recorded here, so a replay reproduces them. A decision names the report or completion
 it judges by its (source, id), records who decided, when and why in `verification_decisions`
 (append-only), re-derives the task in the same transaction (a returned "done" counts as never having
-happened, so the light resumes) and announces duban.tracker.completion.verified.v1 or
-duban.tracker.completion.returned.v1 through the outbox. Decision 020."""
+happened, so the light resumes) and announces it (CompletionVerified or CompletionReturned)
+through the outbox. Decision 020."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import asyncpg
 import structlog
 
 from duban import outbox
+from duban.events.models import CompletionReturned, CompletionVerified
 from duban.outbox import Change
 from services.tracker import store
 from services.tracker.domain.instants import civil_date, utc
@@ -23,12 +24,7 @@ from services.tracker.evaluation import TaskEvaluator
 
 log = structlog.get_logger(__name__)
 
-COMPLETION_VERIFIED = "duban.tracker.completion.verified.v1"
-COMPLETION_RETURNED = "duban.tracker.completion.returned.v1"
-OUTCOME_EVENTS = {"verified": COMPLETION_VERIFIED, "returned": COMPLETION_RETURNED}
-
-DECISION_COLUMNS = ("task_id, milestone_id, due, source, event_id, requested_at, outcome, reason, decided_by,"
-                    " decided_at")
+OUTCOME_EVENTS = {"verified": CompletionVerified, "returned": CompletionReturned}
 
 
 class VerificationRefused(Exception):
@@ -42,17 +38,9 @@ class VerificationRefused(Exception):
 async def _awaiting_request(conn: asyncpg.Connection, task_id: str, milestone_id: str | None) -> asyncpg.Record:
     """The report or completion awaiting verification: the task's current done report, or the
     milestone's oldest occurrence completed and undecided."""
-    if milestone_id is None:
-        row = await conn.fetchrow(
-            "SELECT NULL::date AS due, last_reporter AS source, last_event_id AS event_id, last_report_at AS requested_at"
-            " FROM tasks WHERE id = $1 AND status = 'awaiting_verification'", task_id)
-        what = f"{task_id} has no done report awaiting verification"
-    else:
-        row = await conn.fetchrow(
-            "SELECT due, done_by AS source, done_event_id AS event_id, done_at AS requested_at FROM milestones"
-            " WHERE task_id = $1 AND milestone_id = $2 AND status = 'awaiting_verification' ORDER BY due LIMIT 1",
-            task_id, milestone_id)
-        what = f"no occurrence of {milestone_id} awaits verification"
+    row = await store.awaiting_request(conn, task_id, milestone_id)
+    what = (f"{task_id} has no done report awaiting verification" if milestone_id is None
+            else f"no occurrence of {milestone_id} awaits verification")
     if row is None:
         raise VerificationRefused(409, "nothing-awaits-verification", what)
     return row
@@ -68,11 +56,8 @@ async def decide(conn: asyncpg.Connection, evaluator: TaskEvaluator, task_id: st
     async with conn.transaction():
         await store.lock_tasks(conn, [task_id])  # the task first, as every evaluation locks it
         request = await _awaiting_request(conn, task_id, milestone_id)
-        row = await conn.fetchrow(
-            "INSERT INTO verification_decisions (task_id, milestone_id, due, source, event_id, requested_at, outcome,"
-            f" reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {DECISION_COLUMNS}",
-            task_id, milestone_id, request["due"], request["source"], request["event_id"], request["requested_at"],
-            outcome, reason, principal, now)
+        row = await store.record_verification(conn, task_id, milestone_id, request, outcome=outcome, reason=reason,
+                                              principal=principal, now=now)
         decision = view(evaluator, dict(row))
         # The decision goes out ahead of what it changes (lights, milestone states), so a consumer
         # knows why the light moved when it sees the light move.
@@ -100,25 +85,9 @@ def view(evaluator: TaskEvaluator, row: dict) -> dict:
             "status": row.get("outcome") or "awaiting"}
 
 
-# Everything awaiting (derived: tasks and occurrences) and everything decided (recorded), in one list.
-_ALL = (
-    "SELECT id AS task_id, NULL::text AS milestone_id, NULL::date AS due, last_reporter AS source,"
-    " last_event_id AS event_id, last_report_at AS requested_at, NULL::text AS outcome, NULL::text AS reason,"
-    " NULL::text AS decided_by, NULL::timestamptz AS decided_at FROM tasks WHERE status = 'awaiting_verification'"
-    " UNION ALL SELECT task_id, milestone_id, due, done_by, done_event_id, done_at, NULL, NULL, NULL, NULL"
-    " FROM milestones WHERE status = 'awaiting_verification'"
-    f" UNION ALL SELECT {DECISION_COLUMNS} FROM verification_decisions"
-)
-
-
 async def list_verifications(conn: asyncpg.Connection, evaluator: TaskEvaluator, *, status: str | None,
                              task_ids: list[str] | None, limit: int, offset: int) -> tuple[list[dict], int]:
-    where = ("($1::text IS NULL OR coalesce(outcome, 'awaiting') = $1)"
-             " AND ($2::text[] IS NULL OR task_id = ANY($2))")
-    rows = await conn.fetch(f"SELECT * FROM ({_ALL}) v WHERE {where}"
-                            " ORDER BY requested_at, task_id, milestone_id NULLS FIRST, due, source, event_id"
-                            " LIMIT $3 OFFSET $4", status, task_ids, limit, offset)
-    total = await conn.fetchval(f"SELECT count(*) FROM ({_ALL}) v WHERE {where}", status, task_ids)
+    rows, total = await store.verifications(conn, status=status, task_ids=task_ids, limit=limit, offset=offset)
     return [view(evaluator, dict(r)) for r in rows], total
 
 

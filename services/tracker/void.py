@@ -22,21 +22,12 @@ import structlog
 from duban.catalog import load_catalog
 from duban.pg import create_pool
 from duban.workcal import WorkingCalendar
+from services.tracker import store
 from services.tracker.evaluation import TaskEvaluator
 from services.tracker.handlers import refold_cases
 from services.tracker.settings import TrackerSettings
 
 log = structlog.get_logger(__name__)
-
-# Where an applied department event is kept, and what it belongs to: a task or a (department, case).
-_FIND = (
-    "SELECT 'task' AS kind, 'duban.task.progress-reported.v1' AS type, task_id AS subject, NULL AS department"
-    " FROM task_reports WHERE source = $1 AND event_id = $2"
-    " UNION ALL SELECT 'task', 'duban.task.milestone-completed.v1', task_id, NULL FROM milestone_completions"
-    " WHERE source = $1 AND event_id = $2"
-    " UNION ALL SELECT 'case', type, case_id, department FROM case_events WHERE source = $1 AND event_id = $2"
-)
-
 
 class VoidRefused(Exception):
     """The void cannot be recorded; `status` is the HTTP status a route answers with."""
@@ -67,26 +58,24 @@ async def void_event(conn: asyncpg.Connection, source: str, id: str, reason: str
         raise VoidRefused(400, "invalid-void", "a void needs a reason and the principal who asks for it")
     now = now or TrackerSettings().clock()
     async with conn.transaction():
-        found = await conn.fetchrow(_FIND, source, id)
+        found = await store.find_applied_event(conn, source, id)
         if found is None:
             raise VoidRefused(404, "event-not-found", f"the tracker has applied no event {id} from {source}")
-        recorded = await conn.fetchrow(
-            "INSERT INTO voided_events (source, event_id, type, subject, reason, principal)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING voided_at",
-            source, id, found["type"], found["subject"], reason.strip(), principal.strip())
-        if recorded is None:
+        voided_at = await store.record_void(conn, source, id, found["type"], found["subject"], reason.strip(),
+                                            principal.strip())
+        if voided_at is None:
             raise VoidRefused(409, "already-voided", f"event {id} from {source} was voided before")
-        last_seq = await conn.fetchval("SELECT coalesce(max(seq), 0) FROM outbox")
+        last_seq = await store.last_outbox_seq(conn)
         if found["kind"] == "task":
             evaluator = evaluator or TaskEvaluator(load_catalog(), WorkingCalendar())
             await evaluator.refresh(conn, [found["subject"]], now)
         else:
             await refold_cases(conn, [(found["department"], found["subject"])], now)
-        changes = await conn.fetchval("SELECT count(*) FROM outbox WHERE seq > $1", last_seq)
+        changes = await store.outbox_rows_after(conn, last_seq)
     log.warning("event voided", source=source, event_id=id, type=found["type"], subject=found["subject"],
                 reason=reason, principal=principal, changes=changes)
     return Voided(source, id, found["type"], found["subject"], reason.strip(), principal.strip(),
-                  recorded["voided_at"], changes)
+                  voided_at, changes)
 
 
 def register(subcommands) -> None:

@@ -10,7 +10,11 @@ import uuid
 import httpx
 import pytest
 
+from fastapi.routing import APIRoute
+
+from services.board.api import pages
 from tests.auth.conftest import Api, escalate, service_api
+from tests.board.conftest import running_board
 from tests.conftest import at
 from tests.intake.conftest import progress
 
@@ -104,3 +108,46 @@ async def test_every_route_needs_a_token_and_keeps_departments_apart(database_ur
         row = await apis["notifier"].pool.fetchrow("SELECT acknowledged_by FROM escalations WHERE id = $1",
                                                    escalations["T09"])
         assert row["acknowledged_by"] is None
+
+
+# The board's pages: each asks the read APIs with the caller's own token, so a department's token meets the
+# same refusals there. Forms are posted with the bearer header, which needs no CSRF value (not ambient).
+BOARD_ROUTES = {
+    ("GET", "/"): {"params": {"department": THEIRS}},
+    ("GET", "/tasks/{task_id}"): {"path": {"task_id": "T09"}},
+    ("POST", "/tasks/{task_id}/extensions/{extension_id}/decision"): {
+        "path": {"task_id": "T09", "extension_id": 1}, "data": {"decision": "approve", "reason": "同意"}},
+    ("GET", "/indicators"): "list",
+    ("GET", "/indicators/{indicator_id}"): {"path": {"indicator_id": "export_tax_refund_days"},
+                                            "params": {"department": THEIRS}},
+    ("GET", "/departments"): "list",
+    ("GET", "/exports/ledger.{fmt}"): {"path": {"fmt": "xlsx"}, "list": True},
+    ("GET", "/exports/indicators.{fmt}"): {"path": {"fmt": "csv"}, "list": True},
+    ("POST", "/signout"): {"list": True},
+    # The bulletins are circulated to every department; only the district office issues one.
+    ("GET", "/bulletins"): "list",
+    ("POST", "/bulletins"): {"data": {"week": "2021-W38"}},
+    ("GET", "/bulletins/{bulletin_id}"): {"path": {"bulletin_id": 1}, "expect": 404},
+    ("GET", "/bulletins/{bulletin_id}.docx"): {"path": {"bulletin_id": 1}, "expect": 404},
+}
+
+
+async def test_every_board_page_needs_a_token_and_keeps_departments_apart(database_url, kafka_bootstrap, tokens):
+    routes = {(method, route.path) for route in pages.routes if isinstance(route, APIRoute) for method in route.methods}
+    assert set(BOARD_ROUTES) == routes, "the board's pages and the walk differ"
+    async with running_board(database_url, kafka_bootstrap, tokens) as board, \
+            httpx.AsyncClient(base_url=board.url, timeout=30) as client:
+        for (method, path), spec in BOARD_ROUTES.items():
+            spec = {} if spec == "list" else spec
+            request = {"method": method, "url": path.format(**spec.get("path", {})), "params": spec.get("params"),
+                       "data": spec.get("data")}
+            anonymous = await client.request(**request)
+            assert_problem(anonymous, 401, "unauthenticated")
+            assert anonymous.headers["www-authenticate"].startswith("Bearer realm=")
+            mine = await client.request(**request, headers=tokens.headers(department=MINE))
+            if spec.get("list", spec == {}):
+                assert mine.status_code in (200, 303), (path, mine.text)
+            else:
+                assert mine.status_code == spec.get("expect", 403), (path, mine.text)
+        for public in ("/signin", "/healthz", "/metrics", "/static/board.css"):
+            assert (await client.get(public)).status_code == 200, public

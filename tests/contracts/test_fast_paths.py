@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from duban.events import CONTRACTS, DEPARTMENT_EVENT_TYPES, InvalidEvent, parse_event, to_kafka, validate_event
 from duban.events.fast import fast_record, fast_valid, parse_event_fast
 from duban.events.models import STORABLE_TEXT_PATTERN
-from services.intake.ledger import canonical_json, payload_hash
+from services.intake.domain.ledger import canonical_json, payload_hash
 from tests.contracts import invalid_examples, valid_examples
 
 EXAMPLES = [example for contract in CONTRACTS.values() for example in contract.schema["examples"]]

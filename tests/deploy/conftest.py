@@ -20,7 +20,9 @@ from duban.settings import ServiceSettings
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("local", "production")
-SERVICES = ("intake", "tracker", "metrics", "notifier")
+SERVICES = ("intake", "tracker", "metrics", "notifier", "board")
+# The board reads the other services' APIs and never Kafka: no Kafka user, no cluster CA.
+KAFKA_CLIENTS = ("intake", "tracker", "metrics", "notifier")
 
 
 def settings_class(service: str) -> type[ServiceSettings]:

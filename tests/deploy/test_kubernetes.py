@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from duban.cli import build_parser
-from tests.deploy.conftest import (K8S, SERVICES, default_port, known_env_names, kustomize, of_kind, pod_specs,
+from tests.deploy.conftest import (K8S, KAFKA_CLIENTS, SERVICES, default_port, known_env_names, kustomize, of_kind, pod_specs,
                                    service_of)
 from tests.deploy.test_crds import is_built_in
 
@@ -229,7 +229,10 @@ def test_network_policies_deny_by_default_and_open_each_service_port(overlay):
         egress_ports = {port["port"] for p in mine for rule in p["spec"].get("egress", []) for port in rule.get("ports", [])}
         kafka_port = int(config(docs)["DUBAN_KAFKA_BOOTSTRAP"].rpartition(":")[2])
         assert default_port(name) in ingress_ports, f"{name}: nothing lets Prometheus reach /metrics"
-        assert {53, kafka_port, 5432} <= egress_ports, f"{name}: DNS, Kafka and PostgreSQL must be reachable"
+        if name in KAFKA_CLIENTS:
+            assert {53, kafka_port, 5432} <= egress_ports, f"{name}: DNS, Kafka and PostgreSQL must be reachable"
+        else:  # the board: its database and the read APIs it renders
+            assert {53, 5432, *(default_port(s) for s in ("tracker", "metrics", "notifier"))} <= egress_ports, name
         if name == "notifier":
             env = {v["name"]: v.get("value") for v in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
             assert int(env["DUBAN_SMTP_PORT"]) in egress_ports, "the notifier reaches its SMTP relay's port"

@@ -10,7 +10,7 @@ import yaml
 
 from duban.broker import all_topics
 from duban.settings import ServiceSettings
-from tests.deploy.conftest import K8S, ROOT, SERVICES, kustomize, of_kind, service_of, settings_class
+from tests.deploy.conftest import K8S, KAFKA_CLIENTS, ROOT, SERVICES, kustomize, of_kind, service_of, settings_class
 
 CONSUMERS = ("tracker", "metrics", "notifier")
 
@@ -76,6 +76,9 @@ def test_each_service_is_its_own_kafka_user_allowed_what_it_reads_and_writes(doc
               "metrics": [settings.topic_tracker_changes + dlq, settings.topic_dept_events + dlq]}
     for service, deployment in deployments(docs).items():
         env = env_of(deployment)
+        if service not in KAFKA_CLIENTS:
+            assert not any(name.startswith("DUBAN_KAFKA_SASL") for name in env), f"{service} needs no Kafka account"
+            continue
         name = env["DUBAN_KAFKA_SASL_USERNAME"]["value"]
         assert env["DUBAN_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": name, "key": "password"}
         user = users[name]
@@ -89,7 +92,8 @@ def test_each_service_is_its_own_kafka_user_allowed_what_it_reads_and_writes(doc
             assert not allowed(user, "topic", topic, "Write"), f"{name} may write {topic}, which it never writes"
         for topic in set(all_topics(settings)) - set(reads[service]):
             assert not allowed(user, "topic", topic, "Read"), f"{name} may read {topic}, which it never reads"
-    assert len({env_of(d)["DUBAN_KAFKA_SASL_USERNAME"]["value"] for d in deployments(docs).values()}) == len(SERVICES)
+    assert len({env_of(d)["DUBAN_KAFKA_SASL_USERNAME"]["value"] for s, d in deployments(docs).items()
+                if s in KAFKA_CLIENTS}) == len(KAFKA_CLIENTS)
 
 
 def test_keda_reads_the_lag_of_the_groups_the_services_consume_in(docs):
@@ -154,17 +158,21 @@ def test_alerts_of_every_severity_reach_a_receiver(docs):
     assert {route["receiver"]} | {r["receiver"] for r in route["routes"]} <= receivers
 
 
-def test_intake_is_served_over_tls_from_a_cert_manager_certificate(docs):
-    (ingress,) = of_kind(docs, "Ingress").values()
-    (certificate,) = of_kind(docs, "Certificate").values()
-    (tls,) = ingress["spec"]["tls"]
-    assert tls["secretName"] == certificate["spec"]["secretName"]
-    assert set(tls["hosts"]) == set(certificate["spec"]["dnsNames"]) == {r["host"] for r in ingress["spec"]["rules"]}
-    backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
-    intake = of_kind(docs, "Service")["intake"]
-    assert backends and all(b["name"] == "intake" for b in backends)
-    assert all(b["port"]["name"] in {p["name"] for p in intake["spec"]["ports"]} for b in backends)
-
+def test_intake_and_the_board_are_served_over_tls_from_cert_manager_certificates(docs):
+    ingresses, certificates = of_kind(docs, "Ingress"), of_kind(docs, "Certificate")
+    assert set(ingresses) == {"intake", "board"}
+    by_secret = {c["spec"]["secretName"]: c for c in certificates.values()}
+    for name, ingress in ingresses.items():
+        (tls,) = ingress["spec"]["tls"]
+        certificate = by_secret[tls["secretName"]]
+        assert set(tls["hosts"]) == set(certificate["spec"]["dnsNames"]) == {r["host"] for r in ingress["spec"]["rules"]}
+        backends = [p["backend"]["service"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]]
+        service = of_kind(docs, "Service")[name]
+        assert backends and all(b["name"] == name for b in backends)
+        assert all(b["port"]["name"] in {p["name"] for p in service["spec"]["ports"]} for b in backends)
+    # Only intake's CloudEvents endpoint is published of intake; the board's cookie goes over HTTPS only.
+    assert [p["path"] for r in ingresses["intake"]["spec"]["rules"] for p in r["http"]["paths"]] == ["/v1/events"]
+    assert env_of(deployments(docs)["board"])["DUBAN_COOKIE_SECURE"]["value"] == "true"
 
 def test_the_notifier_reads_its_routes_and_smtp_account_from_secrets(docs):
     notifier = deployments(docs)["notifier"]
@@ -194,6 +202,7 @@ def test_the_ca_files_the_settings_name_are_mounted_from_the_operators_secrets(d
             assert [i["path"] for i in volumes[name]["items"]] == [file], f"{service}: {path}"
             return volumes[name]["secretName"]
 
-        assert mounted(spec["containers"][0], kafka_ca) == "duban-kafka-cluster-ca-cert"
+        if service in KAFKA_CLIENTS:
+            assert mounted(spec["containers"][0], kafka_ca) == "duban-kafka-cluster-ca-cert"
         for container in (spec["initContainers"][0], spec["containers"][0]):
             assert mounted(container, postgresql_ca) == "duban-pg-ca", f"{service} {container['name']}"

@@ -33,7 +33,7 @@ class Launcher:
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
-        base_port, kafka_port = free_port_block(4), free_port()
+        base_port, kafka_port = free_port_block(5), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "duban.cli", "run", "--no-demo", "--run-dir", str(run_dir),
@@ -43,7 +43,8 @@ class Launcher:
         self.reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
         self.reader.start()
         self.urls = {name: f"http://127.0.0.1:{base_port + offset}"
-                     for name, offset in (("intake", 1), ("tracker", 2), ("metrics", 3), ("notifier", 4))}
+                     for name, offset in (("intake", 1), ("tracker", 2), ("metrics", 3), ("notifier", 4),
+                                             ("board", 5))}
 
     def output(self) -> str:
         return "".join(self.lines)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from duban.catalog import load_catalog
-from services.intake.ledger import payload_hash, sort_out
-from services.intake.ratelimit import RateLimiter
-from services.intake.rules import refusal
+from services.intake.domain.ledger import payload_hash, sort_out
+from services.intake.domain.ratelimit import RateLimiter
+from services.intake.domain.rules import refusal
 from tests.intake.conftest import case_opened, progress
 
 CATALOG = load_catalog()
@@ -100,7 +100,7 @@ def test_payload_hash_ignores_the_key_and_the_default_content_type():
 def test_the_referee_remembers_refusal_s_answers():
     """Intake judges through Referee, which must answer what refusal answers, for every case above
     and for a second event about the same thing (a remembered answer)."""
-    from services.intake.rules import Referee
+    from services.intake.domain.rules import Referee
 
     referee = Referee(CATALOG, size=3)
     cases = [(d, e) for d, e in (p.values for p in _ALLOWED)] + [(d, e) for d, e, _ in (p.values for p in _REFUSED)]

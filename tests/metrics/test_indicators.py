@@ -11,7 +11,7 @@ import pytest
 
 from duban.catalog import load_catalog
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
-from services.metrics.indicators import (
+from services.metrics.domain.indicators import (
     CaseFacts,
     Clock,
     Period,

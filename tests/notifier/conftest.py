@@ -21,21 +21,18 @@ from aiosmtpd.controller import Controller
 
 from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
+from duban.events.models import MilestoneStatusChanged, TaskLightChanged, TaskUpdated
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.notifier.api import make_router
 from services.notifier.channels import make_channels
-from services.notifier.handlers import (
-    LIGHT_CHANGED,
-    MILESTONE_CHANGED,
-    TASK_UPDATED,
-    NotifierHandler,
-)
+from services.notifier.handlers import NotifierHandler
 from services.notifier.routes import Routes
 from services.notifier.scheduler import Scheduler
 from services.notifier.settings import NotifierSettings
 from tests.conftest import at, free_port, migrated_schema, read_api, schema_pool, serving
 
 CATALOG = load_catalog()
+LIGHT_CHANGED, MILESTONE_CHANGED, TASK_UPDATED = TaskLightChanged.TYPE, MilestoneStatusChanged.TYPE, TaskUpdated.TYPE
 HOURS = OfficeHours(WorkingCalendar(), OfficeSchedule.default())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date
 
-from services.notifier.escalation import (
+from services.notifier.domain.escalation import (
     Ladder,
     Policy,
     addressees,

@@ -10,13 +10,22 @@ import asyncpg
 import httpx
 import pytest
 
-from services.notifier.handlers import AWAITING_VERIFICATION, EXTENSION_DECIDED, RETURNED, VERIFIED
+from duban.events.models import (
+    CompletionAwaitingVerification,
+    CompletionReturned,
+    CompletionVerified,
+    MilestoneExtensionDecided,
+)
 from tests.conftest import migrated_schema, schema_pool
 from tests.notifier.conftest import at, deliveries, escalation, milestone_changed, tracker_event, write_routes
 from tests.tracker.conftest import department_event, progress
 from tests.tracker.runtime import TrackerProcess, create_topics, produce, tracker_env, wait_for
 
 pytestmark = pytest.mark.database
+
+AWAITING_VERIFICATION, VERIFIED, RETURNED = (CompletionAwaitingVerification.TYPE, CompletionVerified.TYPE,
+                                             CompletionReturned.TYPE)
+EXTENSION_DECIDED = MilestoneExtensionDecided.TYPE
 
 LEAD = "market-regulation"  # leads T07; its milestone T07-M1 was due 2021-06-30
 ROUTES = {LEAD: [{"channel": "email", "to": ["duban@scjg.gulou.gov.cn"]}],

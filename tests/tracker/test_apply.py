@@ -11,9 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from services.tracker.evaluation import AWAITING_VERIFICATION, LIGHT_CHANGED, MILESTONE_CHANGED, TASK_UPDATED
+from duban.events.models import CompletionAwaitingVerification, MilestoneStatusChanged, TaskLightChanged, TaskUpdated
 from tests.tracker.conftest import CATALOG, case_event, department_event, progress
 from tests.tracker.test_case_fold import case_histories
+
+LIGHT_CHANGED, MILESTONE_CHANGED, TASK_UPDATED = TaskLightChanged.TYPE, MilestoneStatusChanged.TYPE, TaskUpdated.TYPE
+AWAITING_VERIFICATION = CompletionAwaitingVerification.TYPE
 
 pytestmark = pytest.mark.database
 

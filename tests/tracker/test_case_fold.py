@@ -7,10 +7,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from duban.events.models import TrackedCaseCancelled, TrackedCaseClosed, TrackedCaseOpened
 from services.tracker.domain.cases import (
-    CASE_CANCELLED,
-    CASE_CLOSED,
-    CASE_OPENED,
     Announced,
     Announcement,
     CaseEvent,
@@ -22,6 +20,7 @@ from services.tracker.domain.cases import (
 
 T0 = datetime(2021, 9, 15, 1, 0, tzinfo=timezone.utc)
 TYPE = "export_tax_refund"
+CASE_OPENED, CASE_CLOSED, CASE_CANCELLED = TrackedCaseOpened, TrackedCaseClosed, TrackedCaseCancelled
 
 
 def ev(kind: str, minutes: int, n: int, **data) -> CaseEvent:
@@ -81,7 +80,7 @@ def test_announcing_step_by_step_ends_with_what_in_order_announces(data, history
         seen.extend(due)
     assert announced == expected
     if final.ended:
-        assert seen[-1].type in (CASE_CLOSED, CASE_CANCELLED) and seen[-1].data == expected.end["data"]
+        assert seen[-1].model in (CASE_CLOSED, CASE_CANCELLED) and seen[-1].data == expected.end["data"]
 
 
 def test_close_before_open_is_held_until_the_opening_arrives():
@@ -91,7 +90,7 @@ def test_close_before_open_is_held_until_the_opening_arrives():
     assert announcements(state, Announced()) == ([], Announced())
     state = fold_case("tax-bureau", "C1", [close, ev("opened", 0, 1)])
     due, _ = announcements(state, Announced())
-    assert [a.type for a in due] == [CASE_OPENED, CASE_CLOSED]
+    assert [a.model for a in due] == [CASE_OPENED, CASE_CLOSED]
 
 
 def test_resume_before_pause_and_a_late_pause_correct_the_closed_case():
@@ -103,7 +102,7 @@ def test_resume_before_pause_and_a_late_pause_correct_the_closed_case():
     assert [i.why for i in state.ignored] == ["the clock was not paused"]
     state = fold_case("tax-bureau", "C1", [opened, close, resume, pause])
     due, announced = announcements(state, announced)
-    assert [a.type for a in due] == [CASE_CLOSED]  # the correction
+    assert [a.model for a in due] == [CASE_CLOSED]  # the correction
     assert due[0].data["paused_intervals"] == [
         {"from": "2021-09-15T02:00:00Z", "to": "2021-09-16T02:00:00Z", "reason": "supplement"}]
     assert announcements(state, announced) == ([], announced)  # nothing twice
@@ -178,9 +177,9 @@ def test_a_whole_case_life_folds_to_this_exact_state():
                {"from": "2021-09-15T01:10:00Z", "to": "2021-09-15T01:20:00Z", "reason": "supplement"},
                {"from": "2021-09-15T01:30:00Z", "to": "2021-09-15T02:30:00Z", "reason": "expert_review"}]}
     assert due == [Announcement(CASE_OPENED, opening), Announcement(CASE_CLOSED, end)]
-    assert announced == Announced(opening, {"type": CASE_CLOSED, "data": end})
+    assert announced == Announced(opening, {"type": CASE_CLOSED.TYPE, "data": end})
     assert Announced.from_json(announced.as_json()) == announced
-    assert announced.as_json() == {"opened": opening, "end": {"type": CASE_CLOSED, "data": end}}
+    assert announced.as_json() == {"opened": opening, "end": {"type": CASE_CLOSED.TYPE, "data": end}}
 
 
 def test_a_cancelled_case_and_a_paused_open_one_in_their_stored_form():
@@ -195,14 +194,14 @@ def test_a_cancelled_case_and_a_paused_open_one_in_their_stored_form():
     assert due[-1] == Announcement(CASE_CANCELLED, {
         "department": "tax-bureau", "case_type": TYPE, "opened_at": "2021-09-15T01:00:00Z",
         "cancelled_at": "2021-09-15T02:00:00Z", "reason": "applicant withdrew"})
-    assert announced.end["type"] == CASE_CANCELLED
+    assert announced.end["type"] == CASE_CANCELLED.TYPE
 
     paused = fold_case("tax-bureau", "C3", [ev("opened", 0, 1), ev("paused", 5, 2, reason="hearing")])
     stored = state_as_json(paused)
     assert (stored["status"], stored["paused_since"], stored["closed_at"], stored["cancelled_at"]) == (
         "paused", {"from": at(5), "reason": "hearing"}, None, None)
     due, announced = announcements(paused, Announced())
-    assert [a.type for a in due] == [CASE_OPENED] and announced.end is None
+    assert [a.model for a in due] == [CASE_OPENED] and announced.end is None
     assert fold_case("tax-bureau", "C3", [ev("opened", 0, 1)]).status == "open"
 
 

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from duban.events import validate_event
+from duban.events.models import CaseWarning
 from duban.workcal import OfficeHours, OfficeSchedule
 from services.tracker.domain.warnings import case_limits
-from services.tracker.scheduled import CASE_WARNING, CaseWarner
+from services.tracker.scheduled import CaseWarner
 from tests.tracker.conftest import CALENDAR, CATALOG, at, case_event
 
 pytestmark = pytest.mark.database
@@ -34,7 +35,7 @@ async def test_each_threshold_is_announced_once_on_working_days_with_pauses_excl
 
     async def check(when: str) -> list[dict]:
         await warner.check(pool, at(when))
-        return await tracker.outbox(CASE_WARNING)
+        return await tracker.outbox(CaseWarning.TYPE)
 
     # 26, 27 September (the 26th a worked Sunday before National Day): 2 of 7 working days, under 50 %.
     assert await check("2021-09-27 12:00") == []
@@ -58,7 +59,7 @@ async def test_each_threshold_is_announced_once_on_working_days_with_pauses_excl
     assert len(await check("2021-10-20 10:00")) == 3
     # As the relay will publish them: each holds to the published contract.
     for row in await pool.fetch("SELECT event_id, type, subject, event_time, data FROM outbox WHERE type = $1",
-                                CASE_WARNING):
+                                CaseWarning.TYPE):
         event = {"specversion": "1.0", "id": str(row["event_id"]), "source": "/services/tracker", "type": row["type"],
                  "subject": row["subject"], "time": row["event_time"].isoformat(), "data": json.loads(row["data"])}
         assert validate_event(event) == []
@@ -69,7 +70,7 @@ async def test_a_late_check_announces_only_the_highest_threshold_passed(tracker,
     await tracker.send(case_event("opened", "QY-7", "2021-09-27 09:00", {}, department="market-regulation",
                                   case_type="company_startup"))
     await CaseWarner(CATALOG, HOURS).check(pool, at("2021-09-28 09:00"))
-    [limit] = await tracker.outbox(CASE_WARNING)
+    [limit] = await tracker.outbox(CaseWarning.TYPE)
     assert (limit["data"]["threshold"], limit["data"]["indicator"]) == (100, "company_startup_hours")
     marked = await pool.fetch("SELECT threshold, announced FROM case_warnings WHERE case_id = 'QY-7' ORDER BY threshold")
     assert [(r["threshold"], r["announced"]) for r in marked] == [(50, False), (75, False), (100, True)]

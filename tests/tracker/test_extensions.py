@@ -6,9 +6,8 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from duban.events.models import MilestoneExtensionDecidedData
+from duban.events.models import MilestoneExtensionDecided, MilestoneExtensionDecidedData
 from services.tracker.api import make_router
-from services.tracker.extensions import EXTENSION_DECIDED
 from services.tracker.scheduled import reevaluate_all
 from tests.conftest import read_api, serving
 from tests.tracker.conftest import CATALOG, at, progress
@@ -62,7 +61,7 @@ async def test_an_approved_extension_moves_the_deadline_and_the_light_follows(tr
             ("approved", "系统对接延后", "经审核同意")]
         assert (await office.get("/v1/extensions", params={"status": "requested"})).json()["total"] == 0
 
-    [event] = await tracker.outbox(EXTENSION_DECIDED)
+    [event] = await tracker.outbox(MilestoneExtensionDecided.TYPE)
     data = MilestoneExtensionDecidedData.model_validate(event["data"])
     assert (event["subject"], data.decision, str(data.due), data.decided_by) == ("T07", "approved", "2021-10-29",
                                                                                  "duban-office")
@@ -85,7 +84,7 @@ async def test_a_rejected_extension_leaves_the_light_red(tracker, api, tokens):
         assert [e["status"] for e in milestone["extensions"]] == ["rejected"]
         again = await office.post(f"/v1/extensions/{request['id']}/decision", json={"decision": "approve", "reason": "x"})
         assert (again.status_code, again.json()["type"].split("/")[-1]) == (409, "extension-decided")
-    [event] = await tracker.outbox(EXTENSION_DECIDED)
+    [event] = await tracker.outbox(MilestoneExtensionDecided.TYPE)
     assert (event["data"]["decision"], event["data"]["due"]) == ("rejected", "2021-06-30")
 
 
@@ -117,4 +116,4 @@ async def test_who_may_ask_and_decide(tracker, api, tokens):
         # The other department lists none of the market regulator's requests.
         theirs = await client.get("/v1/extensions", headers=tokens.headers(department=OTHER))
         assert theirs.json()["total"] == 0
-    assert await tracker.outbox(EXTENSION_DECIDED) == []
+    assert await tracker.outbox(MilestoneExtensionDecided.TYPE) == []

@@ -1,6 +1,7 @@
 """The outbox relay: in commit order per aggregate, and a crash between publish and mark that
-republishes does not double any effect downstream; a row that can never be published is parked
-while the rows after it go out, and a lost database is retried."""
+republishes does not double any effect downstream; a change that breaks its contract fails the
+transaction that writes it; a row that can never be published is parked while the rows after it go
+out, and a lost database is retried."""
 
 from __future__ import annotations
 
@@ -16,14 +17,14 @@ from aiokafka import AIOKafkaConsumer
 from duban import outbox
 from duban.broker import make_producer
 from duban.consumer import Delivery, LedgerConsumer
-from duban.events.registry import validate_or_raise
+from duban.events.models import TaskUpdated, TrackedCaseClosed
+from duban.events.registry import InvalidEvent, validate_or_raise
 from duban.outbox import PARKED, Change, OutboxRelay
 from duban.pg import create_pool
 from tests.tracker.runtime import PgProxy, create_topics
 
 pytestmark = pytest.mark.database
 
-TYPE = "duban.tracker.task.updated.v1"
 
 
 class Rollback(Exception):
@@ -50,7 +51,7 @@ async def test_relay_publishes_in_order_per_aggregate_and_a_replay_of_it_changes
     settings = unique_topics.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
     await create_topics(settings)
     at = datetime(2021, 9, 1, tzinfo=timezone.utc)
-    changes = [Change(TYPE, f"T{1 + i % 5:02d}", {"status": "in_progress", "percent": i, "light": "green",
+    changes = [Change(TaskUpdated, f"T{1 + i % 5:02d}", {"status": "in_progress", "percent": i, "light": "green",
                                                   "reported_at": at.isoformat().replace("+00:00", "Z")}, at)
                for i in range(100)]
     async with pool.acquire() as conn:
@@ -93,13 +94,13 @@ async def test_relay_publishes_in_order_per_aggregate_and_a_replay_of_it_changes
 
 def _updated(percent: int) -> Change:
     at = datetime(2021, 9, 1, tzinfo=timezone.utc)
-    return Change(TYPE, "T07", {"status": "in_progress", "percent": percent, "light": "green",
+    return Change(TaskUpdated, "T07", {"status": "in_progress", "percent": percent, "light": "green",
                                 "reported_at": "2021-09-01T00:00:00Z"}, at)
 
 
 def _closed_case(intervals: int) -> Change:
     at = "2021-09-01T00:00:00Z"
-    return Change("duban.tracker.case.closed.v1", "C-1", {
+    return Change(TrackedCaseClosed, "C-1", {
         "department": "tax-bureau", "case_type": "export_tax_refund", "outcome": "completed", "opened_at": at,
         "closed_at": at, "handled_instantly": False, "trips": 0, "steps": 0,
         "paused_intervals": [{"from": at, "to": at, "reason": "supplement"}] * intervals},
@@ -121,28 +122,13 @@ async def _relay_until_published(relay: OutboxRelay, pool, n: int) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def test_a_row_that_breaks_its_contract_is_parked_and_the_rows_after_it_are_published(
-        pool, producer, unique_topics, kafka_bootstrap):
-    settings = unique_topics.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
-    await create_topics(settings)
-    schema = await pool.fetchval("SELECT current_schema()")
+async def test_a_change_that_breaks_its_contract_fails_the_transaction_that_writes_it(pool):
     async with pool.acquire() as conn:
-        await outbox.add_many(conn, [_updated(10), _updated(500), _updated(30)])  # 500 percent breaks the contract
-    parked_before = PARKED.labels(schema)._value.get()
-    relay = OutboxRelay(pool, producer, schema=schema, topic=settings.topic_tracker_changes, source="/services/tracker")
-    await _relay_until_published(relay, pool, 2)
-
-    assert [json.loads(r.value)["percent"] for r in await read_topic(settings, 2)] == [10, 30]
-    async with pool.acquire() as conn:
-        (row,) = await outbox.parked_rows(conn)
-        assert json.loads(await conn.fetchval("SELECT data FROM outbox WHERE seq = $1", row["seq"]))["percent"] == 500
-        assert "InvalidEvent" in row["park_reason"] and "/data/percent" in row["park_reason"]
-        assert PARKED.labels(schema)._value.get() == parked_before + 1
-        # Released while still wrong, it is parked again and blocks nothing.
-        assert await outbox.release(conn, row["seq"]) and not await outbox.parked_rows(conn)
-        assert await relay.publish_pending(conn) == 1
-        assert [r["seq"] for r in await outbox.parked_rows(conn)] == [row["seq"]]
-        assert not await outbox.release(conn, row["seq"] + 1000)
+        with pytest.raises(InvalidEvent) as refused:
+            async with conn.transaction():
+                await outbox.add_many(conn, [_updated(10), _updated(500), _updated(30)])  # 500 percent breaks it
+        assert "/data/percent" in str(refused.value)
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
 
 
 async def test_a_row_the_producer_refuses_for_its_size_is_parked(pool, unique_topics, kafka_bootstrap):
@@ -154,14 +140,21 @@ async def test_a_row_the_producer_refuses_for_its_size_is_parked(pool, unique_to
         schema = await pool.fetchval("SELECT current_schema()")
         async with pool.acquire() as conn:
             await outbox.add_many(conn, [_closed_case(200), _updated(40)])
+        parked_before = PARKED.labels(schema)._value.get()
         relay = OutboxRelay(pool, small, schema=schema, topic=settings.topic_tracker_changes, source="/services/tracker")
         await _relay_until_published(relay, pool, 1)
+        assert [json.loads(r.value)["percent"] for r in await read_topic(settings, 1)] == [40]
+        async with pool.acquire() as conn:
+            (row,) = await outbox.parked_rows(conn)
+            assert row["type"] == TrackedCaseClosed.TYPE and "MessageSizeTooLargeError" in row["park_reason"]
+            assert PARKED.labels(schema)._value.get() == parked_before + 1
+            # Released while still too large, it is parked again and blocks nothing.
+            assert await outbox.release(conn, row["seq"]) and not await outbox.parked_rows(conn)
+            assert await relay.publish_pending(conn) == 1
+            assert [r["seq"] for r in await outbox.parked_rows(conn)] == [row["seq"]]
+            assert not await outbox.release(conn, row["seq"] + 1000)
     finally:
         await small.stop()
-    assert [json.loads(r.value)["percent"] for r in await read_topic(settings, 1)] == [40]
-    async with pool.acquire() as conn:
-        (row,) = await outbox.parked_rows(conn)
-    assert row["type"] == "duban.tracker.case.closed.v1" and "MessageSizeTooLargeError" in row["park_reason"]
 
 
 async def test_a_lost_database_is_retried_and_parks_nothing(database_url, schema, producer, unique_topics,

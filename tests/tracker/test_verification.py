@@ -9,17 +9,26 @@ import pytest
 from prometheus_client import REGISTRY
 
 from duban.events import validate_event
+from duban.events.models import (
+    CompletionAwaitingVerification,
+    CompletionReturned,
+    CompletionVerified,
+    MilestoneStatusChanged,
+    TaskLightChanged,
+)
 from services.tracker.api import make_router
-from services.tracker.evaluation import AWAITING_VERIFICATION, LIGHT_CHANGED, MILESTONE_CHANGED
 from services.tracker.replay import replay
 from services.tracker.scheduled import reevaluate_all
 from services.tracker.settings import TrackerSettings
-from services.tracker.verification import COMPLETION_RETURNED, COMPLETION_VERIFIED
 from tests.conftest import read_api, serving
 from tests.tracker.conftest import CATALOG, NOW, at, department_event, progress
 from tests.tracker.runtime import create_topics, produce
 
 pytestmark = pytest.mark.database
+
+AWAITING_VERIFICATION, COMPLETION_VERIFIED, COMPLETION_RETURNED = (
+    CompletionAwaitingVerification.TYPE, CompletionVerified.TYPE, CompletionReturned.TYPE)
+LIGHT_CHANGED, MILESTONE_CHANGED = TaskLightChanged.TYPE, MilestoneStatusChanged.TYPE
 
 OWNER, OTHER = "market-regulation", "commerce"  # T07 is the market regulator's
 # T07-M1 was due 2021-06-30; the tests stand on 2021-09-01 (a Wednesday). A "done" of Wednesday

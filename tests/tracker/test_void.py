@@ -13,7 +13,7 @@ from datetime import date
 import asyncpg
 import pytest
 
-from services.tracker.evaluation import TASK_UPDATED
+from duban.events.models import TaskUpdated
 from services.tracker.extensions import decide_extension, request_extension
 from services.tracker.replay import replay
 from services.tracker.settings import TrackerSettings
@@ -44,7 +44,7 @@ async def test_a_report_dated_9999_freezes_the_task_until_it_is_voided(tracker, 
                                   "district-office:wang", now=NOW)
     assert (voided.type, voided.subject, voided.changes >= 1) == ("duban.task.progress-reported.v1", "T20", True)
     assert await percent(pool) == 70
-    assert (await tracker.outbox(TASK_UPDATED))[-1]["data"]["percent"] == 70
+    assert (await tracker.outbox(TaskUpdated.TYPE))[-1]["data"]["percent"] == 70
 
     newest = progress("T20", "district-court", "2021-08-30 10:00", "in_progress", 80)
     await tracker.send(newest)

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import httpx
 
-from services.notifier.messages import Notice
+from services.notifier.domain.messages import Notice
 from services.notifier.routes import Target
 from services.notifier.settings import NotifierSettings
 

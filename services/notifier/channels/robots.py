@@ -15,7 +15,7 @@ import httpx
 
 from services.notifier.channels import DeliveryError
 from services.notifier.channels.post import post_json
-from services.notifier.messages import Notice, markdown, title
+from services.notifier.domain.messages import Notice, markdown, title
 from services.notifier.routes import DingTalkRoute, Target
 
 WECOM_TOO_FAST = {45009}

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import httpx
 
 from services.notifier.channels.post import post_json
-from services.notifier.messages import Notice, plain_text, title
+from services.notifier.domain.messages import Notice, plain_text, title
 from services.notifier.routes import Target, WebhookRoute
 
 

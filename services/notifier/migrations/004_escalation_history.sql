@@ -30,7 +30,7 @@ ALTER TABLE escalations ADD COLUMN awaiting_verification_since timestamptz;
 DROP INDEX escalations_due;
 CREATE INDEX escalations_due ON escalations (next_check_at) WHERE resolved_at IS NULL AND awaiting_verification_since IS NULL;
 
--- Approved extensions (duban.tracker.milestone.extension-decided.v1): the deadline in force of a
+-- Approved extensions (the extension-decided events): the deadline in force of a
 -- milestone occurrence, which notices name instead of the plan's date.
 CREATE TABLE milestone_deadlines (
     milestone_id text NOT NULL,

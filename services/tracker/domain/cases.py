@@ -11,23 +11,34 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from duban.events.models import (
+    CaseCancelled,
+    CaseClosed,
+    CaseOpened,
+    CasePaused,
+    CaseResumed,
+    CaseStepCompleted,
+    DepartmentEvent,
+    TrackedCaseCancelled,
+    TrackedCaseClosed,
+    TrackedCaseOpened,
+    TrackerEvent,
+)
 from services.tracker.domain.instants import utc
 
-KINDS = {
-    "duban.case.opened.v1": "opened",
-    "duban.case.step-completed.v1": "step_completed",
-    "duban.case.paused.v1": "paused",
-    "duban.case.resumed.v1": "resumed",
-    "duban.case.closed.v1": "closed",
-    "duban.case.cancelled.v1": "cancelled",
+# The department events of a case's life and the kind each is in the fold.
+CASE_KINDS: dict[type[DepartmentEvent], str] = {
+    CaseOpened: "opened",
+    CaseStepCompleted: "step_completed",
+    CasePaused: "paused",
+    CaseResumed: "resumed",
+    CaseClosed: "closed",
+    CaseCancelled: "cancelled",
 }
+KINDS = {model.TYPE: kind for model, kind in CASE_KINDS.items()}
 # Events at the same instant: the opening first and the end last; a resume before a pause, so that
 # "resumed supplement, paused for expert review" at one instant gives two intervals, not one.
 _RANK = {"opened": 0, "resumed": 1, "step_completed": 2, "paused": 3, "closed": 4, "cancelled": 5}
-
-CASE_OPENED = "duban.tracker.case.opened.v1"
-CASE_CLOSED = "duban.tracker.case.closed.v1"
-CASE_CANCELLED = "duban.tracker.case.cancelled.v1"
 
 
 @dataclass(frozen=True)
@@ -177,7 +188,7 @@ class Announced:
 
 @dataclass(frozen=True)
 class Announcement:
-    type: str
+    model: type[TrackerEvent]
     data: dict
 
 
@@ -209,12 +220,13 @@ def announcements(state: CaseState, announced: Announced) -> tuple[list[Announce
     out: list[Announcement] = []
     opening = opened_data(state)
     if opening != announced.opened:
-        out.append(Announcement(CASE_OPENED, opening))
+        out.append(Announcement(TrackedCaseOpened, opening))
     end = None
     if state.ended:
-        end = {"type": CASE_CLOSED if state.ended == "closed" else CASE_CANCELLED, "data": end_data(state)}
+        model = TrackedCaseClosed if state.ended == "closed" else TrackedCaseCancelled
+        end = {"type": model.TYPE, "data": end_data(state)}
         if end != announced.end:
-            out.append(Announcement(end["type"], end["data"]))
+            out.append(Announcement(model, end["data"]))
     return out, Announced(opening, end or announced.end)
 
 

@@ -27,7 +27,7 @@ _SEVERITY = {"green": 0, "yellow": 1, "red": 2}
 
 @dataclass(frozen=True)
 class Completion:
-    """A duban.task.milestone-completed.v1 event."""
+    """A TaskMilestoneCompleted event."""
 
     milestone_id: str
     on: date  # civil date (Asia/Shanghai) of the event time
@@ -70,7 +70,7 @@ class Occurrence:
         return self.done_by is None or (self.done_by.awaiting_until is not None and today > self.done_by.awaiting_until)
 
     def announced_status(self, today: date) -> str:
-        """The status in the vocabulary of duban.tracker.milestone.status-changed.v1 (open, done, overdue):
+        """The status in the vocabulary of the milestone status-changed event (open, done, overdue):
         an occurrence awaiting verification is open, or overdue once its grace and its deadline have passed."""
         if self.done_by and self.done_by.awaiting_until:
             return "overdue" if self.is_open(today) and today > self.deadline else "open"

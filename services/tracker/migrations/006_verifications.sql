@@ -30,7 +30,7 @@ END $$;
 CREATE TRIGGER verification_decisions_append_only BEFORE UPDATE OR DELETE ON verification_decisions
     FOR EACH ROW EXECUTE FUNCTION verification_decisions_append_only();
 
--- What duban.tracker.milestone.status-changed.v1 last said of an occurrence (open, done, overdue): an
+-- What the milestone status-changed event last said of an occurrence (open, done, overdue): an
 -- occurrence awaiting verification is announced as open, or overdue once its grace has passed.
 ALTER TABLE milestones ADD COLUMN announced text;
 UPDATE milestones SET announced = status;

@@ -9,7 +9,7 @@ from datetime import date, datetime
 
 from duban.catalog import Catalog
 from duban.workcal import to_shanghai
-from services.notifier.escalation import LEVEL_NAMES
+from services.notifier.domain.escalation import LEVEL_NAMES
 
 LEVEL_ORDINALS = {1: "一", 2: "二", 3: "三"}
 LIGHTS = {"yellow": "黄灯（临近截止，尚未完成）", "red": "红灯（已逾期，尚未完成）"}

@@ -1,13 +1,8 @@
-"""The metrics service's second input, and the lag of every stream processor's consumer group.
-
-Indicator reports (`duban.indicator.value-reported.v1`) are department events: the tracker does not
-re-announce them, so this service reads them from the department topic in a consumer group of its
-own, passing only that type to the ledger (docs/decisions/004-metrics-indicator-reports.md)."""
+"""The lag of every stream processor's consumer group, polled from the broker."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import asyncpg
 import structlog
@@ -16,44 +11,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from duban.broker import kafka_client_options, make_faust_app, make_producer, raw_topic
-from duban.consumer import BatchResult, Delivery, Handler, LedgerConsumer
-from duban.events.registry import validate_or_raise
+from duban.broker import kafka_client_options
 from services.metrics.settings import MetricsSettings
 
 log = structlog.get_logger(__name__)
-
-
-def report_consumer(settings: MetricsSettings, handler: Handler, event_type: str,
-                    on_applied: Callable[[BatchResult], None]) -> Callable[[asyncpg.Pool], asyncio.Future]:
-    """A background job: consume `event_type` from the department topic through the ledger."""
-    wanted = [("ce_type", event_type.encode())]
-
-    async def consume_reports(pool: asyncpg.Pool) -> None:
-        faust_app = make_faust_app(settings, settings.reports_consumer_group)
-        producer = make_producer(settings)
-        await producer.start()
-        consumer = LedgerConsumer(name="metrics-reports", pool=pool, producer=producer, handler=handler,
-                                  validate=validate_or_raise, time_window=settings.time_window())
-        consumer.on_applied.append(on_applied)
-
-        async def agent(stream):
-            async for events in stream.take_events(500, within=0.05):
-                # Everything else on the topic is the tracker's business: acknowledged, not recorded.
-                deliveries = [d for d in map(Delivery.from_faust, events)
-                              if any(h in wanted for h in d.headers)]
-                if deliveries:
-                    await consumer.apply(deliveries)
-
-        faust_app.agent(raw_topic(faust_app, settings.topic_dept_events), name="metrics-reports-apply")(agent)
-        await faust_app.start()
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await faust_app.stop()
-            await producer.stop()
-
-    return consume_reports
 
 
 class ConsumerLag(Collector):

@@ -7,9 +7,10 @@ running sums in PostgreSQL, this module says what they mean (docs/metrics.md has
 
 from __future__ import annotations
 
+import math
 import re
 from calendar import monthrange
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, NamedTuple
@@ -154,6 +155,17 @@ class Sums:
     reported: float | None = None  # latest reported figure (aggregate "value")
     provisional: int = 0  # measured cases whose clock rests on a provisional calendar year
 
+    def __add__(self, other: Sums) -> Sums:
+        """Both sums together (of measured cases: a reported figure is not summed)."""
+        maximum = self.maximum if other.maximum is None else other.maximum if self.maximum is None \
+            else max(self.maximum, other.maximum)
+        return Sums(self.n + other.n, self.total + other.total, maximum, self.unmeasured + other.unmeasured,
+                    self.reported, self.provisional + other.provisional)
+
+    def __neg__(self) -> Sums:
+        """What taking these cases out again adds: a maximum cannot be un-added, so none (see the store)."""
+        return Sums(-self.n, -self.total, None, -self.unmeasured, self.reported, -self.provisional)
+
 
 def measure(ind: Indicator, case: CaseFacts) -> float | None:
     """The case's measure for the indicator; None when it needs a clock the case does not have."""
@@ -174,6 +186,25 @@ def contribution(ind: Indicator, case: CaseFacts) -> Sums:
         return Sums(unmeasured=1)
     provisional = int(uses_clock(ind) and case.clock.provisional)
     return Sums(n=1, total=value, maximum=value, provisional=provisional)
+
+
+def sums_fed(indicators: Iterable[Indicator], case: CaseFacts) -> Iterator[tuple[tuple[str, str, str], Sums]]:
+    """Each (indicator, period, department) whose sums a closed case feeds, and what it adds there."""
+    keys = [(period, department) for period in periods_of(case.closed_on)
+            for department in (case.department, ALL_DEPARTMENTS)]
+    for ind in indicators:
+        part = contribution(ind, case)
+        for period, department in keys:
+            yield (ind.id, period, department), part
+
+
+# Histogram buckets in working days: the plan's targets (docs/metrics.md).
+DURATION_BUCKETS = (1.0, 3.0, 5.0, 7.0, 13.0, 15.0, 50.0, 90.0, 180.0, math.inf)
+
+
+def duration_bucket(working_days: float) -> float:
+    """The upper bound (`le`) of the duration histogram's bucket a case falls in."""
+    return next(bound for bound in DURATION_BUCKETS if working_days <= bound)
 
 
 # --- a period's value and its target ---------------------------------------------------------------

@@ -9,10 +9,12 @@ forge every department's record (docs/decisions/006-intake-authentication.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 from duban.catalog.models import Catalog
+from duban.events.models import CASE_EVENTS, TASK_EVENTS, IndicatorValueReported
+from duban.events.registry import Dispatch
 
 SOURCE_PREFIX = "/departments/"
 
@@ -22,14 +24,10 @@ def refusal(catalog: Catalog, department: str, event: Mapping[str, Any]) -> str 
     own_source = SOURCE_PREFIX + department
     if event["source"] != own_source:
         return f"source {event['source']!r} is not yours: this key posts as {own_source!r}"
-    kind = event["type"].split(".")[1]  # duban.<kind>.<name>.v<n>
-    if kind == "task":
-        return _task_refusal(catalog, department, event["subject"])
-    if kind == "case":
-        return _case_refusal(catalog, department, event["data"]["case_type"])
-    if kind == "indicator":
-        return _indicator_refusal(catalog, department, event["subject"])
-    return f"{event['type']} is not a department event"
+    rule = RULES.of(event["type"])
+    if rule is None:
+        return f"{event['type']} is not a department event"
+    return rule.judge(catalog, department, rule.about(event))
 
 
 def _task_refusal(catalog: Catalog, department: str, task_id: str) -> str | None:
@@ -60,6 +58,26 @@ def _indicator_refusal(catalog: Catalog, department: str, indicator_id: str) -> 
     return None
 
 
+class Rule(NamedTuple):
+    """What an event is about (a task or indicator id, or a case type), and who may speak of it."""
+
+    about: Callable[[Mapping[str, Any]], str]
+    judge: Callable[[Catalog, str, str], str | None]
+
+
+def _subject(event: Mapping[str, Any]) -> str:
+    return event["subject"]
+
+
+def _case_type(event: Mapping[str, Any]) -> str:
+    return event["data"]["case_type"]
+
+
+RULES = Dispatch({**dict.fromkeys(TASK_EVENTS, Rule(_subject, _task_refusal)),
+                  **dict.fromkeys(CASE_EVENTS, Rule(_case_type, _case_refusal)),
+                  IndicatorValueReported: Rule(_subject, _indicator_refusal)})
+
+
 class Referee:
     """`refusal` with its answers remembered per process. An answer depends only on the department,
     the event's source and type, and what the event is about (the task or indicator id, or the
@@ -72,8 +90,8 @@ class Referee:
 
     def refusal(self, department: str, event: Mapping[str, Any]) -> str | None:
         type_ = event["type"]
-        about = event["data"]["case_type"] if type_.startswith("duban.case.") else event["subject"]
-        key = (department, event["source"], type_, about)
+        rule = RULES.of(type_)
+        key = (department, event["source"], type_, rule.about(event) if rule else event["subject"])
         try:
             return self._answers[key]
         except KeyError:

@@ -1,4 +1,5 @@
-"""The accepted-events ledger: which (source, id) the broker has acknowledged, and with what payload.
+"""The accepted-events ledger's rules: what an event says (its payload hash) and how a batch splits into
+new events, repeats and conflicts; services/intake/store.py keeps the (source, id) the broker acknowledged.
 
 A row is written only after the broker acknowledged the event. A crash (or a lost database write)
 between the two means the event is on the topic but not here, so the department's retry publishes
@@ -11,10 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import asyncpg
 import orjson
 
 _DEFAULT_CONTENT_TYPE = "application/json"
@@ -77,26 +77,3 @@ def sort_out(events: list[Mapping[str, Any]], digests: list[bytes],
             conflicts.append({"index": index, "id": event["id"], "reason": f"id {event['id']!r} {where} for an"
                               " event with a different type, subject, time or data"})
     return fresh, duplicates, conflicts
-
-
-async def known(pool: asyncpg.Pool, source: str, ids: list[str]) -> dict[str, bytes]:
-    """id → payload hash of the events among `ids` already accepted from `source` (one query)."""
-    rows = await pool.fetch("SELECT id, payload_hash FROM accepted_events WHERE source = $1 AND id = ANY($2::text[])",
-                            source, ids)
-    return {row["id"]: row["payload_hash"] for row in rows}
-
-
-async def record(pool: asyncpg.Pool, source: str, events: Iterable[tuple[Mapping[str, Any], bytes]]) -> None:
-    """Record acknowledged events (one statement). A concurrent request that published the same
-    event first already wrote its row: the second copy on the topic is deduplicated downstream."""
-    ids, types, subjects, hashes = [], [], [], []
-    for event, digest in events:
-        ids.append(event["id"])
-        types.append(event["type"])
-        subjects.append(event["subject"])
-        hashes.append(digest)
-    if ids:
-        await pool.execute(
-            "INSERT INTO accepted_events (source, id, type, subject, payload_hash)"
-            " SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::bytea[]) ON CONFLICT DO NOTHING",
-            source, ids, types, subjects, hashes)

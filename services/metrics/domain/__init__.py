@@ -1,0 +1,1 @@
+"""The metrics domain: indicators, their clocks and sums, pure functions over plain data."""

@@ -1,0 +1,85 @@
+"""Every service has the same skeleton (docs/architecture.md, decision 022): pure `domain/`, all SQL in
+`store.py`, routes in `api.py`, wiring in `app.py`; and every event type name is written once, in
+duban/events, never under services/."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from duban.events.registry import CONTRACTS
+from tests.conftest import ROOT
+
+SERVICES = ROOT / "services"
+NAMES = ("intake", "tracker", "metrics", "notifier", "board")
+STREAM_PROCESSORS = ("tracker", "metrics", "notifier")
+# What a domain module must not reach for: a database, a broker, a web framework, the metrics registry.
+NOT_IN_DOMAIN = ("asyncpg", "aiokafka", "faust", "fastapi", "starlette", "httpx", "prometheus_client",
+                 "duban.pg", "duban.consumer", "duban.broker", "duban.outbox", "duban.streamservice", "duban.api_deps")
+SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE|DROP SCHEMA)\b", re.S)
+
+
+def _modules(service: str) -> list[Path]:
+    return sorted((SERVICES / service).rglob("*.py"))
+
+
+def _strings(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    strings = [(node.lineno, node.value) for node in ast.walk(tree)
+               if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    # An f-string's literal parts are constants too; its whole text is what reaches the database.
+    strings += [(node.lineno, ast.unparse(node)) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)]
+    return strings
+
+
+@pytest.mark.parametrize("service", NAMES)
+def test_the_service_has_the_common_skeleton(service):
+    folder = SERVICES / service
+    expected = ["domain/__init__.py", "store.py", "api.py", "app.py", "settings.py"]
+    if service in STREAM_PROCESSORS:
+        expected.append("handlers.py")
+    assert [name for name in expected if not (folder / name).is_file()] == []
+
+
+@pytest.mark.parametrize("service", NAMES)
+def test_the_domain_does_no_io(service):
+    reached = []
+    for path in sorted((SERVICES / service / "domain").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            reached += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                        if any(name == banned or name.startswith(banned + ".") for banned in NOT_IN_DOMAIN)
+                        or re.fullmatch(r"services\.\w+\.(store|api|app|handlers)", name)]
+    assert reached == []
+
+
+@pytest.mark.parametrize("service", NAMES)
+def test_all_sql_is_in_the_store(service):
+    elsewhere = [f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}" for path in _modules(service)
+                 if path.name != "store.py" for line, text in _strings(path) if SQL.search(text)]
+    assert elsewhere == []
+
+
+def test_the_sql_check_sees_sql():
+    assert SQL.search("SELECT light FROM task_lights WHERE task_id = $1")
+    assert SQL.search('f"UPDATE escalations SET level = $2 WHERE id = $1"')
+    assert not SQL.search("select the tasks from the plan")
+
+
+def test_no_event_type_name_is_written_under_services():
+    written = [f"{path.relative_to(ROOT)}: {event_type}"
+               for path in sorted(SERVICES.rglob("*")) if path.suffix in (".py", ".sql")
+               for event_type in CONTRACTS if event_type in path.read_text(encoding="utf-8")]
+    assert written == [], "name the model's TYPE (duban/events/models.py) instead"
+
+
+def test_no_handler_compares_event_type_strings():
+    compared = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+                for path in sorted(SERVICES.rglob("*.py"))
+                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                if re.search(r"""(\.type|\[["']type["']\])\s*(==|!=|in\b)|startswith\(["']duban\.""", line)]
+    assert compared == [], "dispatch by model class: duban.events.registry.Dispatch"
