@@ -213,6 +213,11 @@ TaskStatusValue = _values(TaskStatus)
 LightValue = _values(Light)
 LightReasonValue = _values(LightReason)
 MilestoneStatusValue = _values(MilestoneStatus)
+# The tracker's read API also shows a done report or completion the district office has not yet verified
+# (decision 020); the events keep the vocabularies above.
+AWAITING_VERIFICATION = "awaiting_verification"
+TaskViewStatusValue = Literal[(*(member.value for member in TaskStatus), AWAITING_VERIFICATION)]
+MilestoneViewStatusValue = Literal[(*(member.value for member in MilestoneStatus), AWAITING_VERIFICATION)]
 
 
 class Closed(BaseModel):
@@ -466,6 +471,51 @@ class MilestoneExtensionDecided(TrackerEvent):
     data: MilestoneExtensionDecidedData
 
 
+class CompletionRequestData(Closed):
+    """A "done" awaiting the district office's verification (办结销号): a task's done report, or a
+    milestone completion (then milestone_id and due name the occurrence it completes)."""
+
+    milestone_id: MilestoneId | None = None
+    due: CivilDate | None = None  # the plan's due date of the occurrence
+    request_source: DepartmentSource  # the report or completion awaiting: its source and id
+    request_id: EventId
+    requested_at: Timestamp  # its event time
+    grace_until: CivilDate  # unverified, the item is not red through this date
+    as_of: Timestamp
+
+
+class CompletionAwaitingVerificationData(CompletionRequestData):
+    deadline: CivilDate | None = None  # the occurrence's deadline in force (an approved extension's date)
+
+
+class CompletionAwaitingVerification(TrackerEvent):
+    type: Literal["duban.tracker.completion.awaiting-verification.v1"]
+    subject: TaskId
+    data: CompletionAwaitingVerificationData
+
+
+class CompletionVerifiedData(CompletionRequestData):
+    decided_by: Annotated[str, StringConstraints(strict=True, min_length=1)]
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1)] | None = None
+
+
+class CompletionVerified(TrackerEvent):
+    type: Literal["duban.tracker.completion.verified.v1"]
+    subject: TaskId
+    data: CompletionVerifiedData
+
+
+class CompletionReturnedData(CompletionRequestData):
+    decided_by: Annotated[str, StringConstraints(strict=True, min_length=1)]
+    reason: Annotated[str, StringConstraints(strict=True, min_length=1)]
+
+
+class CompletionReturned(TrackerEvent):
+    type: Literal["duban.tracker.completion.returned.v1"]
+    subject: TaskId
+    data: CompletionReturnedData
+
+
 class TrackedCaseOpenedData(Closed):
     department: DepartmentCode
     case_type: CaseType
@@ -550,6 +600,9 @@ TRACKER_EVENTS: tuple[type[TrackerEvent], ...] = (
     TaskLightChanged,
     MilestoneStatusChanged,
     MilestoneExtensionDecided,
+    CompletionAwaitingVerification,
+    CompletionVerified,
+    CompletionReturned,
     TrackedCaseOpened,
     TrackedCaseClosed,
     TrackedCaseCancelled,

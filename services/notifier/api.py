@@ -30,6 +30,26 @@ class Acknowledgement(BaseModel):
     note: str | None = Field(None, max_length=2000)
 
 
+class HistoryEntry(BaseModel):
+    id: int
+    at: datetime = Field(description="when it happened (for a tracker event, its as_of)")
+    kind: Literal["opened", "level-changed", "light-changed", "resolved", "acknowledged", "extension-decided",
+                  "awaiting-verification", "verified", "returned", "resumed", "delivery"]
+    principal: str | None = Field(description="who acted: the token subject, or the tracker event's decided_by")
+    level: int = Field(description="the escalation's level then")
+    light: Literal["yellow", "red"]
+    detail: dict = Field(description="what the entry says: e.g. a delivery's channel, recipient, attempt, outcome"
+                                     " (sent, retry, dead, cancelled) and error; a level change's previous level")
+    recorded_at: datetime
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryEntry]
+    total: int
+    limit: int
+    offset: int
+
+
 def escalation_view(row: asyncpg.Record, deliveries: list[asyncpg.Record] | None = None) -> dict:
     view = {k: row[k] for k in row.keys()}
     view["level_name"] = LEVEL_NAMES[row["level"]]
@@ -112,7 +132,21 @@ async def acknowledge(pool: Pool, principal: ChangingPrincipal, catalog: PlanCat
             raise Problem(409, "escalation-resolved", f"escalation {escalation_id} was resolved at "
                           f"{row['resolved_at'].isoformat()}; there is nothing to acknowledge")
         await store.acknowledge(conn, escalation_id, at=now, by=principal.subject, note=body.note, until=body.until)
+        await store.record(conn, escalation_id, "acknowledged", now, store.ladder_of(row), principal=principal.subject,
+                           until=body.until.isoformat(), note=body.note)
         return await with_deliveries(conn, await one(conn, escalation_id))
+
+
+@router.get("/escalations/{escalation_id}/history", response_model=HistoryPage)
+async def escalation_history(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog,
+                             escalation_id: EscalationId, limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> dict:
+    """The escalation's audit trail, oldest first: opened, light and level changes, acknowledgements,
+    extensions, verification, every delivery attempt and its result. Entries are never changed."""
+    async with pool.acquire() as conn:
+        row = await one(conn, escalation_id)
+        principal.require_task(catalog, row["task_id"], "escalation")
+        items, total = await store.history(conn, escalation_id, limit=limit, offset=offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/deliveries")

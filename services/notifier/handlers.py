@@ -1,11 +1,15 @@
 """Tracker change events → escalations: a light that turns yellow or red opens or raises one, green
-or done resolves it; case warnings go to their planner (warnings.py). Applied inside the consumer's
-transaction, so each event counts once; the scheduler then decides what to send and when."""
+or done resolves it; case warnings go to their planner (warnings.py). A "done" awaiting the district
+office's verification pauses its item's escalation, a return resumes it, a verification resolves it
+(docs/decisions/020); an approved extension moves the deadline the notices name. Applied inside the
+consumer's transaction, so each event counts once; the scheduler then decides what to send and when.
+Each change is also written to the escalation's append-only history."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from dataclasses import replace
+from datetime import date, datetime
 
 import asyncpg
 import structlog
@@ -14,7 +18,16 @@ from prometheus_client import Counter
 from duban.catalog import Catalog
 from duban.catalog.models import Task
 from duban.consumer import InboundEvent, PermanentEventError
-from duban.events.models import CaseWarning, MilestoneStatusChanged, TaskLightChanged, TaskUpdated
+from duban.events.models import (
+    CaseWarning,
+    CompletionAwaitingVerification,
+    CompletionReturned,
+    CompletionVerified,
+    MilestoneExtensionDecided,
+    MilestoneStatusChanged,
+    TaskLightChanged,
+    TaskUpdated,
+)
 from duban.events.registry import Dispatch
 from services.notifier import store
 from services.notifier.domain.escalation import civil, milestone_deadline, on_light, task_deadline
@@ -32,7 +45,9 @@ class NotifierHandler:
                  | None = None) -> None:
         self.catalog = catalog
         routes = {TaskLightChanged: self._light_changed, TaskUpdated: self._task_updated,
-                  MilestoneStatusChanged: self._milestone_changed}
+                  MilestoneStatusChanged: self._milestone_changed, MilestoneExtensionDecided: self._extension_decided,
+                  CompletionAwaitingVerification: self._awaiting_verification, CompletionVerified: self._verified,
+                  CompletionReturned: self._returned}
         if case_warnings:  # services.notifier.warnings.CaseWarningPlanner
             routes[CaseWarning] = case_warnings
         # Other change events (cases opened, closed…) are the metrics service's; the ledger records them.
@@ -60,8 +75,22 @@ class NotifierHandler:
             milestone = self.catalog.milestone(data["milestone_id"])
         except KeyError as exc:
             raise PermanentEventError("unknown_milestone", str(exc)) from None
+        plan = milestone_deadline(milestone, civil(at))
+        extended = await store.extended_deadlines(conn, [milestone.id])
         await self._apply(conn, item=milestone.id, kind="milestone", task=task, light=MILESTONE_LIGHTS[data["to"]],
-                          at=at, deadline=milestone_deadline(milestone, civil(at)))
+                          at=at, deadline=extended.get((milestone.id, plan), plan))
+
+    async def _extension_decided(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._extension(conn, self._task(event), event.ce["data"])
+
+    async def _awaiting_verification(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._verification(conn, self._task(event), "awaiting", event.ce["data"])
+
+    async def _verified(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._verification(conn, self._task(event), "verified", event.ce["data"])
+
+    async def _returned(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+        await self._verification(conn, self._task(event), "returned", event.ce["data"])
 
     def _task(self, event: InboundEvent) -> Task:
         try:
@@ -73,13 +102,20 @@ class NotifierHandler:
         # Task changes follow the milestone changes of the same evaluation, so an overdue milestone
         # is already open here and names the deadline a red task missed.
         overdue = await store.open_deadlines(conn, task.id, "milestone") if light == "red" else []
+        extended = await store.extended_deadlines(conn, [m.id for m in task.milestones])
         await self._apply(conn, item=task.id, kind="task", task=task, light=light, at=at,
-                          deadline=task_deadline(task, light, civil(at), overdue))
+                          deadline=task_deadline(task, light, civil(at), overdue, extended))
 
     async def _apply(self, conn: asyncpg.Connection, *, item: str, kind: str, task: Task, light: str, at: datetime,
                      deadline) -> None:
         row = await store.open_escalation(conn, item)
         current = store.ladder_of(row) if row else None
+        if row is not None and row["awaiting_verification_since"] is not None:
+            if light == "green":
+                return  # the "done" awaiting verification: its verification resolves, its return resumes
+            # Yellow or red while awaiting: the grace passed unverified, so the escalation goes on.
+            await store.set_awaiting_verification(conn, row["id"], None, at)
+            await store.record(conn, row["id"], "resumed", at, current, light=light)
         ladder = on_light(current, light, at)
         if ladder is None or ladder == current:
             return
@@ -87,5 +123,48 @@ class NotifierHandler:
             await store.insert_escalation(conn, item=item, kind=kind, task_id=task.id, ladder=ladder, deadline=deadline,
                                           units=list(task.departments))
         else:
-            await store.update_ladder(conn, row["id"], ladder, deadline=deadline, next_check_at=at)
+            await store.update_ladder(conn, row["id"], ladder, deadline=deadline, next_check_at=at, before=current)
         log.info("escalation changed", item=item, light=light, level=ladder.level, resolved=ladder.resolved_at is not None)
+
+    async def _verification(self, conn: asyncpg.Connection, task: Task, step: str, data: dict) -> None:
+        """Pause the item's escalation while its "done" awaits verification, resume it on a return,
+        resolve it on a verification; an item with no open escalation has nothing to change."""
+        row = await store.open_escalation(conn, data.get("milestone_id") or task.id)
+        if row is None:
+            return
+        at, ladder = datetime.fromisoformat(data["as_of"]), store.ladder_of(row)
+        request = {"request_source": data["request_source"], "request_id": data["request_id"],
+                   "requested_at": data["requested_at"], "grace_until": data["grace_until"]}
+        if step == "awaiting":
+            if row["awaiting_verification_since"] is None:
+                await store.set_awaiting_verification(conn, row["id"], datetime.fromisoformat(data["requested_at"]),
+                                                      row["next_check_at"])
+                await store.record(conn, row["id"], "awaiting-verification", at, ladder, **request)
+            return
+        decided = {**request, "reason": data.get("reason")}
+        if step == "returned":
+            await store.set_awaiting_verification(conn, row["id"], None, at)
+            await store.record(conn, row["id"], "returned", at, ladder, principal=data["decided_by"], **decided)
+        else:
+            await store.record(conn, row["id"], "verified", at, ladder, principal=data["decided_by"], **decided)
+            await store.update_ladder(conn, row["id"], replace(ladder, resolved_at=at), deadline=row["deadline"],
+                                      next_check_at=at, before=ladder)
+        log.info("escalation follows a verification", item=row["item"], step=step, decided_by=data["decided_by"])
+
+    async def _extension(self, conn: asyncpg.Connection, task: Task, data: dict) -> None:
+        """An approved extension is the occurrence's deadline from now on: notices name it, and the open
+        escalations of the milestone and its task that named the plan's date name the new one."""
+        original, due = date.fromisoformat(data["original_due"]), date.fromisoformat(data["due"])
+        if data["decision"] == "approved":
+            await store.record_extension(conn, data["milestone_id"], original, due)
+        at = datetime.fromisoformat(data["as_of"])
+        for item in (data["milestone_id"], task.id):
+            row = await store.open_escalation(conn, item)
+            if row is None:
+                continue
+            if row["deadline"] == original and due != original:
+                await store.set_deadline(conn, row["id"], due)
+            await store.record(conn, row["id"], "extension-decided", at, store.ladder_of(row),
+                               principal=data["decided_by"], milestone_id=data["milestone_id"],
+                               decision=data["decision"], original_due=data["original_due"], due=data["due"],
+                               reason=data["reason"])

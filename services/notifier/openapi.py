@@ -14,6 +14,7 @@ OPENAPI_PATH = "contracts/openapi/notifier.json"
 
 _PROBLEMS = {
     "/v1/escalations/{escalation_id}": {404: "escalation-not-found"},
+    "/v1/escalations/{escalation_id}/history": {404: "escalation-not-found"},
     "/v1/escalations/{escalation_id}/acknowledge": {
         404: "escalation-not-found", 409: "escalation-resolved",
         422: "invalid-request, acknowledgement-in-the-past or acknowledgement-too-long"},

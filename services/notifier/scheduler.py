@@ -111,9 +111,10 @@ class Scheduler:
             CALENDAR_GAPS.labels(str(exc.year)).inc()
             log.error("working-day calendar lacks a year; escalation not evaluated", item=row["item"], year=exc.year)
             await store.update_ladder(conn, row["id"], store.ladder_of(row), deadline=row["deadline"],
-                                      next_check_at=now + CALENDAR_RETRY)
+                                      next_check_at=now + CALENDAR_RETRY, before=store.ladder_of(row))
             return
-        await store.update_ladder(conn, row["id"], ev.ladder, deadline=row["deadline"], next_check_at=ev.next_check)
+        await store.update_ladder(conn, row["id"], ev.ladder, deadline=row["deadline"], next_check_at=ev.next_check,
+                                  before=store.ladder_of(row))
         if ev.window is None:
             return
         task = self.catalog.task(row["task_id"])
@@ -149,8 +150,9 @@ class Scheduler:
 
     async def _deliver(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
         channel = row["channel"]
-        if row["resolved_at"] is not None or is_acknowledged_row(row, now):
-            await store.finish(conn, row["id"], "cancelled", now, "resolved" if row["resolved_at"] else "acknowledged")
+        if moot := ("resolved" if row["resolved_at"] is not None else "acknowledged" if is_acknowledged_row(row, now)
+                    else "awaiting verification" if row["awaiting_verification_since"] is not None else None):
+            await store.finish(conn, row["id"], "cancelled", now, moot)
             DELIVERIES.labels(channel, "cancelled").inc()
             return
         if (sendable := self.sendable_from(now)) > now:

@@ -14,7 +14,8 @@ DELIVERY_COLUMNS = ("id, level, window_start, channel, recipient, departments, s
                     " last_error, created_at, finished_at")
 ESCALATION_COLUMNS = (
     "id, item, kind, task_id, light, level, deadline, opened_at, level_since, red_since, units, addressees,"
-    " acknowledged_at, acknowledged_by, acknowledged_note, acknowledged_until, resolved_at, next_check_at")
+    " acknowledged_at, acknowledged_by, acknowledged_note, acknowledged_until, resolved_at, next_check_at,"
+    " awaiting_verification_since")
 
 
 def ladder_of(row: asyncpg.Record) -> Ladder:
@@ -34,21 +35,72 @@ async def open_deadlines(conn: asyncpg.Connection, task_id: str, kind: str) -> l
 
 async def insert_escalation(conn: asyncpg.Connection, *, item: str, kind: str, task_id: str, ladder: Ladder,
                             deadline: date, units: list[str]) -> None:
-    await conn.execute(
+    escalation_id = await conn.fetchval(
         "INSERT INTO escalations (item, kind, task_id, light, level, deadline, opened_at, level_since, red_since,"
-        " units, next_check_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $7)",
+        " units, next_check_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $7) RETURNING id",
         item, kind, task_id, ladder.light, ladder.level, deadline, ladder.level_since, ladder.red_since, units)
+    await record(conn, escalation_id, "opened", ladder.level_since, ladder, deadline=deadline.isoformat())
 
 
 async def update_ladder(conn: asyncpg.Connection, escalation_id: int, ladder: Ladder, *, deadline: date,
-                        next_check_at: datetime) -> None:
+                        next_check_at: datetime, before: Ladder) -> None:
+    """Store where the escalation stands; what changed since `before` goes into its history."""
     await conn.execute(
         "UPDATE escalations SET light = $2, level = $3, level_since = $4, red_since = $5, acknowledged_until = $6,"
         " resolved_at = $7, deadline = $8, next_check_at = $9 WHERE id = $1",
         escalation_id, ladder.light, ladder.level, ladder.level_since, ladder.red_since, ladder.acknowledged_until,
         ladder.resolved_at, deadline, next_check_at)
-    if ladder.resolved_at is not None:
+    if ladder.light != before.light:
+        await record(conn, escalation_id, "light-changed", ladder.level_since, ladder, before=before.light)
+    if ladder.level != before.level:
+        await record(conn, escalation_id, "level-changed", ladder.level_since, ladder, before=before.level)
+    if ladder.resolved_at is not None and before.resolved_at is None:
+        await record(conn, escalation_id, "resolved", ladder.resolved_at, ladder)
         await cancel_pending(conn, escalation_id, "resolved")
+
+
+async def record(conn: asyncpg.Connection, escalation_id: int, kind: str, at: datetime, ladder: Ladder, *,
+                 principal: str | None = None, **detail) -> None:
+    """Add an entry to the escalation's append-only history (migration 004)."""
+    await conn.execute(
+        "INSERT INTO escalation_history (escalation_id, at, kind, principal, level, light, detail)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        escalation_id, at, kind, principal, ladder.level, ladder.light, json.dumps(detail, ensure_ascii=False, default=str))
+
+
+async def history(conn: asyncpg.Connection, escalation_id: int, *, limit: int, offset: int
+                  ) -> tuple[list[dict], int]:
+    rows = await conn.fetch("SELECT id, at, kind, principal, level, light, detail, recorded_at FROM escalation_history"
+                            " WHERE escalation_id = $1 ORDER BY id LIMIT $2 OFFSET $3", escalation_id, limit, offset)
+    total = await conn.fetchval("SELECT count(*) FROM escalation_history WHERE escalation_id = $1", escalation_id)
+    return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows], total
+
+
+async def set_awaiting_verification(conn: asyncpg.Connection, escalation_id: int, since: datetime | None,
+                                    next_check_at: datetime) -> None:
+    """Pause (since = when the "done" was reported) or resume (None) the escalation; a pause cancels
+    the notices not yet sent."""
+    await conn.execute("UPDATE escalations SET awaiting_verification_since = $2, next_check_at = $3 WHERE id = $1",
+                       escalation_id, since, next_check_at)
+    if since is not None:
+        await cancel_pending(conn, escalation_id, "awaiting verification")
+
+
+async def set_deadline(conn: asyncpg.Connection, escalation_id: int, deadline: date) -> None:
+    await conn.execute("UPDATE escalations SET deadline = $2 WHERE id = $1", escalation_id, deadline)
+
+
+async def record_extension(conn: asyncpg.Connection, milestone_id: str, original_due: date, due: date) -> None:
+    await conn.execute(
+        "INSERT INTO milestone_deadlines (milestone_id, original_due, due) VALUES ($1, $2, $3)"
+        " ON CONFLICT (milestone_id, original_due) DO UPDATE SET due = EXCLUDED.due", milestone_id, original_due, due)
+
+
+async def extended_deadlines(conn: asyncpg.Connection, milestone_ids: list[str]) -> dict[tuple[str, date], date]:
+    """(milestone id, plan due date) → the date of its approved extension."""
+    rows = await conn.fetch("SELECT milestone_id, original_due, due FROM milestone_deadlines"
+                            " WHERE milestone_id = ANY($1::text[])", milestone_ids)
+    return {(r["milestone_id"], r["original_due"]): r["due"] for r in rows}
 
 
 async def cancel_pending(conn: asyncpg.Connection, escalation_id: int, why: str) -> None:
@@ -61,6 +113,7 @@ async def claim_due_escalations(conn: asyncpg.Connection, now: datetime, limit: 
     # SKIP LOCKED: a replica passes over the rows another is evaluating instead of waiting for them.
     return await conn.fetch(
         f"SELECT {ESCALATION_COLUMNS} FROM escalations WHERE resolved_at IS NULL AND next_check_at <= $1"
+        " AND awaiting_verification_since IS NULL"
         " ORDER BY next_check_at, id LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
 
 
@@ -110,7 +163,7 @@ async def lights_of(conn: asyncpg.Connection, task_ids: list[str]) -> dict[str, 
 async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT d.id, d.kind, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
-        " e.resolved_at, e.acknowledged_until FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
+        " e.resolved_at, e.acknowledged_until, e.awaiting_verification_since FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
         " WHERE d.status = 'pending' AND d.not_before <= $1 ORDER BY d.not_before, d.id LIMIT 1"
         " FOR UPDATE OF d SKIP LOCKED", now)
 
@@ -122,6 +175,7 @@ async def postpone(conn: asyncpg.Connection, delivery_id: int, not_before: datet
 async def finish(conn: asyncpg.Connection, delivery_id: int, status: str, now: datetime, error: str | None = None) -> None:
     await conn.execute("UPDATE deliveries SET status = $2, finished_at = $3, last_error = $4 WHERE id = $1",
                        delivery_id, status, now, error)
+    await _record_delivery(conn, delivery_id, status, error, now)
 
 
 async def record_attempt(conn: asyncpg.Connection, delivery_id: int, *, status: str, error: str | None,
@@ -131,6 +185,19 @@ async def record_attempt(conn: asyncpg.Connection, delivery_id: int, *, status: 
         " not_before = coalesce($4::timestamptz, not_before),"
         " finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $5::timestamptz END"
         " WHERE id = $1", delivery_id, status, error, not_before, now)
+    await _record_delivery(conn, delivery_id, "retry" if status == "pending" else status, error, now)
+
+
+async def _record_delivery(conn: asyncpg.Connection, delivery_id: int, outcome: str, error: str | None,
+                           now: datetime) -> None:
+    """An escalation's delivery, as it ended this time (sent, retry, dead, cancelled), in its history."""
+    await conn.execute(
+        "INSERT INTO escalation_history (escalation_id, at, kind, level, light, detail)"
+        " SELECT d.escalation_id, $2, 'delivery', d.level, e.light, jsonb_build_object('delivery_id', d.id,"
+        " 'channel', d.channel, 'recipient', d.recipient, 'window', d.window_start, 'attempt', d.attempts,"
+        " 'outcome', $3::text, 'error', $4::text)"
+        " FROM deliveries d JOIN escalations e ON e.id = d.escalation_id WHERE d.id = $1",
+        delivery_id, now, outcome, error)
 
 
 async def robot_slot(conn: asyncpg.Connection, recipient: str, now: datetime, per_minute: int) -> datetime | None:

@@ -15,11 +15,13 @@ from duban.api_deps import (PAGE_SIZE_DEFAULT, ChangingPrincipal, Clock, Current
 from duban.auth import Principal, forbidden
 from duban.catalog import Catalog
 from duban.clock import now as one_clock_now
-from duban.events.models import LightReasonValue, LightValue, MilestoneStatusValue, TaskStatusValue
+from duban.events.models import (
+    LightReasonValue, LightValue, MilestoneViewStatusValue, TaskStatusValue, TaskViewStatusValue,
+)
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import WorkingCalendar
-from services.tracker import extensions, store
+from services.tracker import extensions, store, verification
 from services.tracker.domain.instants import civil_date
 from services.tracker.evaluation import TaskEvaluator
 
@@ -32,7 +34,7 @@ class Task(BaseModel):
     title: str
     lead: list[str]
     responsible: list[str]
-    status: TaskStatusValue
+    status: TaskViewStatusValue
     percent: int
     light: LightValue
     light_reason: LightReasonValue | None = Field(
@@ -54,6 +56,39 @@ class Task(BaseModel):
     updated_at: datetime
 
 
+VerificationStatus = Literal["awaiting", "verified", "returned"]
+
+
+class Verification(BaseModel):
+    """办结销号: a "done" (a done report, or a milestone completion) and the district office's decision on it."""
+
+    task_id: str
+    milestone_id: str | None = Field(description="null: the task's done report")
+    due: date | None = Field(description="the plan due date of the milestone's occurrence")
+    source: str = Field(description="the report or completion judged: its source and event id")
+    event_id: str
+    requested_at: datetime = Field(description="its event time")
+    grace_until: date = Field(description="unverified, the item is not red through this date")
+    status: VerificationStatus
+    outcome: Literal["verified", "returned"] | None
+    reason: str | None
+    decided_by: str | None = Field(description="the token subject that decided")
+    decided_at: datetime | None
+
+
+class VerificationDecision(BaseModel):
+    outcome: Literal["verified", "returned"]
+    reason: str | None = Field(None, min_length=1, max_length=2000, pattern=r"\S",
+                               description="why it is returned (required then)")
+
+
+class VerificationPage(BaseModel):
+    items: list[Verification] = Field(description="oldest request first")
+    total: int
+    limit: int
+    offset: int
+
+
 class Report(BaseModel):
     source: str
     event_id: str
@@ -62,6 +97,7 @@ class Report(BaseModel):
     percent: int
     note: str | None
     evidence_url: str | None
+    verification: Verification | None = Field(None, description="a done report: its verification")
 
 
 ExtensionStatus = Literal["requested", "approved", "rejected"]
@@ -112,7 +148,9 @@ class MilestoneOccurrence(BaseModel):
     due: date = Field(description="the deadline in force: the latest approved extension's date, else `original_due`")
     extensions: list[Extension] = Field(description="every extension request about this occurrence, oldest first")
     starts: date
-    status: MilestoneStatusValue
+    status: MilestoneViewStatusValue
+    verification: Verification | None = Field(
+        None, description="the completion awaiting verification, else the latest decision on this occurrence")
     retroactive: bool = Field(False, description="due before the plan was issued: judged by `grace_until`")
     grace_until: date | None = Field(None, description="a retroactive milestone turns overdue after this date")
     done_at: datetime | None
@@ -132,6 +170,10 @@ class MilestoneCompletion(BaseModel):
 
 class TaskDetail(Task):
     history_total: int = Field(description="how many reports the task has; GET /v1/tasks/{task_id}/history pages them")
+    verification: Verification | None = Field(
+        None, description="the done report awaiting verification, else the latest decision on one")
+    verifications: list[Verification] = Field(
+        default_factory=list, description="every done report and completion awaiting or decided, oldest first")
     milestones: list[MilestoneOccurrence]
     milestone_completions: list[MilestoneCompletion]
 
@@ -272,7 +314,7 @@ async def list_tasks(
     clock: Clock,
     area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
     department: DepartmentCode | None = None,
-    status: TaskStatusValue | None = None,
+    status: TaskViewStatusValue | None = None,
     light: LightValue | None = None,
     limit: Limit = PAGE_SIZE_DEFAULT,
     offset: Offset = 0,
@@ -296,18 +338,26 @@ async def get_task(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog
     task_or_404(catalog, principal, task_id)
     async with pool.acquire() as conn:
         task = await store.get_task(conn, task_id)
+        verifications = await verification.of_task(conn, evaluator, task_id)
     if task is None:
         raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
-    return {**with_calendar(task, evaluator, clock()), "milestones": [with_grace(m, evaluator) for m in task["milestones"]]}
+    milestones = [{**with_grace(m, evaluator), "verification": verification.current(verifications, m["milestone_id"],
+                                                                                  m["original_due"])}
+                  for m in task["milestones"]]
+    return {**with_calendar(task, evaluator, clock()), "milestones": milestones, "verifications": verifications,
+            "verification": verification.current(verifications, None, None)}
 
 
 @router.get("/tasks/{task_id}/history", response_model=ReportPage)
-async def get_task_history(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, task_id: str,
-                           limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> ReportPage:
+async def get_task_history(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                           task_id: str, limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> ReportPage:
     task_or_404(catalog, principal, task_id)
     async with pool.acquire() as conn:
         items, total = await store.task_history(conn, task_id, limit=limit, offset=offset)
-    return ReportPage(items=items, total=total, limit=limit, offset=offset)
+        judged = {(v["source"], v["event_id"]): v for v in await verification.of_task(conn, evaluator, task_id)
+                  if v["milestone_id"] is None}
+    return ReportPage(items=[{**r, "verification": judged.get((r["source"], r["event_id"]))} for r in items],
+                      total=total, limit=limit, offset=offset)
 
 
 @router.get("/cases/{case_id}", response_model=Case, response_model_by_alias=True)
@@ -393,3 +443,43 @@ async def list_extensions(pool: Pool, principal: CurrentPrincipal, catalog: Plan
         items, total = await store.list_extensions(conn, status=status, task_ids=principal.visible_tasks(catalog),
                                                    limit=limit, offset=offset)
     return ExtensionPage(items=items, total=total, limit=limit, offset=offset)
+
+
+async def decide_verification(pool: asyncpg.Pool, principal: Principal, catalog: Catalog, evaluator: TaskEvaluator,
+                              now: datetime, task_id: str, milestone_id: str | None, body: VerificationDecision) -> dict:
+    task_or_404(catalog, principal, task_id)
+    if milestone_id is not None and milestone_id not in {m.id for m in catalog.task(task_id).milestones}:
+        raise Problem(404, "milestone-not-found", f"{task_id} has no milestone {milestone_id!r}")
+    if principal.role != "district-office":
+        raise forbidden("only the district office verifies or returns a completion")
+    async with pool.acquire() as conn:
+        try:
+            return await verification.decide(conn, evaluator, task_id, milestone_id, outcome=body.outcome,
+                                             reason=body.reason, principal=principal.subject, now=now)
+        except verification.VerificationRefused as refusal:
+            raise Problem(refusal.status, refusal.kind, refusal.detail) from None
+
+
+@router.post("/tasks/{task_id}/verification", response_model=Verification)
+async def verify_task(pool: Pool, principal: ChangingPrincipal, catalog: PlanCatalog, evaluator: Evaluator, clock: Clock,
+                      task_id: str, body: VerificationDecision) -> dict:
+    """销号 (verified) or return (returned, with a reason) the task's done report awaiting verification."""
+    return await decide_verification(pool, principal, catalog, evaluator, clock(), task_id, None, body)
+
+
+@router.post("/tasks/{task_id}/milestones/{milestone_id}/verification", response_model=Verification)
+async def verify_milestone(pool: Pool, principal: ChangingPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                           clock: Clock, task_id: str, milestone_id: str, body: VerificationDecision) -> dict:
+    """销号 or return the milestone's oldest occurrence whose completion awaits verification."""
+    return await decide_verification(pool, principal, catalog, evaluator, clock(), task_id, milestone_id, body)
+
+
+@router.get("/verifications", response_model=VerificationPage)
+async def list_verifications(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                             status: VerificationStatus | None = None, limit: Limit = PAGE_SIZE_DEFAULT,
+                             offset: Offset = 0) -> VerificationPage:
+    """Done reports and completions awaiting verification, and the decisions taken; a department sees its own tasks'."""
+    async with pool.acquire() as conn:
+        items, total = await verification.list_verifications(
+            conn, evaluator, status=status, task_ids=principal.visible_tasks(catalog), limit=limit, offset=offset)
+    return VerificationPage(items=items, total=total, limit=limit, offset=offset)

@@ -9,7 +9,7 @@ from duban.catalog import load_catalog
 from duban.streamservice import StreamService
 from duban.workcal import OfficeHours, WorkingCalendar
 from services.tracker import api, extensions, store
-from services.tracker.evaluation import TaskEvaluator
+from services.tracker.evaluation import TaskEvaluator, count_awaiting
 from services.tracker.handlers import TrackerHandlers
 from services.tracker.scheduled import CaseWarner, case_warning_job, reevaluation_job
 from services.tracker.settings import TrackerSettings
@@ -18,12 +18,14 @@ from services.tracker.settings import TrackerSettings
 def create_app(settings: TrackerSettings | None = None) -> FastAPI:
     settings = settings or TrackerSettings()
     catalog = load_catalog()
-    evaluator = TaskEvaluator(catalog, WorkingCalendar(), settings.retroactive_grace_working_days)
+    evaluator = TaskEvaluator(catalog, WorkingCalendar(), settings.retroactive_grace_working_days,
+                              settings.verification_grace_working_days)
 
     async def seed_tasks(pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             await store.sync_catalog(conn, catalog)
             await extensions.count_extended(conn)
+            await count_awaiting(conn)
 
     app = StreamService(
         name="tracker", settings=settings, schema=settings.schema_name, group=settings.consumer_group,

@@ -23,6 +23,10 @@ _PROBLEMS = {
     "/v1/tasks/{task_id}/milestones/{milestone_id}/extensions": {
         404: "task-not-found or milestone-not-found", 409: "milestone-done or extension-pending"},
     "/v1/extensions/{extension_id}/decision": {404: "extension-not-found", 409: "extension-decided"},
+    "/v1/tasks/{task_id}/verification": {404: "task-not-found", 409: "nothing-awaits-verification",
+                                         422: "reason-required"},
+    "/v1/tasks/{task_id}/milestones/{milestone_id}/verification": {
+        404: "task-not-found or milestone-not-found", 409: "nothing-awaits-verification", 422: "reason-required"},
 }
 
 

@@ -7,7 +7,8 @@ partition with no consumer group, so the live group's committed offsets stay as 
 tracker started afterwards resumes there and the ledger skips what the replay already applied.
 
 The district office's voids (services/tracker/void.py) are carried over: the rebuilt state leaves
-out the same events; so are extension requests and their decisions (services/tracker/extensions.py). Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
+out the same events; so are extension requests and their decisions (services/tracker/extensions.py) and
+the verification decisions (services/tracker/verification.py), which the fold reads as the live one does. Stop every tracker first: the command refuses to run while one holds the schema's relay lock.
 The rebuilt outbox repeats what was announced before, so its rows are marked published unless
 `--announce` is given (then consumers apply what changed and skip nothing else: see docs/tracker.md)."""
 
@@ -86,7 +87,8 @@ async def replay(settings: TrackerSettings, *, announce: bool = False) -> Replay
         await store.drop_schema(guard, schema)
         await migrate(settings.database_url, schema, MIGRATIONS)
         catalog = load_catalog()
-        evaluator = TaskEvaluator(catalog, WorkingCalendar())
+        evaluator = TaskEvaluator(catalog, WorkingCalendar(), settings.retroactive_grace_working_days,
+                                  settings.verification_grace_working_days)
         pool = await create_pool(settings.database_url, schema)
         producer = make_producer(settings)
         await producer.start()

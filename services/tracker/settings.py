@@ -17,3 +17,6 @@ class TrackerSettings(ServiceSettings):
     # A milestone due before the plan's issue date may be reported done this many working days after it
     # before it turns red (docs/tracker.md).
     retroactive_grace_working_days: int = Field(10, ge=0)
+    # A task or milestone reported done and not yet verified by the district office is not red through
+    # this many working days after the report (docs/decisions/020-verification-before-closing.md).
+    verification_grace_working_days: int = Field(5, ge=0)

@@ -91,23 +91,30 @@ async def completions_of(conn: asyncpg.Connection, task_ids: Sequence[str]) -> d
 
 
 async def milestone_states(conn: asyncpg.Connection, task_ids: Sequence[str]
-                           ) -> dict[tuple[str, object], tuple[str, str | None]]:
-    """(milestone_id, due) -> (status, id of the completion that did it)."""
-    rows = await conn.fetch("SELECT milestone_id, due, status, done_event_id FROM milestones"
+                           ) -> dict[tuple[str, object], tuple[str, str | None, str]]:
+    """(milestone_id, due) -> (status, id of the completion that did it, status last announced)."""
+    rows = await conn.fetch("SELECT milestone_id, due, status, done_event_id, announced FROM milestones"
                             " WHERE task_id = ANY($1::text[])", list(task_ids))
-    return {(r["milestone_id"], r["due"]): (r["status"], r["done_event_id"]) for r in rows}
+    return {(r["milestone_id"], r["due"]): (r["status"], r["done_event_id"], r["announced"]) for r in rows}
 
 
 async def save_milestones(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
-    """rows: (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id, status_as_of)."""
+    """rows: (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id, status_as_of, announced)."""
     if rows:
         await conn.execute(
             "INSERT INTO milestones (milestone_id, due, task_id, starts, status, done_at, done_by, done_event_id,"
-            " status_as_of) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::date[], $5::text[],"
-            " $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[])"
+            " status_as_of, announced) SELECT * FROM unnest($1::text[], $2::date[], $3::text[], $4::date[], $5::text[],"
+            " $6::timestamptz[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])"
             " ON CONFLICT (milestone_id, due) DO UPDATE SET starts = EXCLUDED.starts, status = EXCLUDED.status,"
             " done_at = EXCLUDED.done_at, done_by = EXCLUDED.done_by, done_event_id = EXCLUDED.done_event_id,"
-            " status_as_of = EXCLUDED.status_as_of", *_columns(rows))
+            " status_as_of = EXCLUDED.status_as_of, announced = EXCLUDED.announced", *_columns(rows))
+
+
+async def verification_outcomes(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(source, event id) of a judged report or completion → 'verified' or 'returned'."""
+    rows = await conn.fetch("SELECT source, event_id, outcome FROM verification_decisions"
+                            " WHERE task_id = ANY($1::text[])", list(task_ids))
+    return {(r["source"], r["event_id"]): r["outcome"] for r in rows}
 
 
 async def save_tasks(conn: asyncpg.Connection, rows: Sequence[tuple]) -> None:
@@ -391,6 +398,8 @@ _DECISIONS = {
     "voided_events": ("source", "event_id", "type", "subject", "reason", "principal", "voided_at"),
     "milestone_extensions": ("id", "task_id", "milestone_id", "original_due", "requested_due", "reason", "evidence",
                              "requested_by", "requested_at", "status", "decided_by", "decided_at", "decision_reason"),
+    "verification_decisions": ("id", "task_id", "milestone_id", "due", "source", "event_id", "requested_at", "outcome",
+                               "reason", "decided_by", "decided_at"),
 }
 
 
@@ -414,11 +423,71 @@ async def drop_schema(conn: asyncpg.Connection, schema: str) -> None:
 async def restore_decisions(conn: asyncpg.Connection, kept: dict[str, list[tuple]]) -> None:
     for table, records in kept.items():
         await conn.copy_records_to_table(table, records=records, columns=_DECISIONS[table])
-    # New requests are numbered after the copied ones.
-    await conn.execute("SELECT setval(pg_get_serial_sequence('milestone_extensions', 'id'),"
-                       " coalesce(max(id), 0) + 1, false) FROM milestone_extensions")
+    # New requests and decisions are numbered after the copied ones.
+    for table in ("milestone_extensions", "verification_decisions"):
+        await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false)"
+                           f" FROM {table}")
 
 
 async def mark_outbox_published(conn: asyncpg.Connection) -> None:
     """The rebuilt outbox repeats what was announced before: nothing in it is to be published again."""
     await conn.execute("UPDATE outbox SET published_at = now() WHERE published_at IS NULL")
+
+
+# --- verification (services/tracker/verification.py) ----------------------------------------------
+
+DECISION_COLUMNS = ("task_id, milestone_id, due, source, event_id, requested_at, outcome, reason, decided_by,"
+                    " decided_at")
+
+
+async def count_awaiting_verification(conn: asyncpg.Connection) -> dict[str, int]:
+    row = await conn.fetchrow(
+        "SELECT (SELECT count(*) FROM tasks WHERE status = 'awaiting_verification') AS task,"
+        " (SELECT count(*) FROM milestones WHERE status = 'awaiting_verification') AS milestone")
+    return dict(row)
+
+
+async def awaiting_request(conn: asyncpg.Connection, task_id: str, milestone_id: str | None) -> asyncpg.Record | None:
+    """The report or completion awaiting verification: the task's current done report, or the
+    milestone's oldest occurrence completed and undecided."""
+    if milestone_id is None:
+        return await conn.fetchrow(
+            "SELECT NULL::date AS due, last_reporter AS source, last_event_id AS event_id, last_report_at AS requested_at"
+            " FROM tasks WHERE id = $1 AND status = 'awaiting_verification'", task_id)
+    return await conn.fetchrow(
+        "SELECT due, done_by AS source, done_event_id AS event_id, done_at AS requested_at FROM milestones"
+        " WHERE task_id = $1 AND milestone_id = $2 AND status = 'awaiting_verification' ORDER BY due LIMIT 1",
+        task_id, milestone_id)
+
+
+async def record_verification(conn: asyncpg.Connection, task_id: str, milestone_id: str | None,
+                              request: asyncpg.Record, *, outcome: str, reason: str | None, principal: str,
+                              now: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(
+        "INSERT INTO verification_decisions (task_id, milestone_id, due, source, event_id, requested_at, outcome,"
+        f" reason, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {DECISION_COLUMNS}",
+        task_id, milestone_id, request["due"], request["source"], request["event_id"], request["requested_at"],
+        outcome, reason, principal, now)
+
+
+# Everything awaiting (derived: tasks and occurrences) and everything decided (recorded), in one list.
+_VERIFICATIONS = (
+    "SELECT id AS task_id, NULL::text AS milestone_id, NULL::date AS due, last_reporter AS source,"
+    " last_event_id AS event_id, last_report_at AS requested_at, NULL::text AS outcome, NULL::text AS reason,"
+    " NULL::text AS decided_by, NULL::timestamptz AS decided_at FROM tasks WHERE status = 'awaiting_verification'"
+    " UNION ALL SELECT task_id, milestone_id, due, done_by, done_event_id, done_at, NULL, NULL, NULL, NULL"
+    " FROM milestones WHERE status = 'awaiting_verification'"
+    f" UNION ALL SELECT {DECISION_COLUMNS} FROM verification_decisions"
+)
+
+
+async def verifications(conn: asyncpg.Connection, *, status: str | None, task_ids: Sequence[str] | None, limit: int,
+                        offset: int) -> tuple[list[asyncpg.Record], int]:
+    """Requests awaiting and decisions taken (status awaiting, verified or returned), oldest request first."""
+    where = ("($1::text IS NULL OR coalesce(outcome, 'awaiting') = $1)"
+             " AND ($2::text[] IS NULL OR task_id = ANY($2))")
+    rows = await conn.fetch(f"SELECT * FROM ({_VERIFICATIONS}) v WHERE {where}"
+                            " ORDER BY requested_at, task_id, milestone_id NULLS FIRST, due, source, event_id"
+                            " LIMIT $3 OFFSET $4", status, task_ids, limit, offset)
+    total = await conn.fetchval(f"SELECT count(*) FROM ({_VERIFICATIONS}) v WHERE {where}", status, task_ids)
+    return rows, total

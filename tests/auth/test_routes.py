@@ -43,6 +43,10 @@ ROUTES = {
         ("POST", "/v1/extensions/{extension_id}/decision"): {"path": {"extension_id": 1},
                                                              "json": {"decision": "approve", "reason": "同意"}},
         ("GET", "/v1/extensions"): "list",
+        ("POST", "/v1/tasks/{task_id}/verification"): {"path": {"task_id": "T09"}, "json": {"outcome": "verified"}},
+        ("POST", "/v1/tasks/{task_id}/milestones/{milestone_id}/verification"): {
+            "path": {"task_id": "T09", "milestone_id": "T09-M1"}, "json": {"outcome": "verified"}},
+        ("GET", "/v1/verifications"): "list",
     },
     "metrics": {
         ("GET", "/v1/indicators"): "list",
@@ -52,6 +56,7 @@ ROUTES = {
     "notifier": {
         ("GET", "/v1/escalations"): {"params": {"department": THEIRS}},
         ("GET", "/v1/escalations/{escalation_id}"): {"path": {"escalation_id": "T09"}},
+        ("GET", "/v1/escalations/{escalation_id}/history"): {"path": {"escalation_id": "T09"}},
         ("POST", "/v1/escalations/{escalation_id}/acknowledge"): {"path": {"escalation_id": "T09"},
                                                                  "json": {"until": UNTIL}},
         ("GET", "/v1/deliveries"): "list",

@@ -4,13 +4,15 @@
 data directory), a Tansu broker that every service reaches only through `BrokerProxy` (the broker
 advertises the proxy's address, so reconnects go through it too), and intake and tracker the way
 the launcher starts them; `start_notifiers` adds notifier processes that mail a real aiosmtpd
-receiver. `run_scenario` posts department events to intake over HTTP at a steady rate, injects one
-fault, and counts what was accepted (202) against what the tracker's ledger applied."""
+receiver and post webhooks to a real HTTP receiver. `run_scenario` posts department events to
+intake over HTTP at a steady rate, injects one fault, and counts what was accepted (202) against
+what the tracker's ledger applied."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from email import message_from_bytes, policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncpg
@@ -118,23 +121,24 @@ class BrokerProxy:
         await asyncio.gather(*pipes, return_exceptions=True)
 
 
-# -- the SMTP receiver ----------------------------------------------------------------------------
+# -- the receivers ---------------------------------------------------------------------------------
 
 
-class Mailbox:
-    """An aiosmtpd handler that keeps every message's Message-ID.
+class Receiver:
+    """What the SMTP and the webhook receiver share: the ids of what they took (Message-ID, webhook-id),
+    holding senders, and killing one in the middle of its send.
 
-    While `hold()` is on, senders wait at their first recipient with the envelope open.
-    `kill_next_sender()` arms it to SIGKILL the next sender in the middle of its send: at its
-    recipient (the message has not reached the server), or with `after_data` once the server has
-    the whole message but before it answers (the server took the mail; the sender never hears so)."""
+    While `hold()` is on, senders wait with their request open. `kill_next_sender()` arms it to SIGKILL
+    the next sender mid-send: before the receiver has the notice, or with `after_data` once it has the
+    whole notice but before it answers (the receiver took it; the sender never hears so)."""
 
     def __init__(self) -> None:
         self.message_ids: list[str] = []
-        self.killed: list[tuple[int, str | None]] = []  # pid, and the Message-ID it was sending if known
+        self.killed: list[tuple[int, str | None]] = []  # pid, and the id it was sending if known
         self._open = threading.Event()
         self._open.set()
         self._kill_at: str | None = None
+        self._lock = threading.Lock()
 
     def hold(self) -> None:
         self._open.clear()
@@ -145,25 +149,70 @@ class Mailbox:
     def kill_next_sender(self, *, after_data: bool = False) -> None:
         self._kill_at = "DATA" if after_data else "RCPT"
 
-    def _kill_sender(self, session, stage: str, message_id: str | None = None) -> None:
-        if self._kill_at == stage:
+    def _kill_sender(self, peer_port: int, stage: str, message_id: str | None = None) -> None:
+        with self._lock:
+            if self._kill_at != stage:
+                return
             self._kill_at = None
-            pid = sender_pid(session.peer[1])
-            os.kill(pid, signal.SIGKILL)
-            self.killed.append((pid, message_id))
+        pid = sender_pid(peer_port)
+        os.kill(pid, signal.SIGKILL)
+        self.killed.append((pid, message_id))
+
+
+class Mailbox(Receiver):
+    """An aiosmtpd handler: a sender is held, or killed before the message, at its first recipient."""
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         while not self._open.is_set():
             await asyncio.sleep(0.05)
-        self._kill_sender(session, "RCPT")
+        self._kill_sender(session.peer[1], "RCPT")
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         message_id = message_from_bytes(envelope.original_content, policy=policy.default)["Message-ID"]
         self.message_ids.append(message_id)
-        self._kill_sender(session, "DATA", message_id)
+        self._kill_sender(session.peer[1], "DATA", message_id)
         return "250 OK"
+
+
+class WebhookInbox(Receiver):
+    """A real HTTP server taking the webhooks' CloudEvents; a sender is held, or killed before its
+    request is read, at the request line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[tuple[str, dict]] = []  # path, CloudEvent
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                inbox._open.wait()
+                inbox._kill_sender(self.client_address[1], "RCPT")
+                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                inbox.message_ids.append(self.headers["webhook-id"])
+                inbox.received.append((self.path, event))
+                inbox._kill_sender(self.client_address[1], "DATA", self.headers["webhook-id"])
+                with contextlib.suppress(OSError):  # the sender may be dead
+                    self.send_response(204)
+                    self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> WebhookInbox:
+        self.thread = threading.Thread(target=self.server.serve_forever, name="webhook-inbox", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.thread:  # shutdown() would wait for a serve_forever that never started
+            self.server.shutdown()
+        self.server.server_close()
 
 
 def sender_pid(local_port: int) -> int:
@@ -193,6 +242,7 @@ class System:
         self.proxy: BrokerProxy | None = None
         self.smtp: Controller | None = None
         self.mailbox = Mailbox()
+        self.webhooks = WebhookInbox()
         self.services: dict[str, ServiceProcess] = {}
         self.keys: dict[str, str] = {}
 
@@ -218,8 +268,11 @@ class System:
         self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=free_port())
         self.smtp.start()
         routes = self.run_dir / "routes.yaml"
+        self.webhooks.start()
         routes.write_text(yaml.safe_dump({"departments": {
-            d.code: [{"channel": "email", "to": [f"{d.code}@gulou.test"]}] for d in CATALOG.departments}}))
+            d.code: [{"channel": "email", "to": [f"{d.code}@gulou.test"]},
+                     {"channel": "webhook", "url": f"{self.webhooks.url}/{d.code}", "name": d.code}]
+            for d in CATALOG.departments}}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")}
         self.env = env | {
             "DUBAN_DATABASE_URL": self.database_url, "DUBAN_KAFKA_BOOTSTRAP": self.proxy.address,
@@ -251,6 +304,13 @@ class System:
         for service in started:
             await service.wait_ready()
         return started
+
+    def stop_notifiers(self) -> None:
+        """Stops the notifiers started before: notifiers of two schemas send the same notices under
+        the same ids, so a test counting what arrives wants only its own running."""
+        for service in self.services.values():
+            if service.name.startswith("notifier-"):
+                service.stop()
 
     async def restart_tracker(self, down_s: float = 1.0) -> None:
         self.services["tracker"].kill()
@@ -284,6 +344,7 @@ class System:
             self.proxy.close()
         if self.smtp is not None:
             self.smtp.stop()
+        self.webhooks.stop()
         if self.pg_server is not None:
             self.pg_server.cleanup()
 
@@ -467,7 +528,7 @@ async def run_scenario(system: System, scenario: Scenario, *, seconds: float, fa
     """Post for `seconds` at `rate`, inject the fault after `fault_at_s`, then wait until the
     tracker applied everything accepted (or `settle_timeout_s` passed) and count. Recovery is the
     time from the fault's end until every event accepted before then is applied."""
-    mail_before = len(system.mailbox.message_ids)
+    mail_before, hooks_before = len(system.mailbox.message_ids), len(system.webhooks.message_ids)
     if scenario.prepare:
         await scenario.prepare()
     departments = Departments(system.services["intake"].url, system.keys, rate, seed=zlib.crc32(scenario.name.encode()))
@@ -489,7 +550,7 @@ async def run_scenario(system: System, scenario: Scenario, *, seconds: float, fa
         notices = duplicates = unsent = 0
         if scenario.notifier_schema:
             unsent = await settled_notices(conn, scenario.notifier_schema, deadline)
-            received = system.mailbox.message_ids[mail_before:]
+            received = system.mailbox.message_ids[mail_before:] + system.webhooks.message_ids[hooks_before:]
             notices, duplicates = len(received), len(received) - len(set(received))
     finally:
         await conn.close()

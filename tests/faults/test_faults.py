@@ -13,7 +13,9 @@ from collections import Counter
 
 import pytest
 
-from tests.faults.system import System, connect, run_scenario, scenarios, settled_notices
+from services.notifier.channels.webhook import delivery_id
+from services.notifier.scheduler import delivery_key
+from tests.faults.system import Receiver, System, connect, run_scenario, scenarios, settled_notices
 
 SCENARIOS = ("tracker SIGKILL", "broker stall 10 s", "PostgreSQL restart", "notifier SIGKILL")
 SECONDS, FAULT_AT_S = 13.0, 2.0
@@ -46,6 +48,21 @@ async def test_every_accepted_event_applies_once(system, name):
         assert (outcome.duplicate_notices, outcome.unsent_notices) == (0, 0), logs
 
 
+async def one_of_two_notifiers_killed_once_delivered(system: System, schema: str, receiver: Receiver) -> str:
+    """Two notifiers on a fresh schema, held at the receivers until both run; then the first whose
+    notice `receiver` has taken whole is SIGKILLed before the answer. Returns that notice's id."""
+    killed_before = len(receiver.killed)
+    system.mailbox.hold()
+    system.webhooks.hold()
+    await system.start_notifiers(2, schema)
+    receiver.kill_next_sender(after_data=True)
+    system.mailbox.release()
+    system.webhooks.release()
+    while len(receiver.killed) == killed_before:
+        await asyncio.sleep(0.05)
+    return receiver.killed[-1][1]
+
+
 @pytest.mark.timeout(120)
 async def test_a_notifier_killed_after_the_server_took_its_mail_sends_it_again_under_the_same_message_id(system):
     """The one window no notifier can close: the SMTP server has the whole message, the sender dies
@@ -53,21 +70,46 @@ async def test_a_notifier_killed_after_the_server_took_its_mail_sends_it_again_u
     The other notifier sends that notice again, and it carries the same Message-ID, so mail systems
     can fold the two; every other notice arrives once."""
     schema = f"notifier_{TAG}_data"
-    received_before, killed_before = len(system.mailbox.message_ids), len(system.mailbox.killed)
-    system.mailbox.hold()
-    await system.start_notifiers(2, schema)
-    system.mailbox.kill_next_sender(after_data=True)
-    system.mailbox.release()
-    while len(system.mailbox.killed) == killed_before:
-        await asyncio.sleep(0.05)
-    _pid, killed_message_id = system.mailbox.killed[-1]
+    system.stop_notifiers()
+    received_before = len(system.mailbox.message_ids)
+    killed_message_id = await one_of_two_notifiers_killed_once_delivered(system, schema, system.mailbox)
 
     conn = await connect(system.database_url)
     try:
         assert await settled_notices(conn, schema, time.monotonic() + 60) == 0
-        sent = await conn.fetchval(f'SELECT count(*) FROM "{schema}".deliveries WHERE status = $1', "sent")
+        sent = await conn.fetchval(f'SELECT count(*) FROM "{schema}".deliveries WHERE status = $1 AND channel = $2',
+                                   "sent", "email")
     finally:
         await conn.close()
     received = system.mailbox.message_ids[received_before:]
     assert sent > 0 and len(set(received)) == sent
     assert Counter(received) - Counter(set(received)) == Counter([killed_message_id])
+
+
+@pytest.mark.timeout(120)
+async def test_every_notice_reaches_its_mail_and_webhook_receiver_once_and_a_resend_keeps_its_webhook_id(system):
+    """Two notifiers on a fresh schema read the tracker's changes from the broker: every red task's and
+    milestone's notice goes by e-mail and by webhook. One notifier is SIGKILLed after the webhook
+    receiver took a request and before it answered: the other sends that notice again with the same
+    webhook-id (and CloudEvent id), which is how a receiver drops it; nothing is lost, nothing else twice."""
+    schema = f"notifier_{TAG}_hook"
+    system.stop_notifiers()
+    mails_before, hooks_before = len(system.mailbox.message_ids), len(system.webhooks.message_ids)
+    killed_id = await one_of_two_notifiers_killed_once_delivered(system, schema, system.webhooks)
+
+    conn = await connect(system.database_url)
+    try:
+        assert await settled_notices(conn, schema, time.monotonic() + 60) == 0
+        sent = await conn.fetch(f'SELECT kind, item, level, window_start, channel, recipient FROM "{schema}".deliveries')
+    finally:
+        await conn.close()
+    expected = {channel: Counter(delivery_id(delivery_key(row)) for row in sent if row["channel"] == channel)
+                for channel in ("email", "webhook")}
+    items = {row["item"] for row in sent if row["kind"] == "escalation"}
+    assert {item.split("-")[0] for item in items if "-" in item} & items, "red tasks and their overdue milestones"
+    mails = Counter(m.removeprefix("<").split("@")[0] for m in system.mailbox.message_ids[mails_before:])
+    hooks = Counter(system.webhooks.message_ids[hooks_before:])
+    assert mails == expected["email"], "every mail once, none lost"
+    assert hooks - Counter([killed_id]) == expected["webhook"], "every webhook once, and the killed send once more"
+    resent = [event for _path, event in system.webhooks.received[hooks_before:] if event["id"] == killed_id]
+    assert len(resent) == 2 and resent[0]["data"] == resent[1]["data"]

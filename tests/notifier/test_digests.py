@@ -5,6 +5,7 @@ holidays, never twice; lead departments get the weekly digest on the week's firs
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pytest
 
@@ -12,6 +13,7 @@ from duban.consumer import Delivery, InboundEvent
 from services.notifier.handlers import NotifierHandler
 from services.notifier.warnings import CaseWarningPlanner
 from tests.notifier.conftest import CATALOG, at, deliveries, light_changed
+from tests.notifier.notices import notice_errors
 
 pytestmark = pytest.mark.database
 
@@ -30,18 +32,22 @@ def case_warning(case_id: str, threshold: int, as_of: str) -> dict:
                      "allowed": 7.0, "elapsed": 4.0, "as_of": at(as_of).isoformat(), "paused": False}}
 
 
+async def warn(pool, scheduler, event: dict) -> None:
+    """The case warning applied as the notifier's consumer applies it, planned as of its as_of."""
+    now = datetime.fromisoformat(event["data"]["as_of"])
+    warnings = NotifierHandler(CATALOG, CaseWarningPlanner(CATALOG, scheduler.routes, lambda moment: moment, lambda: now))
+    async with pool.acquire() as conn, conn.transaction():
+        await warnings(conn, InboundEvent(event, Delivery("duban.tracker-changes", 0, 0, None, None, ())))
+
+
 async def test_a_digest_route_gets_one_message_a_working_day_with_its_open_items(pool, feed, make_scheduler,
                                                                                  smtp_server):
     scheduler = await make_scheduler(ROUTES, weekly_digest=False)
     _, mailbox = smtp_server
-    warnings = NotifierHandler(CATALOG, CaseWarningPlanner(CATALOG, scheduler.routes, lambda moment: moment,
-                                                           lambda: at("2021-09-29 15:00")))
 
     # Wednesday: T09 (led by the tax bureau) turns red; a refund case passes half its time.
     await feed.send(light_changed("T09", "red", at("2021-09-29 10:00")))
-    async with pool.acquire() as conn, conn.transaction():
-        await warnings(conn, InboundEvent(case_warning("TSR-9", 50, "2021-09-29 15:00"),
-                                          Delivery("duban.tracker-changes", 0, 0, None, None, ())))
+    await warn(pool, scheduler, case_warning("TSR-9", 50, "2021-09-29 15:00"))
     await scheduler.run_once(pool, at("2021-09-30 08:00"))
     assert mailbox.messages == []  # the route takes a digest: nothing goes out at once
     assert await deliveries(pool, kind="case-warning") == []
@@ -92,3 +98,19 @@ async def test_lead_departments_get_the_weekly_digest_on_the_weeks_first_working
     body = weekly.get_content()
     assert "T09 提升纳税便利化水平（红灯，截止 2021年12月31日，催办）" in body
     assert "T10 " in body and "（黄灯，截止" in body
+
+
+async def test_a_webhook_gets_its_digests_as_the_published_contracts_say(pool, feed, make_scheduler, http_receiver):
+    hook = [{"channel": "webhook", "url": f"{http_receiver.url}/tax", "name": "tax", "mode": "digest"}]
+    scheduler = await make_scheduler({"tax-bureau": hook}, weekly_digest=True)
+    await feed.send(light_changed("T09", "red", at("2021-09-29 10:00")))
+    await warn(pool, scheduler, case_warning("TSR-9", 75, "2021-10-07 15:00"))
+    await scheduler.run_once(pool, at("2021-10-08 08:30"))  # the week's first working day: both digests
+    notices = {r.body["type"]: r.body for r in http_receiver.received}
+    assert set(notices) == {"duban.notifier.digest-notice.v1", "duban.notifier.weekly-digest-notice.v1"}
+    for notice in notices.values():
+        assert notice_errors(notice) == [], notice["type"]
+    daily = notices["duban.notifier.digest-notice.v1"]["data"]
+    assert [i["item"] for i in daily["items"]] == ["T09"] and [w["case_id"] for w in daily["warnings"]] == ["TSR-9"]
+    weekly = notices["duban.notifier.weekly-digest-notice.v1"]["data"]
+    assert {t["item"]: t["light"] for t in weekly["tasks"]}["T09"] == "red"

@@ -127,3 +127,11 @@ def test_yearly_deadlines_pick_the_right_year():
     assert task_deadline(t05, "red", date(2023, 1, 3), []) == date(2022, 12, 31)  # the latest passed
     assert task_deadline(t05, "red", date(2022, 12, 31), []) == date(2021, 12, 31)  # due today has not passed
     assert task_deadline(t05, "yellow", date(2021, 12, 31), []) == date(2021, 12, 31)  # due today is next
+
+
+def test_an_approved_extension_is_the_deadline_a_yellow_task_names():
+    extended = {("T17-M1", date(2021, 12, 31)): date(2022, 3, 31)}
+    assert task_deadline(T17, "yellow", date(2021, 11, 20), [], extended) == date(2022, 3, 31)
+    # Another occurrence's extension changes nothing.
+    assert task_deadline(T17, "yellow", date(2021, 11, 20), [], {("T17-M1", date(2022, 12, 31)): date(2023, 3, 31)}) \
+        == date(2021, 12, 31)

@@ -11,11 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from duban.events.models import MilestoneStatusChanged, TaskLightChanged, TaskUpdated
+from duban.events.models import CompletionAwaitingVerification, MilestoneStatusChanged, TaskLightChanged, TaskUpdated
 from tests.tracker.conftest import CATALOG, case_event, department_event, progress
 from tests.tracker.test_case_fold import case_histories
 
 LIGHT_CHANGED, MILESTONE_CHANGED, TASK_UPDATED = TaskLightChanged.TYPE, MilestoneStatusChanged.TYPE, TaskUpdated.TYPE
+AWAITING_VERIFICATION = CompletionAwaitingVerification.TYPE
 
 pytestmark = pytest.mark.database
 
@@ -44,10 +45,13 @@ async def test_a_report_becomes_the_task_state_with_its_light_and_snapshot(track
                             {"milestone_id": "T07-M1"})
     await tracker.send(done)
     row = await task(pool, "T07")
-    assert (row["light"], row["next_due"].isoformat()) == ("green", "2021-12-31")  # stepped back down
+    # Stepped back down while the completion awaits verification (within its grace).
+    assert (row["light"], row["next_due"].isoformat()) == ("green", "2021-12-31")
     newest = await tracker.outbox()
-    assert [c["type"] for c in newest[4:]] == [MILESTONE_CHANGED, LIGHT_CHANGED, TASK_UPDATED]
-    assert newest[5]["data"] | {"as_of": None} == {"from": "red", "to": "green", "reason": "on_track", "as_of": None}
+    assert [c["type"] for c in newest[4:]] == [AWAITING_VERIFICATION, MILESTONE_CHANGED, LIGHT_CHANGED, TASK_UPDATED]
+    assert newest[5]["data"] | {"as_of": None} == {"milestone_id": "T07-M1", "from": "overdue", "to": "open",
+                                                   "as_of": None}
+    assert newest[6]["data"] | {"as_of": None} == {"from": "red", "to": "green", "reason": "on_track", "as_of": None}
 
 
 async def test_a_late_older_report_joins_the_history_without_replacing_the_newer(tracker, pool):

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
 
 from duban.workcal import WorkingCalendar
-from services.tracker.domain.tasks import Completion, Light, Occurrence, occurrences, retroactive_grace, task_light
+from services.tracker.domain.tasks import (
+    Completion,
+    Light,
+    Occurrence,
+    occurrences,
+    retroactive_grace,
+    task_light,
+    verification_grace,
+)
 from tests.tracker.conftest import CALENDAR, CATALOG
 
 ISSUED = CATALOG.plan.issued
@@ -171,3 +180,45 @@ def test_a_deadline_that_began_a_day_before_it_follows_the_time_left():
     occ = Occurrence("M", due, starts=due - timedelta(days=1))
     assert task_light([occ], status="in_progress", done_on=None, today=date(2021, 6, 1), calendar=CALENDAR) == Light(
         "green", "on_track", due)
+
+
+# -- awaiting verification (办结销号) -----------------------------------------------------------------
+
+def test_a_completion_awaiting_verification_keeps_its_occurrence_from_red_through_the_grace_only():
+    done_on = date(2021, 12, 29)  # T19-M1 due 2021-12-31, completed two days before
+    grace = verification_grace(done_on, CALENDAR, 5)
+    awaiting = Completion("T19-M1", done_on, (datetime(2021, 12, 29, 3, tzinfo=timezone.utc), "/d/x", "c1"), "/d/x",
+                          "c1", awaiting_until=grace)
+    assert grace == date(2022, 1, 6)  # five working days; New Year's Day holiday skipped
+    for today, light, status, announced in [(date(2022, 1, 4), "green", "awaiting_verification", "open"),
+                                            (grace, "green", "awaiting_verification", "open"),
+                                            (grace + timedelta(days=1), "red", "awaiting_verification", "overdue")]:
+        occs = occurrences(CATALOG.task("T19").milestones, [awaiting], plan_issued=ISSUED, today=today)
+        [occ] = [o for o in occs if o.milestone_id == "T19-M1"]
+        assert (task_light(occs, status="in_progress", done_on=None, today=today, calendar=CALENDAR).light,
+                occ.status(today), occ.announced_status(today)) == (light, status, announced), today
+    verified = replace(awaiting, awaiting_until=None)
+    occs = occurrences(CATALOG.task("T19").milestones, [verified], plan_issued=ISSUED, today=date(2022, 3, 1))
+    assert [o.status(date(2022, 3, 1)) for o in occs if o.milestone_id == "T19-M1"] == ["done"]
+
+
+def test_a_done_report_awaiting_verification_closes_the_task_through_its_grace_only():
+    today = done_on = date(2022, 1, 10)  # T19-M1, due 2021-12-31, is past due
+    occs = occurrences(CATALOG.task("T19").milestones, [], plan_issued=ISSUED, today=today)
+
+    def light(status: str, awaiting_until: date | None = None) -> str:
+        return task_light(occs, status=status, done_on=done_on, today=today, calendar=CALENDAR,
+                          awaiting_until=awaiting_until).reason
+
+    assert (light("done"), light("in_progress")) == ("done", "past_due")
+    assert light("awaiting_verification", awaiting_until=today) == "done"
+    assert light("awaiting_verification", awaiting_until=today - timedelta(days=1)) == "past_due"
+
+
+def test_an_approved_extension_is_the_occurrences_deadline():
+    today = date(2022, 1, 10)  # T19-M1, due 2021-12-31, extended to 2022-03-31
+    occs = occurrences(CATALOG.task("T19").milestones, [], plan_issued=ISSUED, today=today,
+                       extensions={("T19-M1", date(2021, 12, 31)): date(2022, 3, 31)})
+    [occ] = [o for o in occs if o.milestone_id == "T19-M1"]
+    assert (occ.due, occ.deadline, occ.status(today)) == (date(2021, 12, 31), date(2022, 3, 31), "open")
+    assert task_light(occs, status="in_progress", done_on=None, today=today, calendar=CALENDAR).due == date(2022, 3, 31)

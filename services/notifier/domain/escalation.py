@@ -13,6 +13,7 @@ Working days follow duban.workcal's counting rule (the start day is not counted)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time
 
@@ -124,12 +125,15 @@ def milestone_deadline(milestone: Milestone, on: date) -> date:
     return passed[-1] if passed else milestone.due
 
 
-def task_deadline(task: Task, light: str, on: date, overdue: list[date]) -> date:
+def task_deadline(task: Task, light: str, on: date, overdue: list[date],
+                  extended: Mapping[tuple[str, date], date] | None = None) -> date:
     """The deadline a task's light refers to. Red: the earliest overdue milestone the notifier knows of,
-    else the latest due date passed; yellow: the next due date."""
+    else the latest due date passed; yellow: the next due date. `extended` maps (milestone id, plan
+    date) to an approved extension's date, which counts instead of the plan's."""
     if light == "red" and overdue:
         return min(overdue)
-    due = sorted(d for m in task.milestones for d in m.occurrences(on.year + 1))
+    extended = extended or {}
+    due = sorted(extended.get((m.id, d), d) for m in task.milestones for d in m.occurrences(on.year + 1))
     if light == "red":
         passed = [d for d in due if d < on]
         return passed[-1] if passed else due[0]

@@ -4,7 +4,9 @@ DESIGN §5: green on track; yellow when at most 30 % of the time to the deadline
 most 10 working days, and it is not done; red when past due and not done; the light steps back
 down when the unit catches up. A milestone due before the plan was issued (T02-M1, 2021-03-31, in a
 plan issued 2021-05-11) is retroactive: it may still be reported done until a grace deadline after the
-issue date before it turns red. See docs/tracker.md for the rules as decided here."""
+issue date before it turns red. A completion or a done report awaits the district office's verification
+(办结销号, docs/decisions/020): until then it closes its occurrences only through a grace date, after
+which the occurrences are judged by their deadlines again. See docs/tracker.md for the rules as decided here."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ class Completion:
     order: tuple  # (event time, source, id): the deterministic order completions are assigned in
     source: str
     event_id: str
+    # Set while the district office has not verified the completion: it closes its occurrence only
+    # through this date (the verification grace). None: verified.
+    awaiting_until: date | None = None
 
 
 @dataclass(frozen=True)
@@ -57,8 +62,19 @@ class Occurrence:
 
     def status(self, today: date) -> str:
         if self.done_by:
-            return "done"
+            return "awaiting_verification" if self.done_by.awaiting_until else "done"
         return "overdue" if today > self.deadline else "open"
+
+    def is_open(self, today: date) -> bool:
+        """Still to be judged by its deadline: not completed, or completed and left unverified past the grace."""
+        return self.done_by is None or (self.done_by.awaiting_until is not None and today > self.done_by.awaiting_until)
+
+    def announced_status(self, today: date) -> str:
+        """The status in the vocabulary of the milestone status-changed event (open, done, overdue):
+        an occurrence awaiting verification is open, or overdue once its grace and its deadline have passed."""
+        if self.done_by and self.done_by.awaiting_until:
+            return "overdue" if self.is_open(today) and today > self.deadline else "open"
+        return self.status(today)
 
 
 @dataclass(frozen=True)
@@ -120,11 +136,19 @@ def _deadline_light(occ: Occurrence, today: date, calendar: WorkingCalendar) -> 
     return Light("yellow" if near else "green", "deadline_near" if near else "on_track", due)
 
 
+def verification_grace(requested_on: date, calendar: WorkingCalendar, working_days: int) -> date:
+    """The last day a completion awaiting verification keeps its occurrences from turning red."""
+    return calendar.add_working_days(requested_on, working_days)
+
+
 def task_light(occs: Sequence[Occurrence], *, status: str, done_on: date | None, today: date,
-               calendar: WorkingCalendar) -> Light:
+               calendar: WorkingCalendar, awaiting_until: date | None = None) -> Light:
     """The worst light over the occurrences still open; a task reported done closes every occurrence
-    due by the day of that report (a yearly duty's later years stay open)."""
-    open_occs = [o for o in occs if o.done_by is None and not (status == "done" and done_on and o.due <= done_on)]
+    due by the day of that report (a yearly duty's later years stay open). A done report awaiting
+    verification (`status` awaiting_verification) closes them only through `awaiting_until`."""
+    closing = done_on if status == "done" or (status == "awaiting_verification" and awaiting_until
+                                              and today <= awaiting_until) else None
+    open_occs = [o for o in occs if o.is_open(today) and not (closing and o.due <= closing)]
     if not open_occs:
         return Light("green", "done", None)
     lights = [_deadline_light(o, today, calendar) for o in sorted(open_occs, key=lambda o: o.deadline)]
