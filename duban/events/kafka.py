@@ -86,7 +86,7 @@ def _keyed_by_subject(key: bytes | None, event: dict[str, Any]) -> dict[str, Any
 
 # Times the SDK's parser (dateutil's isoparse) and datetime.fromisoformat read alike: RFC 3339 with
 # an upper-case T and Z (fromisoformat also takes offsets with seconds, isoparse 24:00 and ordinal dates).
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})")
 # orjson reads an integer beyond 64 bits as a float where json keeps an int: such a value goes the reference way.
 _LONG_DIGITS = re.compile(rb"\d{19}")
 
