@@ -18,8 +18,9 @@ from duban.events.models import (
 )
 from tests.conftest import migrated_schema, schema_pool
 from tests.notifier.conftest import at, deliveries, escalation, milestone_changed, tracker_event, write_routes
+from tests.processes import ServiceProcess
 from tests.tracker.conftest import department_event, progress
-from tests.tracker.runtime import TrackerProcess, create_topics, produce, tracker_env, wait_for
+from tests.tracker.runtime import create_topics, produce, tracker_env, wait_for
 
 pytestmark = pytest.mark.database
 
@@ -174,10 +175,10 @@ async def test_through_kafka_a_verified_completion_resolves_the_escalation(
     routes = write_routes(tmp_path, ROUTES)
     async with migrated_schema(database_url, "tracker") as tracker_schema, \
             migrated_schema(database_url, "notifier") as notifier_schema:
-        def process(module: str, schema: str, **extra: str) -> TrackerProcess:
+        def process(module: str, schema: str, **extra: str) -> ServiceProcess:
             env = tracker_env(settings, database_url=database_url, schema=schema, group=f"{module}-{schema}",
                               data_dir=tmp_path) | extra
-            return TrackerProcess(env, tmp_path / f"{schema}.log", module=module).start()
+            return ServiceProcess(env, tmp_path / f"{schema}.log", module=module).start()
 
         tracker = process("services.tracker", tracker_schema)
         notifier = process("services.notifier", notifier_schema, DUBAN_NOTIFIER_ROUTES=str(routes),
