@@ -90,7 +90,7 @@ def serve_tracker(url: str, port: int) -> None:
     from duban import auth
     from duban.pg import create_pool
     from duban.problems import install_problem_handlers
-    from services.tracker.api import make_router
+    from services.tracker import api
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -101,7 +101,8 @@ def serve_tracker(url: str, port: int) -> None:
 
     app = FastAPI(lifespan=lifespan)
     install_problem_handlers(app)
-    app.include_router(make_router(load_catalog()))
+    app.include_router(api.router)
+    api.install(app, load_catalog())
     uvicorn.run(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
 
 

@@ -1,5 +1,5 @@
 """Every service has the same skeleton (docs/architecture.md, decision 022): pure `domain/`, all SQL in
-`store.py`, routes in `api.py`, wiring in `app.py`; every event type name is written once, in
+`store.py`, routes in `api.py` at module level, wiring in `app.py`; every event type name is written once, in
 duban/events, never under services/; the import contracts in pyproject.toml hold (docs/architecture.md,
 "Packages and the rules between them"); and every regular expression spells digits [0-9]."""
 
@@ -23,6 +23,7 @@ STREAM_PROCESSORS = ("tracker", "metrics", "notifier")
 # What a domain module must not reach for: a database, a broker, a web framework, the metrics registry.
 NOT_IN_DOMAIN = ("asyncpg", "aiokafka", "faust", "fastapi", "starlette", "httpx", "prometheus_client",
                  "duban.pg", "duban.consumer", "duban.broker", "duban.outbox", "duban.streamservice", "duban.api_deps")
+ROUTE_DECORATORS = {"get", "post", "put", "patch", "delete", "head", "options", "api_route", "route", "websocket"}
 SQL = re.compile(r"\b(SELECT\s.+\sFROM|INSERT INTO|UPDATE \w+ SET|DELETE FROM|CREATE TABLE|DROP SCHEMA)\b", re.S)
 
 
@@ -66,6 +67,39 @@ def test_all_sql_is_in_the_store(service):
     elsewhere = [f"{path.relative_to(ROOT)}:{line}: {text[:60]!r}" for path in _modules(service)
                  if path.name != "store.py" for line, text in _strings(path) if SQL.search(text)]
     assert elsewhere == []
+
+
+def _routes_in_functions(source: str) -> list[str]:
+    """Routes declared, or routers made, inside a function: a router factory whose routes close over what it was
+    given, where a module-level route takes it from a typed dependency on app.state (duban/api_deps.py)."""
+    found = []
+    for outer in ast.walk(ast.parse(source)):
+        if not isinstance(outer, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(outer):
+            if node is not outer and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                    isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr in ROUTE_DECORATORS
+                    for d in node.decorator_list):
+                found.append(f"{outer.name}:{node.lineno}: route {node.name}")
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "APIRouter":
+                found.append(f"{outer.name}:{node.lineno}: APIRouter()")
+    return sorted(found)
+
+
+@pytest.mark.parametrize("service", NAMES)
+def test_routes_are_declared_at_module_level(service):
+    assert _routes_in_functions((SERVICES / service / "api.py").read_text(encoding="utf-8")) == []
+
+
+def test_the_route_check_sees_a_router_factory():
+    factory = ("def make_router(catalog):\n"
+               "    router = APIRouter(prefix='/v1')\n"
+               "    @router.get('/tasks')\n"
+               "    async def list_tasks():\n"
+               "        return catalog.tasks\n"
+               "    return router\n")
+    assert _routes_in_functions(factory) == ["make_router:2: APIRouter()", "make_router:4: route list_tasks"]
+    assert _routes_in_functions("router = APIRouter()\n@router.get('/tasks')\nasync def list_tasks(): ...\n") == []
 
 
 def test_the_sql_check_sees_sql():

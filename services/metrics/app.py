@@ -13,8 +13,7 @@ from duban.catalog import load_catalog
 from duban.events.models import IndicatorValueReported
 from duban.streamservice import SideStream, StreamService
 from duban.workcal import OfficeHours
-from services.metrics import store
-from services.metrics.api import make_router
+from services.metrics import api, store
 from services.metrics.domain.indicators import check_supported
 from services.metrics.exposition import IndicatorCollector, take_snapshot
 from services.metrics.handlers import MetricsHandlers
@@ -61,13 +60,14 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             if done := await store.recompute_calendar(conn, catalog, hours):
                 log.info("clocks recomputed on the current calendar", cases=done, calendar=hours.calendar.version)
 
-    return StreamService(
+    app = StreamService(
         name="metrics", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handlers,
-        routers=[make_router(catalog, hours, settings)], on_start=reclock,
+        routers=[api.router], on_start=reclock,
         background=[keep_snapshots_fresh, lag.run], after_batch=after_batch,
         # Indicator reports are department events the tracker does not re-announce: read from the
         # department topic in a group of their own (docs/decisions/004-metrics-indicator-reports.md).
         side_streams=[SideStream("metrics-reports", settings.reports_consumer_group, settings.topic_dept_events,
                                  (IndicatorValueReported,))],
     ).create_app()
+    return api.install(app, catalog, hours, settings)

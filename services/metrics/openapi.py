@@ -8,10 +8,7 @@ from __future__ import annotations
 import sys
 
 from duban import openapi
-from duban.catalog import load_catalog
-from duban.workcal import OfficeHours
-from services.metrics.api import make_router
-from services.metrics.settings import MetricsSettings
+from services.metrics.api import router
 
 OPENAPI_PATH = "contracts/openapi/metrics.json"
 
@@ -19,8 +16,6 @@ _PROBLEMS = {"/v1/indicators/{indicator_id}": {404: "indicator-not-found or depa
 
 
 def document() -> dict:
-    # The defaults' settings, whatever DUBAN_* says here: the document describes the routes, not a deployment.
-    router = make_router(load_catalog(), OfficeHours.from_env(), MetricsSettings.model_construct())
     return openapi.service_document(
         router, title="Duban metrics", problems=_PROBLEMS,
         description="The plan's indicators with the cases behind them (docs/metrics.md); Prometheus reads /metrics.",

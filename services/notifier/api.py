@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from duban.api_deps import PAGE_SIZE_DEFAULT, ChangingPrincipal, CurrentPrincipal, Limit, Offset, Pool, authenticated
+from duban.api_deps import (PAGE_SIZE_DEFAULT, ChangingPrincipal, Clock, CurrentPrincipal, Hours, Limit, Offset,
+                            PlanCatalog, Pool, authenticated, from_app_state)
 from duban.catalog import Catalog
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
@@ -58,92 +59,107 @@ def escalation_view(row: asyncpg.Record, deliveries: list[asyncpg.Record] | None
     return view
 
 
-def make_router(catalog: Catalog, hours: OfficeHours, settings: NotifierSettings,
-                clock: Callable[[], datetime]) -> APIRouter:
-    # Every route needs a bearer token; a department sees and acknowledges the escalations of its own tasks.
-    router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
+# Every route needs a bearer token; a department sees and acknowledges the escalations of its own tasks.
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
+Settings = Annotated[NotifierSettings, Depends(from_app_state("settings"))]
 
-    async def one(conn: asyncpg.Connection, escalation_id: int, *, lock: bool = False) -> asyncpg.Record:
-        row = await store.escalation(conn, escalation_id, lock=lock)
-        if row is None:
-            raise Problem(404, "escalation-not-found", f"no escalation {escalation_id}")
-        return row
 
-    async def with_deliveries(conn: asyncpg.Connection, row: asyncpg.Record) -> dict:
-        return escalation_view(row, await store.deliveries_of(conn, row["id"]))
+def install(app: FastAPI, catalog: Catalog, hours: OfficeHours, settings: NotifierSettings,
+            clock: Callable[[], datetime]) -> FastAPI:
+    """Put on app.state what the routes read besides the pool and the token verifier; returns the app."""
+    app.state.catalog, app.state.hours, app.state.settings, app.state.clock = catalog, hours, settings, clock
+    return app
 
-    @router.get("/escalations")
-    async def list_escalations(
-        pool: Pool,
-        principal: CurrentPrincipal,
-        level: Annotated[int | None, Query(ge=1, le=3)] = None,
-        department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
-                                                description="a unit of the task, or addressed at the current level")] = None,
-        open: Annotated[bool | None, Query(description="true: unresolved only; false: resolved only")] = None,
-        limit: Limit = PAGE_SIZE_DEFAULT,
-        offset: Offset = 0,
-    ) -> dict:
-        if department is not None:
-            principal.require_department(department, "escalations")
-        async with pool.acquire() as conn:
-            rows, total, deliveries = await store.list_escalations(
-                conn, level=level, department=department, open=open, task_ids=principal.visible_tasks(catalog),
-                limit=limit, offset=offset)
-        return {"items": [{**escalation_view(r), "deliveries": deliveries.get(r["id"], {})} for r in rows],
-                "total": total, "limit": limit, "offset": offset}
 
-    @router.get("/escalations/{escalation_id}")
-    async def get_escalation(pool: Pool, principal: CurrentPrincipal, escalation_id: EscalationId) -> dict:
-        async with pool.acquire() as conn:
-            row = await one(conn, escalation_id)
-            principal.require_task(catalog, row["task_id"], "escalation")
-            return await with_deliveries(conn, row)
+async def one(conn: asyncpg.Connection, escalation_id: int, *, lock: bool = False) -> asyncpg.Record:
+    row = await store.escalation(conn, escalation_id, lock=lock)
+    if row is None:
+        raise Problem(404, "escalation-not-found", f"no escalation {escalation_id}")
+    return row
 
-    @router.post("/escalations/{escalation_id}/acknowledge")
-    async def acknowledge(pool: Pool, principal: ChangingPrincipal, escalation_id: EscalationId, body: Acknowledgement) -> dict:
-        now = clock()
-        # The end of the last working day allowed.
-        latest = midnight(hours.calendar.add_working_days(civil(now), settings.acknowledge_max_days) + timedelta(days=1))
-        if body.until <= now:
-            raise Problem(422, "acknowledgement-in-the-past", "until must lie in the future", now=now.isoformat())
-        if body.until > latest:
-            raise Problem(422, "acknowledgement-too-long",
-                          f"an acknowledgement pauses escalation for at most {settings.acknowledge_max_days} working days",
-                          latest=latest.isoformat())
-        async with pool.acquire() as conn, conn.transaction():
-            row = await one(conn, escalation_id, lock=True)
-            principal.require_task(catalog, row["task_id"], "escalation")
-            if row["resolved_at"] is not None:
-                raise Problem(409, "escalation-resolved", f"escalation {escalation_id} was resolved at "
-                              f"{row['resolved_at'].isoformat()}; there is nothing to acknowledge")
-            await store.acknowledge(conn, escalation_id, at=now, by=principal.subject, note=body.note, until=body.until)
-            await store.record(conn, escalation_id, "acknowledged", now, store.ladder_of(row), principal=principal.subject,
-                               until=body.until.isoformat(), note=body.note)
-            return await with_deliveries(conn, await one(conn, escalation_id))
 
-    @router.get("/escalations/{escalation_id}/history", response_model=HistoryPage)
-    async def escalation_history(pool: Pool, principal: CurrentPrincipal, escalation_id: EscalationId,
-                                 limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> dict:
-        """The escalation's audit trail, oldest first: opened, light and level changes, acknowledgements,
-        extensions, verification, every delivery attempt and its result. Entries are never changed."""
-        async with pool.acquire() as conn:
-            row = await one(conn, escalation_id)
-            principal.require_task(catalog, row["task_id"], "escalation")
-            items, total = await store.history(conn, escalation_id, limit=limit, offset=offset)
-        return {"items": items, "total": total, "limit": limit, "offset": offset}
+async def with_deliveries(conn: asyncpg.Connection, row: asyncpg.Record) -> dict:
+    return escalation_view(row, await store.deliveries_of(conn, row["id"]))
 
-    @router.get("/deliveries")
-    async def list_deliveries(
-        pool: Pool,
-        principal: CurrentPrincipal,
-        status: Literal["pending", "sent", "dead", "cancelled"] | None = None,
-        channel: Literal["wecom", "dingtalk", "email", "webhook"] | None = None,
-        limit: Limit = PAGE_SIZE_DEFAULT,
-        offset: Offset = 0,
-    ) -> dict:
-        async with pool.acquire() as conn:
-            items = await store.list_deliveries(conn, status=status, channel=channel,
-                                                task_ids=principal.visible_tasks(catalog), limit=limit, offset=offset)
-        return {"items": items, "limit": limit, "offset": offset}
 
-    return router
+@router.get("/escalations")
+async def list_escalations(
+    pool: Pool,
+    principal: CurrentPrincipal,
+    catalog: PlanCatalog,
+    level: Annotated[int | None, Query(ge=1, le=3)] = None,
+    department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
+                                            description="a unit of the task, or addressed at the current level")] = None,
+    open: Annotated[bool | None, Query(description="true: unresolved only; false: resolved only")] = None,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    offset: Offset = 0,
+) -> dict:
+    if department is not None:
+        principal.require_department(department, "escalations")
+    async with pool.acquire() as conn:
+        rows, total, deliveries = await store.list_escalations(
+            conn, level=level, department=department, open=open, task_ids=principal.visible_tasks(catalog),
+            limit=limit, offset=offset)
+    return {"items": [{**escalation_view(r), "deliveries": deliveries.get(r["id"], {})} for r in rows],
+            "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/escalations/{escalation_id}")
+async def get_escalation(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog,
+                         escalation_id: EscalationId) -> dict:
+    async with pool.acquire() as conn:
+        row = await one(conn, escalation_id)
+        principal.require_task(catalog, row["task_id"], "escalation")
+        return await with_deliveries(conn, row)
+
+
+@router.post("/escalations/{escalation_id}/acknowledge")
+async def acknowledge(pool: Pool, principal: ChangingPrincipal, catalog: PlanCatalog, hours: Hours, settings: Settings,
+                      clock: Clock, escalation_id: EscalationId, body: Acknowledgement) -> dict:
+    now = clock()
+    # The end of the last working day allowed.
+    latest = midnight(hours.calendar.add_working_days(civil(now), settings.acknowledge_max_days) + timedelta(days=1))
+    if body.until <= now:
+        raise Problem(422, "acknowledgement-in-the-past", "until must lie in the future", now=now.isoformat())
+    if body.until > latest:
+        raise Problem(422, "acknowledgement-too-long",
+                      f"an acknowledgement pauses escalation for at most {settings.acknowledge_max_days} working days",
+                      latest=latest.isoformat())
+    async with pool.acquire() as conn, conn.transaction():
+        row = await one(conn, escalation_id, lock=True)
+        principal.require_task(catalog, row["task_id"], "escalation")
+        if row["resolved_at"] is not None:
+            raise Problem(409, "escalation-resolved", f"escalation {escalation_id} was resolved at "
+                          f"{row['resolved_at'].isoformat()}; there is nothing to acknowledge")
+        await store.acknowledge(conn, escalation_id, at=now, by=principal.subject, note=body.note, until=body.until)
+        await store.record(conn, escalation_id, "acknowledged", now, store.ladder_of(row), principal=principal.subject,
+                           until=body.until.isoformat(), note=body.note)
+        return await with_deliveries(conn, await one(conn, escalation_id))
+
+
+@router.get("/escalations/{escalation_id}/history", response_model=HistoryPage)
+async def escalation_history(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog,
+                             escalation_id: EscalationId, limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> dict:
+    """The escalation's audit trail, oldest first: opened, light and level changes, acknowledgements,
+    extensions, verification, every delivery attempt and its result. Entries are never changed."""
+    async with pool.acquire() as conn:
+        row = await one(conn, escalation_id)
+        principal.require_task(catalog, row["task_id"], "escalation")
+        items, total = await store.history(conn, escalation_id, limit=limit, offset=offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/deliveries")
+async def list_deliveries(
+    pool: Pool,
+    principal: CurrentPrincipal,
+    catalog: PlanCatalog,
+    status: Literal["pending", "sent", "dead", "cancelled"] | None = None,
+    channel: Literal["wecom", "dingtalk", "email", "webhook"] | None = None,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    offset: Offset = 0,
+) -> dict:
+    async with pool.acquire() as conn:
+        items = await store.list_deliveries(conn, status=status, channel=channel,
+                                            task_ids=principal.visible_tasks(catalog), limit=limit, offset=offset)
+    return {"items": items, "limit": limit, "offset": offset}

@@ -9,7 +9,7 @@ from prometheus_client import Gauge
 from duban.catalog import load_catalog
 from duban.streamservice import StreamService
 from duban.workcal import OfficeHours
-from services.notifier.api import make_router
+from services.notifier import api
 from services.notifier.handlers import NotifierHandler
 from services.notifier.routes import Routes
 from services.notifier.scheduler import scheduling_job, sendable_from
@@ -31,12 +31,13 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
     report_unrouted(routes, catalog, settings)
     planner = CaseWarningPlanner(catalog, routes, lambda moment: sendable_from(hours, settings, moment), settings.clock)
     handler = NotifierHandler(catalog, planner)
-    return StreamService(
+    app = StreamService(
         name="notifier", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_tracker_changes, make_handler=lambda pool: handler,
-        routers=[make_router(catalog, hours, settings, settings.clock)],
+        routers=[api.router],
         background=[scheduling_job(catalog, hours, routes, settings, settings.clock)],
     ).create_app()
+    return api.install(app, catalog, hours, settings, settings.clock)
 
 
 def report_unrouted(routes: Routes, catalog, settings: NotifierSettings) -> list[str]:

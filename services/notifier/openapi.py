@@ -8,10 +8,7 @@ from __future__ import annotations
 import sys
 
 from duban import openapi
-from duban.catalog import load_catalog
-from duban.workcal import OfficeHours
-from services.notifier.api import make_router
-from services.notifier.settings import NotifierSettings
+from services.notifier.api import router
 
 OPENAPI_PATH = "contracts/openapi/notifier.json"
 
@@ -25,9 +22,6 @@ _PROBLEMS = {
 
 
 def document() -> dict:
-    # The defaults' settings, whatever DUBAN_* says here: the document describes the routes, not a deployment.
-    settings = NotifierSettings.model_construct()
-    router = make_router(load_catalog(), OfficeHours.from_env(), settings, settings.clock)
     return openapi.service_document(
         router, title="Duban notifier", problems=_PROBLEMS,
         description="Escalations of overdue work, their notices and acknowledgements (docs/notifier.md).",

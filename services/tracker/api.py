@@ -7,10 +7,11 @@ from datetime import date, datetime
 from typing import Annotated, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from pydantic import BaseModel, Field
 
-from duban.api_deps import PAGE_SIZE_DEFAULT, ChangingPrincipal, CurrentPrincipal, Limit, Offset, Pool, authenticated
+from duban.api_deps import (PAGE_SIZE_DEFAULT, ChangingPrincipal, Clock, CurrentPrincipal, Limit, Offset, PlanCatalog,
+                            Pool, authenticated, from_app_state)
 from duban.auth import Principal, forbidden
 from duban.catalog import Catalog
 from duban.clock import now as one_clock_now
@@ -253,200 +254,232 @@ class DepartmentView(BaseModel):
     offset: int
 
 
-def make_router(catalog: Catalog, evaluator: TaskEvaluator | None = None,
-                clock: Callable[[], datetime] = one_clock_now) -> APIRouter:
-    # Every route needs a bearer token; a department sees only its own tasks and cases (duban/auth.py).
-    router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
-    evaluator = evaluator or TaskEvaluator(catalog, WorkingCalendar())
-    calendar, issued = evaluator.calendar, catalog.plan.issued
+# Every route needs a bearer token; a department sees only its own tasks and cases (duban/auth.py).
+router = APIRouter(prefix="/v1", dependencies=[Depends(authenticated)])
+Evaluator = Annotated[TaskEvaluator, Depends(from_app_state("evaluator"))]
 
-    def with_calendar(task: dict) -> dict:
-        """What the stored light rests on: a provisional calendar year between today and its deadline."""
-        due = task["next_due"]
-        counted = task["light_basis"] == "working_days" and task["light_reason"] in ("on_track", "deadline_near")
-        task["provisional"] = bool(due and counted and calendar.touches_provisional(civil_date(clock()), due))
-        return task
 
-    def with_grace(milestone: dict) -> dict:
-        retroactive = milestone["original_due"] < issued
-        return {**milestone, "retroactive": retroactive, "grace_until": evaluator.grace_until if retroactive else None}
+def install(app: FastAPI, catalog: Catalog, evaluator: TaskEvaluator | None = None,
+            clock: Callable[[], datetime] = one_clock_now) -> FastAPI:
+    """Put on app.state what the routes read besides the pool and the token verifier; returns the app."""
+    app.state.catalog, app.state.clock = catalog, clock
+    app.state.evaluator = evaluator or TaskEvaluator(catalog, WorkingCalendar())
+    return app
 
-    def department_or_404(code: str):
+
+def with_calendar(task: dict, evaluator: TaskEvaluator, now: datetime) -> dict:
+    """What the stored light rests on: a provisional calendar year between today and its deadline."""
+    due = task["next_due"]
+    counted = task["light_basis"] == "working_days" and task["light_reason"] in ("on_track", "deadline_near")
+    task["provisional"] = bool(due and counted and evaluator.calendar.touches_provisional(civil_date(now), due))
+    return task
+
+
+def with_grace(milestone: dict, evaluator: TaskEvaluator) -> dict:
+    retroactive = milestone["original_due"] < evaluator.catalog.plan.issued
+    return {**milestone, "retroactive": retroactive, "grace_until": evaluator.grace_until if retroactive else None}
+
+
+def department_or_404(catalog: Catalog, code: str):
+    try:
+        return catalog.department(code)
+    except KeyError:
+        raise Problem(404, "department-not-found", f"no department {code!r} in the plan catalog") from None
+
+
+def task_or_404(catalog: Catalog, principal: Principal, task_id: str) -> None:
+    if task_id not in {t.id for t in catalog.tasks}:
+        raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
+    principal.require_task(catalog, task_id)
+
+
+async def case_of(pool: asyncpg.Pool, department: str, case_id: str) -> dict:
+    async with pool.acquire() as conn:
+        case = await store.get_case(conn, department, case_id)
+    if case is None:
+        raise Problem(404, "case-not-found", f"{department} has no case {case_id!r} the tracker knows of")
+    return case
+
+
+def refused(refusal: extensions.ExtensionRefused) -> Problem:
+    return Problem(refusal.status, refusal.kind, refusal.detail)
+
+
+@router.get("/tasks", response_model=TaskPage)
+async def list_tasks(
+    pool: Pool,
+    principal: CurrentPrincipal,
+    catalog: PlanCatalog,
+    evaluator: Evaluator,
+    clock: Clock,
+    area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
+    department: DepartmentCode | None = None,
+    status: TaskViewStatusValue | None = None,
+    light: LightValue | None = None,
+    limit: Limit = PAGE_SIZE_DEFAULT,
+    offset: Offset = 0,
+) -> TaskPage:
+    task_ids = principal.visible_tasks(catalog)
+    if department is not None:
+        department_or_404(catalog, department)
+        principal.require_department(department, "tasks")
+        task_ids = [t.id for t in catalog.tasks_of_department(department)]
+    async with pool.acquire() as conn:
+        items, total = await store.list_tasks(conn, area=area, task_ids=task_ids, status=status, light=light,
+                                              limit=limit, offset=offset)
+    now = clock()
+    return TaskPage(items=[with_calendar(t, evaluator, now) for t in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskDetail)
+async def get_task(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, evaluator: Evaluator, clock: Clock,
+                   task_id: str) -> dict:
+    """The task with its milestones; its reports are paged by GET /v1/tasks/{task_id}/history."""
+    task_or_404(catalog, principal, task_id)
+    async with pool.acquire() as conn:
+        task = await store.get_task(conn, task_id)
+        verifications = await verification.of_task(conn, evaluator, task_id)
+    if task is None:
+        raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
+    milestones = [{**with_grace(m, evaluator), "verification": verification.current(verifications, m["milestone_id"],
+                                                                                  m["original_due"])}
+                  for m in task["milestones"]]
+    return {**with_calendar(task, evaluator, clock()), "milestones": milestones, "verifications": verifications,
+            "verification": verification.current(verifications, None, None)}
+
+
+@router.get("/tasks/{task_id}/history", response_model=ReportPage)
+async def get_task_history(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                           task_id: str, limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> ReportPage:
+    task_or_404(catalog, principal, task_id)
+    async with pool.acquire() as conn:
+        items, total = await store.task_history(conn, task_id, limit=limit, offset=offset)
+        judged = {(v["source"], v["event_id"]): v for v in await verification.of_task(conn, evaluator, task_id)
+                  if v["milestone_id"] is None}
+    return ReportPage(items=[{**r, "verification": judged.get((r["source"], r["event_id"]))} for r in items],
+                      total=total, limit=limit, offset=offset)
+
+
+@router.get("/cases/{case_id}", response_model=Case, response_model_by_alias=True)
+async def get_case(pool: Pool, principal: CurrentPrincipal, case_id: str,
+                   department: DepartmentCode | None = None) -> dict:
+    """A case by its id; case ids are unique per department, so `department` is needed when two share one.
+    A department's token looks among its own cases only."""
+    department = department or principal.department
+    if department is not None:
+        principal.require_department(department, "cases")
+    else:
+        async with pool.acquire() as conn:
+            departments = await store.departments_of_case(conn, case_id)
+        if len(departments) > 1:
+            raise Problem(409, "ambiguous-case", f"case id {case_id!r} exists in several departments;"
+                          " name one with ?department=", departments=departments)
+        if not departments:
+            raise Problem(404, "case-not-found", f"no case {case_id!r} the tracker knows of")
+        department = departments[0]
+    return await case_of(pool, department, case_id)
+
+
+@router.get("/departments/{code}/cases/{case_id}", response_model=Case, response_model_by_alias=True)
+async def get_department_case(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, code: str,
+                              case_id: str) -> dict:
+    department_or_404(catalog, code)
+    principal.require_department(code, "cases")
+    return await case_of(pool, code, case_id)
+
+
+@router.get("/departments/{code}", response_model=DepartmentView)
+async def get_department(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                         clock: Clock, code: str, limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> DepartmentView:
+    """The department's tasks (as lead, responsible unit or member of a named collective) and its open cases."""
+    department = department_or_404(catalog, code)
+    principal.require_department(code, "department view")
+    task_ids = [t.id for t in catalog.tasks_of_department(code)]
+    async with pool.acquire() as conn:
+        tasks, _ = await store.list_tasks(conn, area=None, task_ids=task_ids, status=None, light=None,
+                                          limit=len(catalog.tasks), offset=0)
+        cases, total = await store.open_cases(conn, code, limit=limit, offset=offset)
+    now = clock()
+    return DepartmentView(code=code, name=department.name, tasks=[with_calendar(t, evaluator, now) for t in tasks],
+                          open_cases=cases, open_cases_total=total, limit=limit, offset=offset)
+
+
+@router.post("/tasks/{task_id}/milestones/{milestone_id}/extensions", response_model=Extension, status_code=201)
+async def request_extension(pool: Pool, principal: ChangingPrincipal, catalog: PlanCatalog, clock: Clock, task_id: str,
+                            milestone_id: str, body: ExtensionRequest) -> dict:
+    """A department asks to move a milestone of its own task; the district office decides."""
+    task_or_404(catalog, principal, task_id)
+    if principal.role != "department":
+        raise forbidden("an extension is requested by a department that owns the task")
+    async with pool.acquire() as conn:
         try:
-            return catalog.department(code)
-        except KeyError:
-            raise Problem(404, "department-not-found", f"no department {code!r} in the plan catalog") from None
+            return await extensions.request_extension(
+                conn, task_id, milestone_id, due=body.due, new_due=body.new_due, reason=body.reason,
+                evidence=body.evidence, principal=principal.subject, now=clock())
+        except extensions.ExtensionRefused as refusal:
+            raise refused(refusal) from None
 
-    @router.get("/tasks", response_model=TaskPage)
-    async def list_tasks(
-        pool: Pool,
-        principal: CurrentPrincipal,
-        area: Annotated[str | None, Query(pattern=r"^A[1-8]$")] = None,
-        department: DepartmentCode | None = None,
-        status: TaskViewStatusValue | None = None,
-        light: LightValue | None = None,
-        limit: Limit = PAGE_SIZE_DEFAULT,
-        offset: Offset = 0,
-    ) -> TaskPage:
-        task_ids = principal.visible_tasks(catalog)
-        if department is not None:
-            department_or_404(department)
-            principal.require_department(department, "tasks")
-            task_ids = [t.id for t in catalog.tasks_of_department(department)]
-        async with pool.acquire() as conn:
-            items, total = await store.list_tasks(conn, area=area, task_ids=task_ids, status=status, light=light,
-                                                  limit=limit, offset=offset)
-        return TaskPage(items=[with_calendar(t) for t in items], total=total, limit=limit, offset=offset)
 
-    def task_or_404(principal: Principal, task_id: str) -> None:
-        if task_id not in {t.id for t in catalog.tasks}:
-            raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
-        principal.require_task(catalog, task_id)
+@router.post("/extensions/{extension_id}/decision", response_model=Extension)
+async def decide_extension(pool: Pool, principal: ChangingPrincipal, evaluator: Evaluator, clock: Clock,
+                           extension_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], body: ExtensionDecision) -> dict:
+    """The district office approves (the milestone's deadline becomes the requested date) or rejects."""
+    if principal.role != "district-office":
+        raise forbidden("only the district office decides extension requests")
+    async with pool.acquire() as conn:
+        try:
+            return await extensions.decide_extension(conn, evaluator, extension_id, approve=body.decision == "approve",
+                                                     reason=body.reason, principal=principal.subject, now=clock())
+        except extensions.ExtensionRefused as refusal:
+            raise refused(refusal) from None
 
-    @router.get("/tasks/{task_id}", response_model=TaskDetail)
-    async def get_task(pool: Pool, principal: CurrentPrincipal, task_id: str) -> dict:
-        """The task with its milestones; its reports are paged by GET /v1/tasks/{task_id}/history."""
-        task_or_404(principal, task_id)
-        async with pool.acquire() as conn:
-            task = await store.get_task(conn, task_id)
-            verifications = await verification.of_task(conn, evaluator, task_id)
-        if task is None:
-            raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
-        milestones = [{**with_grace(m), "verification": verification.current(verifications, m["milestone_id"],
-                                                                             m["original_due"])}
-                      for m in task["milestones"]]
-        return {**with_calendar(task), "milestones": milestones, "verifications": verifications,
-                "verification": verification.current(verifications, None, None)}
 
-    @router.get("/tasks/{task_id}/history", response_model=ReportPage)
-    async def get_task_history(pool: Pool, principal: CurrentPrincipal, task_id: str, limit: Limit = PAGE_SIZE_DEFAULT,
-                               offset: Offset = 0) -> ReportPage:
-        task_or_404(principal, task_id)
-        async with pool.acquire() as conn:
-            items, total = await store.task_history(conn, task_id, limit=limit, offset=offset)
-            judged = {(v["source"], v["event_id"]): v for v in await verification.of_task(conn, evaluator, task_id)
-                      if v["milestone_id"] is None}
-        return ReportPage(items=[{**r, "verification": judged.get((r["source"], r["event_id"]))} for r in items],
-                          total=total, limit=limit, offset=offset)
+@router.get("/extensions", response_model=ExtensionPage)
+async def list_extensions(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog,
+                          status: ExtensionStatus | None = None, limit: Limit = PAGE_SIZE_DEFAULT,
+                          offset: Offset = 0) -> ExtensionPage:
+    """Extension requests, oldest first; a department sees those about its own tasks."""
+    async with pool.acquire() as conn:
+        items, total = await store.list_extensions(conn, status=status, task_ids=principal.visible_tasks(catalog),
+                                                   limit=limit, offset=offset)
+    return ExtensionPage(items=items, total=total, limit=limit, offset=offset)
 
-    async def case_of(pool: asyncpg.Pool, department: str, case_id: str) -> dict:
-        async with pool.acquire() as conn:
-            case = await store.get_case(conn, department, case_id)
-        if case is None:
-            raise Problem(404, "case-not-found", f"{department} has no case {case_id!r} the tracker knows of")
-        return case
 
-    @router.get("/cases/{case_id}", response_model=Case, response_model_by_alias=True)
-    async def get_case(pool: Pool, principal: CurrentPrincipal, case_id: str,
-                       department: DepartmentCode | None = None) -> dict:
-        """A case by its id; case ids are unique per department, so `department` is needed when two share one.
-        A department's token looks among its own cases only."""
-        department = department or principal.department
-        if department is not None:
-            principal.require_department(department, "cases")
-        else:
-            async with pool.acquire() as conn:
-                departments = await store.departments_of_case(conn, case_id)
-            if len(departments) > 1:
-                raise Problem(409, "ambiguous-case", f"case id {case_id!r} exists in several departments;"
-                              " name one with ?department=", departments=departments)
-            if not departments:
-                raise Problem(404, "case-not-found", f"no case {case_id!r} the tracker knows of")
-            department = departments[0]
-        return await case_of(pool, department, case_id)
+async def decide_verification(pool: asyncpg.Pool, principal: Principal, catalog: Catalog, evaluator: TaskEvaluator,
+                              now: datetime, task_id: str, milestone_id: str | None, body: VerificationDecision) -> dict:
+    task_or_404(catalog, principal, task_id)
+    if milestone_id is not None and milestone_id not in {m.id for m in catalog.task(task_id).milestones}:
+        raise Problem(404, "milestone-not-found", f"{task_id} has no milestone {milestone_id!r}")
+    if principal.role != "district-office":
+        raise forbidden("only the district office verifies or returns a completion")
+    async with pool.acquire() as conn:
+        try:
+            return await verification.decide(conn, evaluator, task_id, milestone_id, outcome=body.outcome,
+                                             reason=body.reason, principal=principal.subject, now=now)
+        except verification.VerificationRefused as refusal:
+            raise Problem(refusal.status, refusal.kind, refusal.detail) from None
 
-    @router.get("/departments/{code}/cases/{case_id}", response_model=Case, response_model_by_alias=True)
-    async def get_department_case(pool: Pool, principal: CurrentPrincipal, code: str, case_id: str) -> dict:
-        department_or_404(code)
-        principal.require_department(code, "cases")
-        return await case_of(pool, code, case_id)
 
-    @router.get("/departments/{code}", response_model=DepartmentView)
-    async def get_department(pool: Pool, principal: CurrentPrincipal, code: str, limit: Limit = PAGE_SIZE_DEFAULT,
-                             offset: Offset = 0) -> DepartmentView:
-        """The department's tasks (as lead, responsible unit or member of a named collective) and its open cases."""
-        department = department_or_404(code)
-        principal.require_department(code, "department view")
-        task_ids = [t.id for t in catalog.tasks_of_department(code)]
-        async with pool.acquire() as conn:
-            tasks, _ = await store.list_tasks(conn, area=None, task_ids=task_ids, status=None, light=None,
-                                              limit=len(catalog.tasks), offset=0)
-            cases, total = await store.open_cases(conn, code, limit=limit, offset=offset)
-        return DepartmentView(code=code, name=department.name, tasks=[with_calendar(t) for t in tasks],
-                              open_cases=cases, open_cases_total=total, limit=limit, offset=offset)
+@router.post("/tasks/{task_id}/verification", response_model=Verification)
+async def verify_task(pool: Pool, principal: ChangingPrincipal, catalog: PlanCatalog, evaluator: Evaluator, clock: Clock,
+                      task_id: str, body: VerificationDecision) -> dict:
+    """销号 (verified) or return (returned, with a reason) the task's done report awaiting verification."""
+    return await decide_verification(pool, principal, catalog, evaluator, clock(), task_id, None, body)
 
-    def refused(refusal: extensions.ExtensionRefused) -> Problem:
-        return Problem(refusal.status, refusal.kind, refusal.detail)
 
-    @router.post("/tasks/{task_id}/milestones/{milestone_id}/extensions", response_model=Extension, status_code=201)
-    async def request_extension(pool: Pool, principal: ChangingPrincipal, task_id: str, milestone_id: str,
-                                body: ExtensionRequest) -> dict:
-        """A department asks to move a milestone of its own task; the district office decides."""
-        task_or_404(principal, task_id)
-        if principal.role != "department":
-            raise forbidden("an extension is requested by a department that owns the task")
-        async with pool.acquire() as conn:
-            try:
-                return await extensions.request_extension(
-                    conn, task_id, milestone_id, due=body.due, new_due=body.new_due, reason=body.reason,
-                    evidence=body.evidence, principal=principal.subject, now=clock())
-            except extensions.ExtensionRefused as refusal:
-                raise refused(refusal) from None
+@router.post("/tasks/{task_id}/milestones/{milestone_id}/verification", response_model=Verification)
+async def verify_milestone(pool: Pool, principal: ChangingPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                           clock: Clock, task_id: str, milestone_id: str, body: VerificationDecision) -> dict:
+    """销号 or return the milestone's oldest occurrence whose completion awaits verification."""
+    return await decide_verification(pool, principal, catalog, evaluator, clock(), task_id, milestone_id, body)
 
-    @router.post("/extensions/{extension_id}/decision", response_model=Extension)
-    async def decide_extension(pool: Pool, principal: ChangingPrincipal,
-                               extension_id: Annotated[int, Path(ge=1, le=BIGINT_MAX)], body: ExtensionDecision) -> dict:
-        """The district office approves (the milestone's deadline becomes the requested date) or rejects."""
-        if principal.role != "district-office":
-            raise forbidden("only the district office decides extension requests")
-        async with pool.acquire() as conn:
-            try:
-                return await extensions.decide_extension(conn, evaluator, extension_id, approve=body.decision == "approve",
-                                                         reason=body.reason, principal=principal.subject, now=clock())
-            except extensions.ExtensionRefused as refusal:
-                raise refused(refusal) from None
 
-    @router.get("/extensions", response_model=ExtensionPage)
-    async def list_extensions(pool: Pool, principal: CurrentPrincipal, status: ExtensionStatus | None = None,
-                              limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> ExtensionPage:
-        """Extension requests, oldest first; a department sees those about its own tasks."""
-        async with pool.acquire() as conn:
-            items, total = await store.list_extensions(conn, status=status, task_ids=principal.visible_tasks(catalog),
-                                                            limit=limit, offset=offset)
-        return ExtensionPage(items=items, total=total, limit=limit, offset=offset)
-
-    async def decide_verification(pool: asyncpg.Pool, principal: Principal, task_id: str, milestone_id: str | None,
-                                  body: VerificationDecision) -> dict:
-        task_or_404(principal, task_id)
-        if milestone_id is not None and milestone_id not in {m.id for m in catalog.task(task_id).milestones}:
-            raise Problem(404, "milestone-not-found", f"{task_id} has no milestone {milestone_id!r}")
-        if principal.role != "district-office":
-            raise forbidden("only the district office verifies or returns a completion")
-        async with pool.acquire() as conn:
-            try:
-                return await verification.decide(conn, evaluator, task_id, milestone_id, outcome=body.outcome,
-                                                 reason=body.reason, principal=principal.subject, now=clock())
-            except verification.VerificationRefused as refusal:
-                raise Problem(refusal.status, refusal.kind, refusal.detail) from None
-
-    @router.post("/tasks/{task_id}/verification", response_model=Verification)
-    async def verify_task(pool: Pool, principal: ChangingPrincipal, task_id: str, body: VerificationDecision) -> dict:
-        """销号 (verified) or return (returned, with a reason) the task's done report awaiting verification."""
-        return await decide_verification(pool, principal, task_id, None, body)
-
-    @router.post("/tasks/{task_id}/milestones/{milestone_id}/verification", response_model=Verification)
-    async def verify_milestone(pool: Pool, principal: ChangingPrincipal, task_id: str, milestone_id: str,
-                               body: VerificationDecision) -> dict:
-        """销号 or return the milestone's oldest occurrence whose completion awaits verification."""
-        return await decide_verification(pool, principal, task_id, milestone_id, body)
-
-    @router.get("/verifications", response_model=VerificationPage)
-    async def list_verifications(pool: Pool, principal: CurrentPrincipal, status: VerificationStatus | None = None,
-                                 limit: Limit = PAGE_SIZE_DEFAULT, offset: Offset = 0) -> VerificationPage:
-        """Done reports and completions awaiting verification, and the decisions taken; a department sees its own tasks'."""
-        async with pool.acquire() as conn:
-            items, total = await verification.list_verifications(
-                conn, evaluator, status=status, task_ids=principal.visible_tasks(catalog), limit=limit, offset=offset)
-        return VerificationPage(items=items, total=total, limit=limit, offset=offset)
-
-    return router
+@router.get("/verifications", response_model=VerificationPage)
+async def list_verifications(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog, evaluator: Evaluator,
+                             status: VerificationStatus | None = None, limit: Limit = PAGE_SIZE_DEFAULT,
+                             offset: Offset = 0) -> VerificationPage:
+    """Done reports and completions awaiting verification, and the decisions taken; a department sees its own tasks'."""
+    async with pool.acquire() as conn:
+        items, total = await verification.list_verifications(
+            conn, evaluator, status=status, task_ids=principal.visible_tasks(catalog), limit=limit, offset=offset)
+    return VerificationPage(items=items, total=total, limit=limit, offset=offset)

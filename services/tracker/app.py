@@ -27,13 +27,14 @@ def create_app(settings: TrackerSettings | None = None) -> FastAPI:
             await extensions.count_extended(conn)
             await count_awaiting(conn)
 
-    return StreamService(
+    app = StreamService(
         name="tracker", settings=settings, schema=settings.schema_name, group=settings.consumer_group,
         source_topic=settings.topic_dept_events,
         make_handler=lambda pool: TrackerHandlers(catalog, evaluator, settings.clock),
-        routers=[api.make_router(catalog, evaluator, settings.clock)], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
+        routers=[api.router], on_start=seed_tasks, relay_topic=settings.topic_tracker_changes,
         batch_size=settings.batch_size, retry_budget_s=settings.retry_budget_s,
         background=[reevaluation_job(evaluator, settings.clock, settings.reevaluate_interval_s),
                     case_warning_job(CaseWarner(catalog, OfficeHours.from_env()), settings.clock,
                                      settings.case_warning_interval_s)],
     ).create_app()
+    return api.install(app, catalog, evaluator, settings.clock)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import sys
 
 from duban import openapi
-from duban.catalog import load_catalog
-from services.tracker.api import make_router
+from services.tracker.api import router
 
 OPENAPI_PATH = "contracts/openapi/tracker.json"
 
@@ -33,7 +32,7 @@ _PROBLEMS = {
 
 def document() -> dict:
     return openapi.service_document(
-        make_router(load_catalog()), title="Duban tracker", problems=_PROBLEMS,
+        router, title="Duban tracker", problems=_PROBLEMS,
         description="Authoritative state of the plan's tasks, milestones and cases (docs/tracker.md).",
         problem_members={"departments": {"type": "array", "items": {"type": "string"}}})
 

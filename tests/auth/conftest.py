@@ -13,12 +13,12 @@ import asyncpg
 
 from duban.catalog import load_catalog
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
-from services.metrics.api import make_router as metrics_router
+from services.metrics import api as metrics_api
 from services.metrics.settings import MetricsSettings
-from services.notifier.api import make_router as notifier_router
+from services.notifier import api as notifier_api
 from services.notifier.settings import NotifierSettings
 from services.tracker import store as tracker_store
-from services.tracker.api import make_router as tracker_router
+from services.tracker import api as tracker_api
 from tests.conftest import ROOT, Tokens, migrated_schema, read_api, schema_pool, serving
 from tests.intake.conftest import intake_settings, running_intake
 from tests.notifier.conftest import Clock, Feed, light_changed
@@ -57,12 +57,13 @@ async def service_api(name: str, database_url: str, kafka_bootstrap: str, tokens
             if name == "tracker":
                 async with pool.acquire() as conn:
                     await tracker_store.sync_catalog(conn, CATALOG)
-                router = tracker_router(CATALOG)
+                app = tracker_api.install(read_api(tracker_api.router, pool, tokens), CATALOG)
             elif name == "metrics":
-                router = metrics_router(CATALOG, HOURS, MetricsSettings())
+                app = metrics_api.install(read_api(metrics_api.router, pool, tokens), CATALOG, HOURS, MetricsSettings())
             else:
-                router = notifier_router(CATALOG, HOURS, NotifierSettings(), Clock())
-            async with serving(read_api(router, pool, tokens)) as url:
+                app = notifier_api.install(read_api(notifier_api.router, pool, tokens), CATALOG, HOURS,
+                                           NotifierSettings(), Clock())
+            async with serving(app) as url:
                 yield Api(name, url, pool)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.metrics.api import make_router
+from services.metrics.api import install, router
 from services.metrics.openapi import OPENAPI_PATH, render
 from services.metrics.settings import MetricsSettings
 from tests.conftest import ROOT, read_api, serving
@@ -20,7 +20,7 @@ def test_the_committed_openapi_document_matches_the_routes():
 
 @pytest.fixture
 async def api(pool, tokens) -> str:
-    async with serving(read_api(make_router(CATALOG, HOURS, MetricsSettings()), pool, tokens)) as url:
+    async with serving(install(read_api(router, pool, tokens), CATALOG, HOURS, MetricsSettings())) as url:
         yield url
 
 

@@ -23,7 +23,7 @@ from duban.catalog import load_catalog
 from duban.consumer import Delivery, InboundEvent
 from duban.events.models import MilestoneStatusChanged, TaskLightChanged, TaskUpdated
 from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
-from services.notifier.api import make_router
+from services.notifier.api import install, router
 from services.notifier.channels import make_channels
 from services.notifier.handlers import NotifierHandler
 from services.notifier.routes import Routes
@@ -223,6 +223,6 @@ class Clock:
 async def api(pool, tokens):
     """The read API under a real server, a district-office client, and the clock it runs on."""
     clock = Clock()
-    async with serving(read_api(make_router(CATALOG, HOURS, NotifierSettings(), clock), pool, tokens)) as url, \
+    async with serving(install(read_api(router, pool, tokens), CATALOG, HOURS, NotifierSettings(), clock)) as url, \
             httpx.AsyncClient(base_url=url, headers=tokens.headers(subject="督查室 王五")) as client:
         yield client, clock

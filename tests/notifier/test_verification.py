@@ -18,8 +18,8 @@ from duban.events.models import (
 )
 from tests.conftest import migrated_schema, schema_pool
 from tests.notifier.conftest import at, deliveries, escalation, milestone_changed, tracker_event, write_routes
-from tests.tracker.conftest import department_event, progress
 from tests.processes import ServiceProcess
+from tests.tracker.conftest import department_event, progress
 from tests.tracker.runtime import create_topics, produce, tracker_env, wait_for
 
 pytestmark = pytest.mark.database

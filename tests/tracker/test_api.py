@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.tracker.api import make_router
+from services.tracker.api import install, router
 from services.tracker.openapi import OPENAPI_PATH, render
 from services.tracker.scheduled import reevaluate_all
 from tests.conftest import ROOT, read_api, serving
@@ -18,7 +18,7 @@ def test_the_committed_openapi_document_matches_the_routes():
 
 @pytest.fixture
 async def api(pool, tokens) -> str:
-    async with serving(read_api(make_router(CATALOG), pool, tokens)) as url:
+    async with serving(install(read_api(router, pool, tokens), CATALOG)) as url:
         yield url
 
 
@@ -79,7 +79,7 @@ async def test_cases_by_department_and_id(tracker, api, tokens):
 async def test_a_milestone_due_before_the_plan_is_retroactive_and_not_red_on_the_first_day(tracker, pool, tokens):
     issued = at("2021-05-11 09:00")
     await reevaluate_all(pool, tracker.evaluator, issued)
-    async with serving(read_api(make_router(CATALOG, tracker.evaluator, lambda: issued), pool, tokens)) as url:
+    async with serving(install(read_api(router, pool, tokens), CATALOG, tracker.evaluator, lambda: issued)) as url:
         async with httpx.AsyncClient(base_url=url, headers=tokens.headers()) as client:
             task = (await client.get("/v1/tasks/T02")).json()
     assert (task["light"], task["light_reason"], task["next_due"]) == ("yellow", "deadline_near", "2021-05-25")
@@ -95,7 +95,8 @@ async def test_a_light_counted_in_a_provisional_year_says_so(tracker, pool, toke
     tracker.now = at("2027-03-01 09:00")
     await tracker.send(progress("T22", "justice", "2027-03-01 09:00", "done", 100))
     await reevaluate_all(pool, tracker.evaluator, tracker.now)
-    async with serving(read_api(make_router(CATALOG, tracker.evaluator, lambda: tracker.now), pool, tokens)) as url:
+    async with serving(install(read_api(router, pool, tokens), CATALOG, tracker.evaluator,
+                                 lambda: tracker.now)) as url:
         async with httpx.AsyncClient(base_url=url, headers=tokens.headers()) as client:
             t22 = (await client.get("/v1/tasks/T22")).json()
             listed = {t["id"]: t for t in (await client.get("/v1/tasks", params={"limit": 50})).json()["items"]}

@@ -7,7 +7,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from duban.events.models import MilestoneExtensionDecided, MilestoneExtensionDecidedData
-from services.tracker.api import make_router
+from services.tracker.api import install, router
 from services.tracker.scheduled import reevaluate_all
 from tests.conftest import read_api, serving
 from tests.tracker.conftest import CATALOG, at, progress
@@ -22,7 +22,8 @@ ASKED = {"new_due": "2021-10-29", "reason": "系统对接延后", "evidence": ["
 @pytest.fixture
 async def api(tracker, pool, tokens) -> str:
     await tracker.send(progress("T07", OWNER, "2021-08-20 10:00", "in_progress", 60))
-    async with serving(read_api(make_router(CATALOG, tracker.evaluator, lambda: tracker.now), pool, tokens)) as url:
+    async with serving(install(read_api(router, pool, tokens), CATALOG, tracker.evaluator,
+                                 lambda: tracker.now)) as url:
         yield url
 
 

@@ -16,7 +16,7 @@ from duban.events.models import (
     MilestoneStatusChanged,
     TaskLightChanged,
 )
-from services.tracker.api import make_router
+from services.tracker.api import install, router
 from services.tracker.replay import replay
 from services.tracker.scheduled import reevaluate_all
 from services.tracker.settings import TrackerSettings
@@ -44,7 +44,8 @@ def completed(milestone_id: str, time: str = DONE_AT) -> dict:
 @pytest.fixture
 async def office(tracker, pool, tokens):
     await tracker.send(progress("T07", OWNER, "2021-08-20 10:00", "in_progress", 60))
-    async with serving(read_api(make_router(CATALOG, tracker.evaluator, lambda: tracker.now), pool, tokens)) as url, \
+    app = install(read_api(router, pool, tokens), CATALOG, tracker.evaluator, lambda: tracker.now)
+    async with serving(app) as url, \
             httpx.AsyncClient(base_url=url, headers=tokens.headers(subject="督查室 李四")) as client:
         yield client
 
