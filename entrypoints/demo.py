@@ -2,8 +2,8 @@
 
 Each step is performed once the clock reaches its plan instant: department events go to intake the
 way department systems post them (each department its own batch, with its own API key, timed at the
-step's instant), extension requests and decisions go to the tracker's API with the department's and
-the district office's bearer tokens."""
+step's instant), extension requests and decisions and the verifications of what was reported done
+(办结销号) go to the tracker's API with the department's and the district office's bearer tokens."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import structlog
 
 from duban.clock import Clock
 from duban.events.models import department_source
-from entrypoints.scenario import SEED, AskExtension, DecideExtension, Report, Step, event_id
+from entrypoints.scenario import SEED, AskExtension, DecideExtension, Report, Step, Verify, event_id
 from duban.workcal import SHANGHAI
 
 log = structlog.get_logger(__name__)
@@ -96,7 +96,10 @@ class Player:
                 response = await self.request("POST", self.intake_url + "/v1/events", json=batch, headers={
                     "content-type": "application/cloudevents-batch+json", "authorization": f"Bearer {self.keys[department]}"})
 
-    async def act(self, action: AskExtension | DecideExtension) -> None:
+    async def act(self, action: AskExtension | DecideExtension | Verify) -> None:
+        if isinstance(action, Verify):
+            await self.verify(action)
+            return
         if isinstance(action, AskExtension):
             if (action.task, action.milestone) in self.requested:
                 return  # taken before a retry of its batch
@@ -118,6 +121,17 @@ class Player:
             headers={"authorization": f"Bearer {self.token(role='district-office')}"})
         self.say(f"the district office {'approves' if action.approve else 'rejects'} moving {action.milestone}:"
                  f" {response.status_code}")
+
+    async def verify(self, action: Verify) -> None:
+        """办结销号: a repeat after a retry finds nothing awaiting (409, logged) and changes nothing."""
+        item = f"/milestones/{action.milestone}" if action.milestone else ""
+        body = {"outcome": "verified"} if action.verified else {"outcome": "returned", "reason": action.reason}
+        response = await self.request(
+            "POST", f"{self.tracker_url}/v1/tasks/{action.task}{item}/verification", json=body,
+            headers={"authorization": f"Bearer {self.token(role='district-office')}"})
+        if not action.verified:
+            self.say(f"the district office returns {action.milestone or action.task} as not done (复核退回):"
+                     f" {response.status_code}")
 
     async def request(self, method: str, url: str, **kwargs) -> httpx.Response:
         """The response, also a 4xx (logged: the scenario and the system disagree, the year goes on);

@@ -10,6 +10,8 @@ plan-month per real minute, so a newcomer watches the year happen in minutes:
   the first minute, then green); T07's 6月底 milestone goes yellow, red, gets an extension approved and
   is done; T19 asks for an extension that is rejected, goes red at the turn of the year and is done
   in January; T16 is done early;
+- the district office verifies each done report and milestone completion a few working days after it
+  (办结销号); T16's done report is returned for missing evidence, reported done again and then verified;
 - cases for every case-fed indicator, with durations near their targets (so Grafana and /v1/indicators
   show values around them), including pauses and steps; the tax bureau, justice, education and the
   development and reform bureau report their indicator values.
@@ -32,6 +34,7 @@ START = datetime(2021, 5, 11, 8, 0, tzinfo=SHANGHAI)  # the plan's issue, at the
 SPEED = 43200.0  # a plan-month (30 days) per real minute
 # The scripted year ends here; the clock runs on, and what is still open ages into yellow and red.
 HORIZON = date(2022, 1, 31)
+HORIZON_END = datetime.combine(HORIZON, time.max, SHANGHAI)
 SEED = 2021
 
 
@@ -69,7 +72,18 @@ class DecideExtension:
     reason: str
 
 
-Action = Report | AskExtension | DecideExtension
+@dataclass(frozen=True)
+class Verify:
+    """办结销号: the district office judges what awaits verification, the task's done report (milestone
+    None) or the milestone's completion: verified, or returned with a reason."""
+
+    task: str
+    milestone: str | None
+    verified: bool
+    reason: str | None = None
+
+
+Action = Report | AskExtension | DecideExtension | Verify
 
 
 @dataclass(frozen=True, order=True)
@@ -128,6 +142,9 @@ def stories() -> list[Step]:
         Step(on("2021-08-16 10:00"), progress("admin-service-center", "T16", 80, "综合窗口已覆盖主要事项")),
         Step(on("2021-09-28 16:00"), milestone_done("admin-service-center", "T16", "T16-M1", "已全部完成")),
         Step(on("2021-09-28 16:00"), progress("admin-service-center", "T16", 100, "任务已完成，申请销号")),
+        # … and the district office returns it (复核退回): the department sends its evidence and reports done again.
+        Step(on("2021-10-08 15:00"), Verify("T16", None, False, "缺少综合窗口运行台账等佐证材料，请补充后重新申请销号")),
+        Step(on("2021-10-20 10:00"), progress("admin-service-center", "T16", 100, "已补充综合窗口运行台账，申请销号")),
 
         # T19 asks to move its year-end deadline; the district office refuses; red on 1 January, done mid-January.
         Step(on("2021-07-20 10:00"), progress("market-regulation", "T19", 20, "信用监管平台招标中")),
@@ -197,6 +214,34 @@ def working_day_on_or_after(calendar: WorkingCalendar, day: date) -> date:
 
 def _office(day: date, hour: int, minute: int) -> datetime:
     return datetime.combine(day, time(hour, minute), SHANGHAI)
+
+
+# -- 办结销号: the district office verifies what was reported done -------------------------------------
+
+VERIFY_AFTER_WORKING_DAYS = 3  # within the tracker's grace (decision 020), so nothing verified on time goes red
+
+
+def judged(action: Action) -> tuple[str, str | None] | None:
+    """The (task, milestone) a step asks to verify (a done report: milestone None), or None."""
+    if isinstance(action, Report) and action.type == "duban.task.milestone-completed.v1":
+        return action.subject, action.data["milestone_id"]
+    if isinstance(action, Report) and action.type == "duban.task.progress-reported.v1" and action.data["status"] == "done":
+        return action.subject, None
+    return None
+
+
+def verifications(steps: list[Step], calendar: WorkingCalendar) -> list[Step]:
+    """A verification a few working days after each "done" that no scripted decision judges (one for
+    the same item after it and before the item's next "done")."""
+    dones = sorted(((s.at, item) for s in steps if (item := judged(s.action)) is not None), key=lambda d: d[0])
+    scripted = [(s.at, (s.action.task, s.action.milestone)) for s in steps if isinstance(s.action, Verify)]
+    verified = []
+    for n, (at, item) in enumerate(dones):
+        until = next((later for later, other in dones[n + 1:] if other == item), HORIZON_END)
+        if not any(other == item and at < when < until for when, other in scripted):
+            day = calendar.add_working_days(at.date(), VERIFY_AFTER_WORKING_DAYS)
+            verified.append(Step(_office(day, 15, 0), Verify(*item, verified=True)))
+    return verified
 
 
 # -- cases: each case type's stream, with durations near the indicator's target -------------------------
@@ -312,7 +357,8 @@ def plan_year(seed: int = SEED, catalog: Catalog | None = None) -> list[Step]:
     catalog = catalog or load_catalog()
     rng = random.Random(seed)
     calendar = WorkingCalendar()
-    return sorted([*stories(), *routine(catalog, calendar, rng), *cases(calendar, rng)])
+    reported = [*stories(), *routine(catalog, calendar, rng)]
+    return sorted([*reported, *verifications(reported, calendar), *cases(calendar, rng)])
 
 
 def departments(steps: list[Step]) -> set[str]:

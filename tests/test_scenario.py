@@ -1,6 +1,6 @@
 """The demo's plan year (entrypoints/scenario.py): the same seed plays the same year; every event is one intake
 takes from its department; progress only moves forward; cases are whole; each extension decision
-follows its request."""
+follows its request; every "done" is verified (or returned) after it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections import defaultdict
 from duban.catalog import load_catalog
 from entrypoints.demo import cloudevent
 from duban.events import validate_event
-from entrypoints.scenario import START, AskExtension, DecideExtension, Report, event_id, plan_year
+from entrypoints.scenario import START, AskExtension, DecideExtension, Report, Verify, event_id, judged, plan_year
 from services.intake.domain.rules import refusal
 
 CATALOG = load_catalog()
@@ -65,3 +65,23 @@ def test_each_extension_is_decided_after_it_was_asked_and_the_year_starts_at_the
     assert START.date() == CATALOG.plan.issued
     tasks = [s for s in YEAR if isinstance(s.action, Report) and s.action.type.startswith("duban.task.")]
     assert min(s.at for s in tasks) > START, "no task reports before the plan was issued"
+
+
+def test_every_done_is_judged_once_after_it_and_t16_is_returned_then_verified():
+    """Each verification judges the last "done" of its item before it, which no other decision judged;
+    every "done" of the year is judged."""
+    open_dones, judgments = {}, []
+    for step in YEAR:
+        if (item := judged(step.action)) is not None:
+            assert item not in open_dones, f"{item} reported done again while its last done awaits"
+            open_dones[item] = step.at
+        elif isinstance(step.action, Verify):
+            item = (step.action.task, step.action.milestone)
+            assert open_dones.get(item, step.at) < step.at, f"{item} judged at {step.at} with nothing done before"
+            del open_dones[item]
+            judgments.append((item, step.action.verified))
+            assert step.action.verified or step.action.reason, "a return gives its reason"
+    assert open_dones == {}, "every done of the year is judged"
+    assert len(judgments) > 28
+    assert [(item, ok) for item, ok in judgments if item == ("T16", None)] == [(("T16", None), False), (("T16", None), True)]
+    assert [j for j in judgments if not j[1]] == [(("T16", None), False)]
