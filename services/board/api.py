@@ -23,6 +23,7 @@ from services.board.exports import CSV, XLSX, to_csv, to_xlsx
 from services.board.session import COOKIE, CSRF_FIELD, CurrentSession, Session, signed_in
 
 TaskId = Annotated[str, Path(pattern=r"^T[0-9]{2}$")]
+MilestoneId = Annotated[str, Path(pattern=r"^T[0-9]{2}-M[0-9]{1,2}$")]
 IndicatorId = Annotated[str, Path(pattern=r"^[a-z0-9_]+$", max_length=64)]
 # The filter forms send an empty value for "all": each filter takes it as no filter.
 DepartmentCode = Annotated[str | None, Query(pattern=r"^[a-z0-9-]*$", max_length=64)]
@@ -115,9 +116,11 @@ async def task_detail(request: Request, session: CurrentSession, task_id: TaskId
     task, history, escalations = await asyncio.gather(
         apis.task(session.token, task_id), apis.history(session.token, task_id, limit=HISTORY_PAGE, offset=offset),
         apis.escalations(session.token))
+    escalations = views.escalations_of_task(escalations, task_id)
+    trails = await asyncio.gather(*(apis.escalation_history(session.token, e["id"]) for e in escalations))
     return render(request, "task.html", session, task=task, history=history["items"],
                   pager=views.Pager(page, HISTORY_PAGE, history["total"]),
-                  escalations=views.escalations_of_task(escalations, task_id))
+                  escalations=list(zip(escalations, trails, strict=True)))
 
 
 @pages.post("/tasks/{task_id}/extensions/{extension_id}/decision")
@@ -129,6 +132,34 @@ async def decide_extension(request: Request, session: CurrentSession, task_id: T
     session.check_csrf(csrf)
     await apis_of(request).decide_extension(session.token, extension_id, decision, reason)
     return RedirectResponse(f"/tasks/{task_id}#extensions", status_code=303)
+
+
+Outcome = Annotated[Literal["verified", "returned"], Form()]
+# Required for a return: the form asks for it, the tracker refuses a return without one (422).
+VerificationReason = Annotated[str | None, Form(max_length=2000)]
+
+
+async def verify(request: Request, session: Session, task_id: str, milestone_id: str | None, outcome: str,
+                 reason: str | None, csrf: str | None) -> Response:
+    session.check_csrf(csrf)
+    await apis_of(request).verify(session.token, task_id, milestone_id, outcome, (reason or "").strip() or None)
+    return RedirectResponse(f"/tasks/{task_id}#verifications", status_code=303)
+
+
+@pages.post("/tasks/{task_id}/verification")
+async def verify_task(request: Request, session: CurrentSession, task_id: TaskId, outcome: Outcome,
+                      reason: VerificationReason = None,
+                      csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None) -> Response:
+    """办结销号 of the task's done report: verified (销号) or returned (退回) with a reason."""
+    return await verify(request, session, task_id, None, outcome, reason, csrf)
+
+
+@pages.post("/tasks/{task_id}/milestones/{milestone_id}/verification")
+async def verify_milestone(request: Request, session: CurrentSession, task_id: TaskId, milestone_id: MilestoneId,
+                           outcome: Outcome, reason: VerificationReason = None,
+                           csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None) -> Response:
+    """办结销号 of the milestone's completion."""
+    return await verify(request, session, task_id, milestone_id, outcome, reason, csrf)
 
 
 # -- 指标 ---------------------------------------------------------------------------------------------

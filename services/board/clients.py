@@ -82,6 +82,14 @@ class ReadApis:
         return await self._call("tracker", "POST", f"/v1/extensions/{extension_id}/decision", token,
                                 json={"decision": decision, "reason": reason})
 
+    async def verify(self, token: str, task_id: str, milestone_id: str | None, outcome: str,
+                     reason: str | None) -> dict:
+        """办结销号: the district office's decision on the task's done report (milestone None) or on the
+        milestone's completion that awaits verification."""
+        item = f"/milestones/{milestone_id}" if milestone_id else ""
+        return await self._call("tracker", "POST", f"/v1/tasks/{task_id}{item}/verification", token,
+                                json={"outcome": outcome, "reason": reason})
+
     # -- metrics ------------------------------------------------------------------------------------
 
     async def indicators(self, token: str, period: str | None = None) -> dict:
@@ -100,6 +108,11 @@ class ReadApis:
 
     async def escalation(self, token: str, escalation_id: int) -> dict:
         return await self._call("notifier", "GET", f"/v1/escalations/{escalation_id}", token)
+
+    async def escalation_history(self, token: str, escalation_id: int) -> list[dict]:
+        """The escalation's audit trail: levels, lights, deliveries, acknowledgements, decisions."""
+        return await self._all("notifier", f"/v1/escalations/{escalation_id}/history", token, {},
+                               page_size=PAGE_SIZE_MAX)
 
     async def _all(self, service: str, path: str, token: str, params: dict, *, page_size: int) -> list[dict]:
         items: list[dict] = []

@@ -117,6 +117,9 @@ BOARD_ROUTES = {
     ("GET", "/tasks/{task_id}"): {"path": {"task_id": "T09"}},
     ("POST", "/tasks/{task_id}/extensions/{extension_id}/decision"): {
         "path": {"task_id": "T09", "extension_id": 1}, "data": {"decision": "approve", "reason": "同意"}},
+    ("POST", "/tasks/{task_id}/verification"): {"path": {"task_id": "T09"}, "data": {"outcome": "verified"}},
+    ("POST", "/tasks/{task_id}/milestones/{milestone_id}/verification"): {
+        "path": {"task_id": "T09", "milestone_id": "T09-M1"}, "data": {"outcome": "returned", "reason": "缺佐证"}},
     ("GET", "/indicators"): "list",
     ("GET", "/indicators/{indicator_id}"): {"path": {"indicator_id": "export_tax_refund_days"},
                                             "params": {"department": THEIRS}},

@@ -1,5 +1,5 @@
 """The board's pages through its real server, in front of the real read APIs: sign-in, what each role sees
-and may do, the extension decision, exports."""
+and may do, the extension decision, the verification of a completion (办结销号), exports."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ from openpyxl import load_workbook
 from duban.catalog import load_catalog
 from services.board.documents import DOCX
 from services.board.session import COOKIE
+from tests.auth.conftest import escalate
 from tests.board.conftest import running_board
 from tests.conftest import ROOT
-from tests.tracker.conftest import progress
+from tests.tracker.conftest import department_event, progress
 
 pytestmark = pytest.mark.database
 
@@ -161,6 +162,53 @@ async def test_the_district_office_approves_an_extension_from_the_board(board, t
         assert "2022-03-31" in page and "已延期" in page
         again = await office.post(action, data={"decision": "reject", "reason": "重复", "csrf": csrf_of(page)})
         assert again.status_code == 409  # the tracker's conflict, shown as the board's error page
+
+
+async def test_the_district_office_returns_a_completion_and_verifies_a_done_report_from_the_board(board, tokens):
+    """T16's milestone completion is returned with a reason, its done report verified; refusals are the tracker's."""
+    centre = "admin-service-center"
+    await board.tracker.send(department_event("duban.task.milestone-completed.v1", centre, "T16", "2021-08-30 16:00",
+                                              {"milestone_id": "T16-M1", "note": "综合窗口已全覆盖"}))
+    await board.tracker.send(progress("T16", centre, "2021-08-30 16:00", "done", 100, note="任务已完成，申请销号"))
+    on_milestone, on_task = "/tasks/T16/milestones/T16-M1/verification", "/tasks/T16/verification"
+    async with signed_in(board, tokens.issue("viewer")) as viewer:
+        page = (await viewer.get("/tasks/T16")).text
+        assert 'data-verification="T16-M1" data-status="awaiting"' in page
+        assert 'data-verification="T16" data-status="awaiting"' in page and "待复核" in page
+        assert on_task not in page  # a viewer verifies nothing
+        refused = await viewer.post(on_task, data={"outcome": "verified", "csrf": csrf_of(page)})
+        assert refused.status_code == 403  # the tracker's answer: only the district office verifies
+    async with signed_in(board, tokens.issue("district-office", subject="督查室 王科长")) as office:
+        page = (await office.get("/tasks/T16")).text
+        assert on_task in page and on_milestone in page
+        forged = await office.post(on_task, data={"outcome": "verified"})
+        assert forged.status_code == 403 and "CSRF" in forged.text
+        unexplained = await office.post(on_milestone, data={"outcome": "returned", "reason": " ", "csrf": csrf_of(page)})
+        assert unexplained.status_code == 422  # the tracker's refusal: a return needs its reason
+        returned = await office.post(on_milestone, data={"outcome": "returned", "reason": "缺少运行台账",
+                                                         "csrf": csrf_of(page)})
+        assert returned.status_code == 303 and returned.headers["location"] == "/tasks/T16#verifications"
+        verified = await office.post(on_task, data={"outcome": "verified", "reason": "", "csrf": csrf_of(page)})
+        assert verified.status_code == 303
+        page = (await office.get("/tasks/T16")).text
+        assert 'data-verification="T16-M1" data-status="returned"' in page and "缺少运行台账" in page
+        assert 'data-verification="T16" data-status="verified"' in page and "督查室 王科长" in page
+        assert on_task not in page and on_milestone not in page, "nothing awaits any more"
+        again = await office.post(on_task, data={"outcome": "verified", "csrf": csrf_of(page)})
+        assert again.status_code == 409  # nothing awaits verification: the tracker's conflict, as the board's page
+    async with httpx.AsyncClient() as client:
+        listed = (await client.get(board.apis["tracker"].url + "/v1/verifications",
+                                   headers=tokens.headers("viewer"))).json()["items"]
+    assert {(v["milestone_id"], v["status"], v["decided_by"]) for v in listed if v["task_id"] == "T16"} == {
+        ("T16-M1", "returned", "督查室 王科长"), (None, "verified", "督查室 王科长")}
+
+
+async def test_task_detail_shows_each_escalations_history(board, tokens):
+    escalation = await escalate(board.apis["notifier"], "T22")
+    async with signed_in(board, tokens.issue("viewer")) as client:
+        page = (await client.get("/tasks/T22")).text
+    card = page[page.index(f'data-escalation="{escalation}"'):]
+    assert "督办过程（1 条）" in card and 'data-kind="opened"' in card and "发起" in card
 
 
 async def test_exports_carry_the_ledger_and_indicator_tables(board, tokens):

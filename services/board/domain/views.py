@@ -15,7 +15,12 @@ STATUS_NAMES = {"not_started": "未开始", "in_progress": "推进中", "done": 
 REASON_NAMES = {"on_track": "按计划推进", "deadline_near": "临近期限", "past_due": "已逾期", "done": "已完成", None: "待评估"}
 OCCURRENCE_NAMES = {"open": "进行中", "done": "已完成", "overdue": "已逾期", "awaiting_verification": "待复核"}
 EXTENSION_NAMES = {"requested": "待审批", "approved": "已同意", "rejected": "已驳回"}
+VERIFICATION_NAMES = {"awaiting": "待复核", "verified": "已销号", "returned": "已退回"}
 LEVEL_NAMES = {1: "提醒", 2: "催办", 3: "督办"}
+# The notifier's escalation history (GET /v1/escalations/{id}/history), entry by entry.
+TRAIL_NAMES = {"opened": "发起", "level-changed": "升级", "light-changed": "亮灯变化", "resolved": "办结",
+               "acknowledged": "签收", "extension-decided": "延期审批", "awaiting-verification": "待复核",
+               "verified": "复核通过", "returned": "复核退回", "resumed": "恢复督办", "delivery": "送达"}
 UNIT_NAMES = {"working_days": "个工作日", "calendar_days": "天", "working_hours": "个工作小时", "ratio": "（比例）",
               "count": "项", "steps": "个环节", "area_m2": "平方米", "hours_per_year": "小时/年"}
 
