@@ -267,7 +267,7 @@ FAST_CLOCK_INTERVALS = {"DUBAN_REEVALUATE_INTERVAL_S": "1", "DUBAN_CASE_WARNING_
 def set_clock(stack: Stack, virtual: bool) -> Clock:
     """Give every service the same clock: the one configured in the environment (DUBAN_CLOCK_*), else the
     demo's virtual clock when `virtual`, else real time. A running virtual clock gets its epoch here."""
-    from duban import scenario
+    from entrypoints import scenario
 
     env = stack.env
     if virtual and "DUBAN_CLOCK_START" not in env:
@@ -349,7 +349,7 @@ async def run(run_dir: Path, base_port: int, kafka_port: int, demo: bool, mail_p
 
 async def start_demo(stack: Stack, clock: Clock) -> Coroutine[None, None, None]:
     """The demo feed's coroutine: the plan year of entrypoints/scenario.py played on `clock`."""
-    from duban import scenario
+    from entrypoints import scenario
     from entrypoints.demo import run_demo_feed
     from services.intake.keys import provision_keys
 
