@@ -1,6 +1,6 @@
 """The board (督办看板) in headless chromium against the whole system as `make run` starts it: sign-in, the 28
 tasks, a light that changes after a department's event, a department kept to its own items, the district
-office approving an extension, no serious accessibility violation, and pages that fit a phone."""
+office approving an extension and returning a done report for a reason, no serious accessibility violation, and pages that fit a phone."""
 
 from __future__ import annotations
 
@@ -99,6 +99,31 @@ def test_the_district_office_approves_an_extension(browser, stack):
     decided = httpx.get(urls["tracker"] + "/v1/extensions?status=approved",
                         headers=bearer_token(run_dir, "--role", "viewer")).json()["items"]
     assert [e["decided_by"] for e in decided if e["id"] == extension] == ["督查室 李科长"]
+
+
+def test_the_district_office_returns_a_done_report_with_its_reason(browser, stack):
+    _, urls, run_dir, database_url = stack
+    done = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/departments/district-court",
+            "type": "duban.task.progress-reported.v1", "subject": "T20", "time": datetime.now(timezone.utc).isoformat(),
+            "datacontenttype": "application/json", "data": {"status": "done", "percent": 100, "note": "破产案件繁简分流已落实"}}
+    assert post(urls, department_key(database_url, "district-court"), [done]).status_code == 202
+    page = page_of(browser, stack, DESKTOP, "--role", "district-office", "--subject", "督查室 王科长")
+    card = page.locator('[data-verification="T20"][data-status="awaiting"]')
+
+    def awaits() -> bool:
+        page.goto(urls["board"] + "/tasks/T20")
+        return card.count() == 1
+
+    wait_until(awaits, 60, "T20's done report to await verification on the board")
+    card.get_by_role("button", name="退回").click()  # without a reason the form does not go
+    assert page.url == urls["board"] + "/tasks/T20" and card.count() == 1
+    card.locator("input[name=reason]").fill("未见案件分流统计佐证")
+    card.get_by_role("button", name="退回").click()
+    page.wait_for_url(urls["board"] + "/tasks/T20#verifications")
+    returned = page.locator('[data-verification="T20"][data-status="returned"]')
+    assert "督查室 王科长" in returned.inner_text() and "未见案件分流统计佐证" in returned.inner_text()
+    task = httpx.get(urls["tracker"] + "/v1/tasks/T20", headers=bearer_token(run_dir, "--role", "viewer")).json()
+    assert task["status"] == "in_progress" and task["verification"]["reason"] == "未见案件分流统计佐证"
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1366x768", "390x844"])
