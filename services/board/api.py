@@ -98,11 +98,14 @@ async def signout(session: CurrentSession, csrf: Annotated[str | None, Form(alia
 async def overview(request: Request, session: CurrentSession,
                    area: Annotated[str | None, Query(pattern=r"^(A[1-8])?$")] = None,
                    department: DepartmentCode = None,
-                   light: Literal["", "red", "yellow", "green"] | None = None) -> HTMLResponse:
-    filters = views.Filters(area=area or None, department=department or None, light=light or None)
-    tasks = await apis_of(request).tasks(session.token, department=filters.department)
+                   light: Literal["", "red", "yellow", "green"] | None = None,
+                   awaiting: bool = False) -> HTMLResponse:
+    filters = views.Filters(area=area or None, department=department or None, light=light or None, awaiting=awaiting)
+    apis = apis_of(request)
+    tasks, verifications = await asyncio.gather(apis.tasks(session.token, department=filters.department),
+                                                apis.verifications(session.token, status="awaiting"))
     return render(request, "overview.html", session, filters=filters,
-                  overview=views.overview(catalog_of(request), tasks, filters),
+                  overview=views.overview(catalog_of(request), tasks, filters, {v["task_id"] for v in verifications}),
                   departments=views.filterable_departments(catalog_of(request)))
 
 

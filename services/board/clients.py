@@ -82,6 +82,9 @@ class ReadApis:
         return await self._call("tracker", "POST", f"/v1/extensions/{extension_id}/decision", token,
                                 json={"decision": decision, "reason": reason})
 
+    async def verifications(self, token: str, *, status: str | None = None) -> list[dict]:
+        return await self._all("tracker", "/v1/verifications", token, {"status": status}, page_size=PAGE_SIZE_MAX)
+
     async def verify(self, token: str, task_id: str, milestone_id: str | None, outcome: str,
                      reason: str | None) -> dict:
         """办结销号: the district office's decision on the task's done report (milestone None) or on the

@@ -37,6 +37,9 @@ def test_overview_groups_by_area_in_plan_order_and_counts_what_it_shows():
     assert red.counts == {"red": 2, "yellow": 0, "green": 0}
     area = views.overview(CATALOG, tasks, views.Filters(area="A1", light="red"))
     assert [t["id"] for g in area.groups for t in g.tasks] == ["T02"]
+    awaiting = views.overview(CATALOG, tasks, views.Filters(awaiting=True), awaiting={"T01", "T09", "T27"})
+    assert [t["id"] for g in awaiting.groups for t in g.tasks] == ["T01", "T09"] and awaiting.awaiting == 2
+    assert everything.awaiting == 0 and red.total == 2
 
 
 def test_a_code_the_catalog_lacks_shows_as_itself():

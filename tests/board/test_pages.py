@@ -181,6 +181,8 @@ async def test_the_district_office_returns_a_completion_and_verifies_a_done_repo
     async with signed_in(board, tokens.issue("district-office", subject="督查室 王科长")) as office:
         page = (await office.get("/tasks/T16")).text
         assert on_task in page and on_milestone in page
+        awaiting = (await office.get("/", params={"awaiting": "true"})).text  # 总览's 待复核 filter
+        assert rows(awaiting) == ["T16"] and 'data-testid="count-awaiting">1<' in awaiting
         forged = await office.post(on_task, data={"outcome": "verified"})
         assert forged.status_code == 403 and "CSRF" in forged.text
         unexplained = await office.post(on_milestone, data={"outcome": "returned", "reason": " ", "csrf": csrf_of(page)})
@@ -194,6 +196,7 @@ async def test_the_district_office_returns_a_completion_and_verifies_a_done_repo
         assert 'data-verification="T16-M1" data-status="returned"' in page and "缺少运行台账" in page
         assert 'data-verification="T16" data-status="verified"' in page and "督查室 王科长" in page
         assert on_task not in page and on_milestone not in page, "nothing awaits any more"
+        assert "T16" not in rows((await office.get("/", params={"awaiting": "true"})).text)
         again = await office.post(on_task, data={"outcome": "verified", "csrf": csrf_of(page)})
         assert again.status_code == 409  # nothing awaits verification: the tracker's conflict, as the board's page
     async with httpx.AsyncClient() as client:

@@ -53,9 +53,11 @@ class Filters:
     area: str | None = None
     department: str | None = None
     light: str | None = None
+    awaiting: bool = False  # 待复核: only tasks with a done report or completion awaiting verification
 
     def keeps(self, task: dict) -> bool:
-        return (self.area in (None, task["area"])) and (self.light in (None, task["light"]))
+        return (self.area in (None, task["area"])) and (self.light in (None, task["light"])) \
+            and (not self.awaiting or task["awaiting"])
 
 
 @dataclass
@@ -69,19 +71,22 @@ class AreaGroup:
 class Overview:
     counts: dict[str, int]
     total: int
+    awaiting: int  # of the tasks shown, those with something awaiting verification
     groups: list[AreaGroup]
 
 
-def overview(catalog: Catalog, tasks: list[dict], filters: Filters) -> Overview:
+def overview(catalog: Catalog, tasks: list[dict], filters: Filters, awaiting: set[str] = frozenset()) -> Overview:
     """The tasks the filters keep, by area in the plan's order, each with its lead departments' names; the
-    light counts are those of the tasks shown. (The department filter is applied by the tracker, which knows
+    light counts are those of the tasks shown. `awaiting`: the tasks with a done report or milestone
+    completion awaiting verification (the tracker's /v1/verifications). (The department filter is applied by the tracker, which knows
     which tasks are whose.)"""
-    kept = [t for t in tasks if filters.keeps(t)]
+    kept = [t for t in ({**t, "awaiting": t["id"] in awaiting} for t in tasks) if filters.keeps(t)]
     groups = {a.id: AreaGroup(a.id, a.name) for a in catalog.areas}
     for task in sorted(kept, key=lambda t: t["id"]):
         groups[task["area"]].tasks.append({**task, "lead_names": department_names(catalog, task["lead"])})
     counts = Counter(t["light"] for t in kept)
     return Overview(counts={light: counts.get(light, 0) for light in LIGHTS}, total=len(kept),
+                    awaiting=sum(t["awaiting"] for t in kept),
                     groups=[g for g in groups.values() if g.tasks])
 
 
