@@ -9,7 +9,7 @@ from email.utils import formatdate
 
 import aiosmtplib
 
-from services.notifier.channels import DeliveryError
+from services.notifier.channels.base import DeliveryError
 from services.notifier.domain.messages import Notice, plain_text, title
 from services.notifier.routes import Target
 from services.notifier.settings import NotifierSettings
