@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from duban.events.registry import CONTRACTS
+from entrypoints.services import SERVICES as SERVICE_SPECS
 from tests.conftest import ROOT
 from tests.deploy.conftest import python_sources
 
 SERVICES = ROOT / "services"
-NAMES = ("intake", "tracker", "metrics", "notifier", "board")
+NAMES = tuple(spec.name for spec in SERVICE_SPECS)
 STREAM_PROCESSORS = ("tracker", "metrics", "notifier")
 # What a domain module must not reach for: a database, a broker, a web framework, the metrics registry.
 NOT_IN_DOMAIN = ("asyncpg", "aiokafka", "faust", "fastapi", "starlette", "httpx", "prometheus_client",
