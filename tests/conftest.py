@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -109,8 +110,16 @@ class Tansu:
         await wait_for_broker(settings)
         await ensure_topics(settings, list(topics))
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered, as from a broker that hangs."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            self.resume()  # a stopped process would hold its SIGTERM until continued
             self.process.terminate()
             self.process.wait(10)
 

@@ -80,8 +80,7 @@ async def _broker_answers(app: FastAPI) -> None:
 
 def intake_producer(settings: IntakeSettings) -> AIOKafkaProducer:
     """The producer intake publishes with (bench/intake.py measures the same one on its own).
-    It gives up on a record after the publish timeout, so a 503 is final: a record the request
-    stopped waiting for is not sent later behind the department's back."""
+    It gives up on a record about when the request does (decision 030)."""
     return make_producer(settings, request_timeout_ms=int(settings.publish_timeout_s * 1000))
 
 

@@ -81,3 +81,48 @@ async def test_readiness_follows_the_broker_and_intake_recovers_within_5_s_of_it
             while (await client.get("/readyz")).status_code != 200:  # its broker check is cached for 1.5 s
                 assert time.monotonic() - returned < 5.0, "intake publishes but does not say it is ready"
                 await asyncio.sleep(0.1)
+
+
+# Time for intake to answer beyond its publish timeout on a loaded machine. Without the deadline over the
+# whole wait, a post after the first one of a stall took twice the publish timeout.
+MARGIN_S = 4.0
+
+
+async def test_a_broker_that_hangs_is_503_within_the_publish_timeout_and_the_resend_loses_nothing(
+        database_url, intake_schema, own_tansu):
+    settings = intake_settings(database_url, intake_schema, own_tansu.address, publish_timeout_s=6.0, retry_after_s=7)
+    await own_tansu.start(settings.topic_dept_events)
+    async with running_intake(settings) as intake:
+        async with intake.client(await intake.key("market-regulation")) as client:
+            before = progress("T07", "market-regulation", 10)
+            assert (await client.post("/v1/events", content=json.dumps(before), headers=STRUCTURED)).status_code == 202
+
+            own_tansu.pause()  # connections stay open, nothing is answered
+            batch = [progress("T07", "market-regulation", 20 + n) for n in range(5)]
+            answers = []
+            try:
+                for _post in range(2):  # the first post of a stall, and one meeting a producer already stuck
+                    started = time.monotonic()
+                    response = await client.post("/v1/events", content=json.dumps(batch), headers=BATCH)
+                    answers.append((response, time.monotonic() - started))
+            finally:
+                own_tansu.resume()
+            for response, elapsed in answers:
+                assert response.status_code == 503, response.text
+                assert elapsed < settings.publish_timeout_s + MARGIN_S, f"answered after {elapsed:.1f} s"
+                assert response.headers["retry-after"] == "7"
+                assert response.json()["type"].endswith("/broker-unavailable")
+            recorded = await intake.pool.fetch("SELECT id FROM accepted_events")
+            assert [r["id"] for r in recorded] == [before["id"]], "nothing of the batch counts as accepted"
+
+            for _attempt in range(30):  # the department resends the same batch until it is accepted
+                response = await client.post("/v1/events", content=json.dumps(batch), headers=BATCH)
+                if response.status_code != 503:
+                    break
+                await asyncio.sleep(1)
+            assert response.status_code == 202, response.text
+            assert response.json() == {"accepted": [e["id"] for e in batch], "duplicates": []}
+
+    # The hung attempt may have reached the broker too: the consumers' ledger keeps (source, id) once.
+    records = await read_topic(own_tansu.address, settings.topic_dept_events, timeout_s=3)
+    assert {header(r, "ce_id") for r in records} == {before["id"], *(e["id"] for e in batch)}
