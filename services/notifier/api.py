@@ -91,15 +91,21 @@ async def list_escalations(
     department: Annotated[str | None, Query(pattern=r"^[a-z0-9-]+$",
                                             description="a unit of the task, or addressed at the current level")] = None,
     open: Annotated[bool | None, Query(description="true: unresolved only; false: resolved only")] = None,
+    task_id: Annotated[str | None, Query(pattern=r"^T[0-9]{2}$", description="the escalations of this task")] = None,
     limit: Limit = PAGE_SIZE_DEFAULT,
     offset: Offset = 0,
 ) -> dict:
     if department is not None:
         principal.require_department(department, "escalations")
+    task_ids = principal.visible_tasks(catalog)
+    if task_id is not None:
+        if task_id not in {t.id for t in catalog.tasks}:
+            raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
+        principal.require_task(catalog, task_id, "escalation")
+        task_ids = [task_id]
     async with pool.acquire() as conn:
         rows, total, deliveries = await store.list_escalations(
-            conn, level=level, department=department, open=open, task_ids=principal.visible_tasks(catalog),
-            limit=limit, offset=offset)
+            conn, level=level, department=department, open=open, task_ids=task_ids, limit=limit, offset=offset)
     return {"items": [{**escalation_view(r), "deliveries": deliveries.get(r["id"], {})} for r in rows],
             "total": total, "limit": limit, "offset": offset}
 

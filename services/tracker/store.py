@@ -205,20 +205,28 @@ async def list_tasks(conn: asyncpg.Connection, *, area: str | None, task_ids: Se
 
 async def get_task(conn: asyncpg.Connection, task_id: str) -> dict | None:
     row = await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
-    if row is None:
-        return None
-    history_total = await conn.fetchval("SELECT count(*) FROM task_reports WHERE task_id = $1", task_id)
+    return None if row is None else (await with_milestones(conn, [dict(row)]))[0]
+
+
+async def with_milestones(conn: asyncpg.Connection, tasks: list[dict]) -> list[dict]:
+    """The tasks with their report count, milestones (and their extensions) and milestone completions:
+    four statements, however many tasks."""
+    ids = [task["id"] for task in tasks]
+    history_totals = dict(await conn.fetch(
+        "SELECT task_id, count(*) FROM task_reports WHERE task_id = ANY($1::text[]) GROUP BY task_id", ids))
     milestones = await conn.fetch(
-        "SELECT milestone_id, due, starts, status, done_at, done_by, done_event_id, status_as_of FROM milestones"
-        " WHERE task_id = $1 ORDER BY due, milestone_id", task_id)
+        "SELECT task_id, milestone_id, due, starts, status, done_at, done_by, done_event_id, status_as_of FROM milestones"
+        " WHERE task_id = ANY($1::text[]) ORDER BY due, milestone_id", ids)
     completions = await conn.fetch(
-        "SELECT source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
-        " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
-    extensions = await conn.fetch(f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE task_id = $1 ORDER BY id",
-                                  task_id)
-    return {**dict(row), "history_total": history_total,
-            "milestones": [_with_extensions(dict(m), extensions) for m in milestones],
-            "milestone_completions": [dict(c) for c in completions]}
+        "SELECT task_id, source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
+        " WHERE task_id = ANY($1::text[]) ORDER BY event_time, source, event_id", ids)
+    extensions = await conn.fetch(
+        f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE task_id = ANY($1::text[]) ORDER BY id", ids)
+    return [{**task, "history_total": history_totals.get(task["id"], 0),
+             "milestones": [_with_extensions(dict(m), [e for e in extensions if e["task_id"] == task["id"]])
+                            for m in milestones if m["task_id"] == task["id"]],
+             "milestone_completions": [dict(c) for c in completions if c["task_id"] == task["id"]]}
+            for task in tasks]
 
 
 EXTENSION_COLUMNS = ("id, task_id, milestone_id, original_due, requested_due, reason, evidence, requested_by,"

@@ -96,10 +96,6 @@ def filterable_departments(catalog: Catalog) -> list[tuple[str, str]]:
     return [(d.code, d.name) for d in catalog.departments if d.kind == "unit" and d.code in named]
 
 
-def escalations_of_task(escalations: list[dict], task_id: str) -> list[dict]:
-    return sorted((e for e in escalations if e["task_id"] == task_id), key=lambda e: e["id"], reverse=True)
-
-
 @dataclass(frozen=True)
 class Pager:
     """Which slice of a long list a page shows."""
