@@ -200,9 +200,9 @@ async def _publish(producer: AIOKafkaProducer, topic: str, types: list[str], rec
                 futures.append(await producer.send(topic, value, key=key, headers=headers))
     except (KafkaError, TimeoutError) as error:
         log.warning("publish failed", error=repr(error))
-    if futures:
+    if pending := [future for future in futures if not future.done()]:
         # asyncio.wait leaves the records' futures alone: the producer still owns those it has not settled.
-        await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
     acked = []
     for record, future in zip(records, futures):
         acked.append(future.done() and not future.cancelled() and future.exception() is None)

@@ -1,5 +1,6 @@
-"""A broker that stops: intake answers 503 with Retry-After, records nothing it was not acknowledged,
-and the department's resend of the same batch publishes every event exactly once."""
+"""A broker that stops or hangs: intake answers 503 with Retry-After within its publish timeout, records
+nothing it was not acknowledged, and the department's resend of the same batch is accepted once, with
+every event on the topic."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from tests.intake.conftest import BATCH, STRUCTURED, header, intake_settings, pr
 pytestmark = pytest.mark.database
 
 
-async def test_broker_down_is_503_and_the_resend_publishes_each_event_once(database_url, intake_schema, own_tansu):
+async def test_broker_down_is_503_and_the_resend_is_accepted_once(database_url, intake_schema, own_tansu):
     settings = intake_settings(database_url, intake_schema, own_tansu.address, publish_timeout_s=2.0, retry_after_s=7)
     await own_tansu.start(settings.topic_dept_events)
     async with running_intake(settings) as intake:
@@ -44,10 +45,11 @@ async def test_broker_down_is_503_and_the_resend_publishes_each_event_once(datab
             again = await client.post("/v1/events", content=json.dumps(batch), headers=BATCH)
             assert again.json() == {"accepted": [], "duplicates": [e["id"] for e in batch]}
 
-    records = await read_topic(own_tansu.address, settings.topic_dept_events, count=5)
-    await_more = await read_topic(own_tansu.address, settings.topic_dept_events, timeout_s=1)
-    assert len(await_more) == 5
-    assert sorted(header(r, "ce_id") for r in records) == sorted(e["id"] for e in batch)
+    # Every event of the batch is on the topic; a record the 503 stopped waiting for may have reached the
+    # restarted broker too (decision 030): a second copy, which the consumers' ledgers skip.
+    records = await read_topic(own_tansu.address, settings.topic_dept_events, timeout_s=3)
+    assert {header(r, "ce_id") for r in records} == {e["id"] for e in batch}
+    assert len(records) <= 2 * len(batch)
 
 
 async def test_readiness_follows_the_broker_and_intake_recovers_within_5_s_of_its_return(
