@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
+from itertools import accumulate
 
 import asyncpg
 
@@ -372,46 +373,21 @@ class MetricsBatch:
                 " ON CONFLICT (task_id) DO UPDATE SET area = EXCLUDED.area, lead = EXCLUDED.lead,"
                 " status = EXCLUDED.status, light = EXCLUDED.light, percent = EXCLUDED.percent, as_of = EXCLUDED.as_of",
                 [tuple(self.tasks[t][c] for c in TASK_COLUMNS) for t in sorted(self._dirty_tasks)])
-        if self._dirty_cases:
-            rows = [tuple(self.cases[key][c] for c in CASE_COLUMNS) for key in sorted(self._dirty_cases)]
-            await conn.execute(
-                f"INSERT INTO cases ({', '.join(CASE_COLUMNS)}) SELECT * FROM unnest("
-                + ", ".join(f"${i}::{t}[]" for i, t in enumerate(CASE_TYPES, 1))
-                + ") ON CONFLICT (department, case_id) DO UPDATE SET "
-                + ", ".join(f"{c} = EXCLUDED.{c}" for c in CASE_COLUMNS[3:]) + ", updated_at = now()",
-                *map(list, zip(*rows, strict=True)))
-        if self.sums:
-            keys = sorted(self.sums)
-            rows = [(*key, r.sums.n, r.sums.total, r.sums.maximum, r.sums.unmeasured, r.sums.provisional,
-                     r.sums.reported, r.reported_at, r.value, r.published) for key in keys for r in (self.sums[key],)]
-            await conn.execute(
-                "UPDATE indicator_sums s SET n = v.n, total = v.total, maximum = v.maximum, unmeasured = v.unmeasured,"
-                " provisional = v.provisional, reported = v.reported, reported_at = v.reported_at, value = v.value,"
-                " as_of = CASE WHEN v.published THEN now() ELSE s.as_of END"
-                " FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::float8[], $6::float8[], $7::int[],"
-                " $8::int[], $9::float8[], $10::timestamptz[], $11::float8[], $12::bool[])"
-                " AS v (indicator_id, period, department, n, total, maximum, unmeasured, provisional, reported,"
-                " reported_at, value, published)"
-                " WHERE (s.indicator_id, s.period, s.department) = (v.indicator_id, v.period, v.department)",
-                *map(list, zip(*rows, strict=True)))
-            for row in self.sums.values():
-                row.published = False
-        await _insert_history(conn, self._history)
+        sums = [(*key, r.sums.n, r.sums.total, r.sums.maximum, r.sums.unmeasured, r.sums.provisional, r.sums.reported,
+                 r.reported_at, r.value, r.published) for key, r in sorted(self.sums.items())]
+        # One statement for the other tables (round trips are what a batch costs under load); a part
+        # with nothing to write gets empty arrays.
+        await conn.execute(_WRITE_BATCH, *_columns(CASE_TYPES, [tuple(self.cases[key][c] for c in CASE_COLUMNS)
+                                                               for key in sorted(self._dirty_cases)]),
+                           *_columns(_SUMS_TYPES, sums), *_columns(_HISTORY_TYPES, self._history),
+                           *_columns(_BUCKET_TYPES, [(*key, *acc) for key, acc in self._buckets.items()]),
+                           *_columns(_REPORT_TYPES, [(r.source, r.event_id, r.indicator_id, r.period, r.department,
+                                                      r.value, r.unit, r.note, r.reported_at) for r in self._reports]))
+        for row in self.sums.values():
+            row.published = False
         self._history.clear()
-        if buckets := [(*key, *acc) for key, acc in self._buckets.items()]:
-            await conn.execute(
-                "INSERT INTO case_duration_buckets AS b (case_type, department, le, count, sum)"
-                " SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::bigint[], $5::float8[])"
-                " ON CONFLICT (case_type, department, le) DO UPDATE SET count = b.count + EXCLUDED.count,"
-                " sum = b.sum + EXCLUDED.sum", *map(list, zip(*buckets, strict=True)))
-            self._buckets.clear()
-        if self._reports:
-            await conn.executemany(
-                "INSERT INTO reported_values (source, event_id, indicator_id, period, department, value, unit, note,"
-                " reported_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                [(r.source, r.event_id, r.indicator_id, r.period, r.department, r.value, r.unit, r.note, r.reported_at)
-                 for r in self._reports])
-            self._reports.clear()
+        self._buckets.clear()
+        self._reports.clear()
         self._dirty_tasks.clear()
         self._dirty_cases.clear()
 
@@ -430,14 +406,40 @@ async def _recompute_maximum(conn: asyncpg.Connection, ind: Indicator, sums_key:
         facts.case_type, period.first, period.last, department, ALL_DEPARTMENTS, *case_key)
 
 
-async def _insert_history(conn: asyncpg.Connection, rows: list[tuple]) -> None:
-    """History rows (indicator, period, department, value, samples, cause, calendar version), in order."""
-    if rows:
-        await conn.execute(
-            "INSERT INTO indicator_history (indicator_id, period, department, value, samples, as_of, cause,"
-            " calendar_version) SELECT i, p, d, v, s, now(), c, cv FROM unnest($1::text[], $2::text[], $3::text[],"
-            " $4::float8[], $5::int[], $6::text[], $7::text[]) WITH ORDINALITY AS h (i, p, d, v, s, c, cv, n)"
-            " ORDER BY n", *map(list, zip(*rows, strict=True)))
+def _columns(types: Sequence[str], rows: Sequence[tuple]) -> list[list]:
+    """`rows` as one list per column, for unnest."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in types]
+
+
+def _unnest(types: Sequence[str], first: int) -> str:
+    return "unnest(" + ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, first)) + ")"
+
+
+_SUMS_TYPES = ("text", "text", "text", "int", "float8", "float8", "int", "int", "float8", "timestamptz", "float8", "bool")
+_HISTORY_TYPES = ("text", "text", "text", "float8", "int", "text", "text")
+_BUCKET_TYPES = ("text", "text", "float8", "bigint", "float8")
+_REPORT_TYPES = ("text", "text", "text", "text", "text", "float8", "text", "text", "timestamptz")
+_FIRST = list(accumulate((len(t) for t in (CASE_TYPES, _SUMS_TYPES, _HISTORY_TYPES, _BUCKET_TYPES)), initial=1))
+_HISTORY_INSERT = (
+    "INSERT INTO indicator_history (indicator_id, period, department, value, samples, as_of, cause, calendar_version)"
+    " SELECT i, p, d, v, s, now(), c, cv FROM {} WITH ORDINALITY AS h (i, p, d, v, s, c, cv, n) ORDER BY n")
+# The tables are disjoint, so the order in which PostgreSQL runs the parts does not matter.
+_WRITE_BATCH = (
+    f"WITH cases_written AS (INSERT INTO cases ({', '.join(CASE_COLUMNS)}) SELECT * FROM {_unnest(CASE_TYPES, _FIRST[0])}"
+    " ON CONFLICT (department, case_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in CASE_COLUMNS[3:]) + ", updated_at = now()),"
+    " sums_written AS (UPDATE indicator_sums s SET n = v.n, total = v.total, maximum = v.maximum,"
+    " unmeasured = v.unmeasured, provisional = v.provisional, reported = v.reported, reported_at = v.reported_at,"
+    " value = v.value, as_of = CASE WHEN v.published THEN now() ELSE s.as_of END"
+    f" FROM {_unnest(_SUMS_TYPES, _FIRST[1])} AS v (indicator_id, period, department, n, total, maximum, unmeasured,"
+    " provisional, reported, reported_at, value, published)"
+    " WHERE (s.indicator_id, s.period, s.department) = (v.indicator_id, v.period, v.department)),"
+    f" history_written AS ({_HISTORY_INSERT.format(_unnest(_HISTORY_TYPES, _FIRST[2]))}),"
+    " buckets_written AS (INSERT INTO case_duration_buckets AS b (case_type, department, le, count, sum)"
+    f" SELECT * FROM {_unnest(_BUCKET_TYPES, _FIRST[3])} ON CONFLICT (case_type, department, le) DO UPDATE"
+    " SET count = b.count + EXCLUDED.count, sum = b.sum + EXCLUDED.sum)"
+    " INSERT INTO reported_values (source, event_id, indicator_id, period, department, value, unit, note, reported_at)"
+    f" SELECT * FROM {_unnest(_REPORT_TYPES, _FIRST[4])}")
 
 
 async def publish(conn: asyncpg.Connection, catalog: Catalog, rows: Iterable[asyncpg.Record], *, cause: str,
@@ -456,7 +458,7 @@ async def publish(conn: asyncpg.Connection, catalog: Catalog, rows: Iterable[asy
         " FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[]) AS v (indicator_id, period, department, value)"
         " WHERE (s.indicator_id, s.period, s.department) = (v.indicator_id, v.period, v.department)",
         *map(list, zip(*(c[:4] for c in changed), strict=True)))
-    await _insert_history(conn, changed)
+    await conn.execute(_HISTORY_INSERT.format(_unnest(_HISTORY_TYPES, 1)), *_columns(_HISTORY_TYPES, changed))
 
 
 # --- rebuilding from the stored cases --------------------------------------------------------------
