@@ -1,3 +1,6 @@
+from datetime import time
+from pathlib import Path
+
 from pydantic import Field
 
 from duban.settings import ServiceSettings
@@ -16,3 +19,13 @@ class BoardSettings(ServiceSettings):
     upstream_timeout_s: float = Field(10.0, gt=0)
     # Send the sign-in cookie over HTTPS only: on wherever the board is served through TLS (Kubernetes ingress).
     cookie_secure: bool = False
+    # The weekly 督查通报 issued automatically: on this ISO weekday (1 = Monday … 7 = Sunday) at this civil time
+    # (Asia/Shanghai) of each week, by the service clock; a day off moves it to the last working day before it.
+    bulletin_schedule: bool = True
+    bulletin_weekday: int = Field(5, ge=1, le=7)
+    bulletin_at: time = time(16, 0)
+    # How often the board looks whether the week's bulletin is due and hands issued ones to the notifier.
+    bulletin_interval_s: float = Field(15.0, gt=0)
+    # A file holding the board's own bearer token (role district-office), with which it issues the automatic
+    # bulletin and hands every bulletin to the notifier; read each round. Unset: neither happens.
+    service_token_file: Path | None = None
