@@ -20,14 +20,14 @@ from duban.catalog import load_catalog
 from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
 from duban.pg import create_pool
-from duban.workcal import WorkingCalendar
 from duban.problems import Problem, problem_response
+from duban.workcal import WorkingCalendar
 from services.board.api import pages, public
 from services.board.clients import ReadApis, UpstreamRefused
-from services.board.scheduled import BulletinJob, token_from
 from services.board.domain.schedule import IssueSchedule
 from services.board.domain.tables import SHANGHAI, civil
 from services.board.domain.views import LIGHT_NAMES, UNIT_NAMES
+from services.board.scheduled import BulletinJob, token_from
 from services.board.session import COOKIE, SignInRequired
 from services.board.settings import BoardSettings
 
@@ -64,9 +64,10 @@ def create_app(settings: BoardSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            for task in (heartbeat, job):
-                if task is not None:
-                    task.cancel()
+            tasks = [task for task in (heartbeat, job) if task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # the job gives its connection back first
             await app.state.apis.close()
             await app.state.pool.close()
             log.info("stopped")

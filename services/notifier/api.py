@@ -16,6 +16,7 @@ from duban.api_deps import (PAGE_SIZE_DEFAULT, ChangingPrincipal, Clock, Current
                             PlanCatalog, Pool, authenticated, from_app_state)
 from duban.auth import forbidden
 from duban.catalog import Catalog
+from duban.events.models import Markup, Note, Title
 from duban.pg import BIGINT_MAX
 from duban.problems import Problem
 from duban.workcal import OfficeHours
@@ -189,11 +190,9 @@ class BulletinHandover(BaseModel):
     model_config = ConfigDict(extra="forbid")
     bulletin_id: int = Field(ge=1, le=BIGINT_MAX, description="the board's id of the bulletin")
     week: str = Field(pattern=r"^[0-9]{4}-W[0-9]{2}$", description="ISO week, e.g. 2021-W38")
-    title: str = Field(min_length=1, max_length=200, description="the bulletin's title: the mail's subject and"
-                                                                 " the attachment's name")
-    summary: list[Annotated[str, Field(max_length=2000)]] = Field(max_length=20, description="一、总体情况: the"
-                                                                  " mail's text")
-    html: str = Field(max_length=2_000_000, description="the bulletin as an HTML fragment: the mail's HTML body")
+    title: Title = Field(description="the bulletin's title: the mail's subject and the attachment's name")
+    summary: list[Note] = Field(max_length=20, description="一、总体情况: the mail's text")
+    html: Markup = Field(description="the bulletin as an HTML fragment: the mail's HTML body")
     document: Base64Bytes = Field(description="the Word document (.docx), base64; attached to each mail")
 
 
