@@ -223,9 +223,10 @@ def read_api(router, pool: asyncpg.Pool, tokens: Tokens):
 
 
 @contextlib.asynccontextmanager
-async def serving(app, lifespan: str = "off") -> AsyncIterator[str]:
-    """The app under a real uvicorn on a free port in this event loop; yields its base URL."""
-    port = free_port()
+async def serving(app, lifespan: str = "off", port: int | None = None) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a free port (or `port`, to serve again where it was) in this event loop;
+    yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan=lifespan))
     task = asyncio.create_task(server.serve())
     while not server.started:

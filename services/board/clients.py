@@ -120,6 +120,11 @@ class ReadApis:
         return await self._all("notifier", f"/v1/escalations/{escalation_id}/history", token, {},
                                page_size=PAGE_SIZE_MAX)
 
+    async def hand_over_bulletin(self, token: str, body: dict) -> dict:
+        """Give an issued bulletin to the notifier, which mails it to the district office; a repeat of the same
+        bulletin is answered with the first result (the notifier is idempotent on its id)."""
+        return await self._call("notifier", "POST", "/v1/bulletins", token, json=body)
+
     async def _all(self, service: str, path: str, token: str, params: dict, *, page_size: int) -> list[dict]:
         items: list[dict] = []
         while True:
