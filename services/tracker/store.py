@@ -31,7 +31,7 @@ def _json(value: dict) -> str:
 
 
 # orjson reads an integer of 19 digits or more as a float where json keeps an int (as duban.events.kafka).
-_LONG_DIGITS = re.compile(r"\d{19}")
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
 
 
 def _loads(text: str):
