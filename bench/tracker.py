@@ -317,8 +317,10 @@ def sampled(pid: int, path: Path | None) -> Iterator[None]:
     if path is None:
         yield
         return
+    # --native (C frames: asyncpg, orjson, syscalls) pauses the process for each sample: a profiled
+    # run's events/s and CPU per event are not comparable with an unprofiled one.
     spy = subprocess.Popen([Path(sys.executable).with_name("py-spy"), "record", "--pid", str(pid), "--native",
-                            "--nonblocking", "--format", "speedscope", "-o", str(path)], stdout=subprocess.DEVNULL)
+                            "--format", "speedscope", "-o", str(path)], stdout=subprocess.DEVNULL)
     try:
         yield
     finally:
