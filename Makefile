@@ -44,7 +44,7 @@ lock: venv
 openapi: openapi-intake openapi-tracker openapi-metrics openapi-notifier
 
 openapi-intake: venv
-	$(BIN)/python -m services.intake.openapi > contracts/openapi/intake.json
+	$(BIN)/python -m services.intake.app > contracts/openapi/intake.json
 
 # The tracker's OpenAPI document (tests/tracker/test_api.py fails when it drifts from the routes).
 openapi-tracker: venv

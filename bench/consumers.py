@@ -11,7 +11,10 @@ Starts an embedded PostgreSQL and a Tansu broker, then:
    event, the time from its event time (the tracker's clock when it applied the cause) to the
    start of the transaction that applied it in each consumer (the ledger row's processed_at):
    p50 and p99. This includes the outbox relay's delay, printed on its own (event time to the row
-   marked published), and stops short of the batch's own apply time.
+   marked published), and stops short of the batch's own apply time. The consumer's own part,
+   published-to-state (the row marked published to that transaction's start), follows; it can be
+   below zero, as the relay marks its rows after the broker's acknowledgement, when a consumer may
+   already have fetched them.
 
     .venv/bin/python bench/consumers.py [--events 20000] [--rate 1000] [--seconds 15] [--root DIR]
 """
@@ -54,16 +57,20 @@ async def relay_delays(conn: asyncpg.Connection, after_seq: int) -> list[float]:
         after_seq)]
 
 
-async def latencies(conn: asyncpg.Connection, schema: str, after_seq: int) -> list[float]:
-    return [r["s"] for r in await conn.fetch(
-        f"SELECT extract(epoch FROM p.processed_at - o.event_time)::float8 AS s FROM {schema}.processed_events p"
-        " JOIN tracker.outbox o ON o.event_id::text = p.id WHERE o.seq > $1", after_seq)]
+async def latencies(conn: asyncpg.Connection, schema: str, after_seq: int) -> tuple[list[float], list[float]]:
+    """Per change event: event time to state, and the consumer's own part of it, published to state."""
+    rows = await conn.fetch(
+        "SELECT extract(epoch FROM p.processed_at - o.event_time)::float8 AS s,"
+        " extract(epoch FROM p.processed_at - o.published_at)::float8 AS own"
+        f" FROM {schema}.processed_events p JOIN tracker.outbox o ON o.event_id::text = p.id WHERE o.seq > $1",
+        after_seq)
+    return [r["s"] for r in rows], [r["own"] for r in rows]
 
 
 async def main(events_n: int, rate: float, seconds: float, root: Path) -> None:
     with broker_and_database() as (tmp, url, address):
         services: list[subprocess.Popen] = []
-        results: dict[str, tuple[float, list[float]]] = {}
+        results: dict[str, tuple[float, tuple[list[float], list[float]]]] = {}
         try:
             settings = ServiceSettings(kafka_bootstrap=address, topic_partitions=12)
             await wait_for_broker(settings)
@@ -102,9 +109,9 @@ async def main(events_n: int, rate: float, seconds: float, root: Path) -> None:
     print(f"raw pipeline (consume + read + write of {changes} change events): {raw:>7.0f} events/s")
     print(f"at {rate:.0f} department events/s ({(total - before) / seconds:.0f} change events/s):"
           f" outbox relay, event time to published: {p50_p99(relayed)}")
-    for name, (backlog_rate, lags) in results.items():
+    for name, (backlog_rate, (lags, own)) in results.items():
         print(f"{name:<9} sustained {backlog_rate:>7.0f} events/s   ratio {name}/raw {backlog_rate / raw:.2f}"
-              f"   event-to-state ({len(lags)} events): {p50_p99(lags)}")
+              f"   event-to-state ({len(lags)} events): {p50_p99(lags)}   published-to-state: {p50_p99(own)}")
 
 
 if __name__ == "__main__":

@@ -11,16 +11,24 @@ Starts an embedded PostgreSQL and a Tansu broker, then:
    read, contract and time checks, ledger rows, offset commits) with a handler that does nothing,
    in the benchmark's own process: what the runtime leaves for the domain;
 4. sustained: `--replicas` `python -m services.tracker` processes (one consumer group) are started
-   on the backlog; events/s from the first applied batch to the last, and the ratio to raw;
-5. latency: the tracker keeps up with a steady 1,000 events/s for a while; per case, the time from
+   on the backlog; events/s from the first applied batch to the last, and the ratio to raw; and the
+   CPU time per event (from /proc) of the trackers, of PostgreSQL (postmaster and backends) and of
+   the broker over the same span. Other work on the machine blurs events/s far more than CPU per
+   event, and one tracker at 12,000 events/s has 83 µs per event;
+5. latency: once the outbox relay has published what the backlog announced, the tracker keeps up
+   with a steady 1,000 events/s for a while; per case, the time from
    its last event's event time (stamped when produced) to the instant its row was written, just
    before the batch commits: p50 and p99.
 
 The services run with the settings `duban run` gives them next to Tansu (duban.embedded.TANSU_CLIENT_ENV).
 `--root DIR` runs the services of another checkout (an older commit, for before/after figures in
-one session); the broker, the database, the workload and the raw pipeline stay this checkout's.
+one session), with that checkout's .venv when it has one; the broker, the database, the workload and the raw pipeline stay this checkout's.
+`--profile FILE` samples the (first) tracker with py-spy during the sustained phase and writes a
+speedscope profile (`pip install py-spy` into the venv first; open it at https://www.speedscope.app).
+`--set DUBAN_X=value` (repeatable) gives the trackers a setting, e.g. another DUBAN_BATCH_SIZE.
 
     .venv/bin/python bench/tracker.py [--events 50000] [--rate 1000] [--seconds 15] [--replicas 1] [--root DIR]
+                                      [--profile FILE] [--set DUBAN_X=value]
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -227,8 +236,10 @@ def start_service(module: str, url: str, address: str, run_dir: Path, root: Path
         "DUBAN_DATA_DIR": str(run_dir), "DUBAN_LOG_LEVEL": "WARNING", **TANSU_CLIENT_ENV,
         "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(run_dir)[1])} | extra
     log = open(run_dir.with_suffix(".log"), "wb")  # noqa: SIM115 - the child writes it for its lifetime
-    # Run from `root`, `-m` finds that checkout's packages first.
-    return subprocess.Popen([sys.executable, "-m", module], cwd=root, env=env, stdout=log,
+    # Run from `root`, `-m` finds that checkout's packages first; its own venv, if it has one, brings
+    # the libraries it pins.
+    python = root / ".venv" / "bin" / "python"
+    return subprocess.Popen([python if python.exists() else sys.executable, "-m", module], cwd=root, env=env, stdout=log,
                             stderr=subprocess.STDOUT), port
 
 
@@ -259,7 +270,66 @@ async def sustained(conn: asyncpg.Connection, n: int, schema: str = "tracker") -
     return done / (time.perf_counter() - first)
 
 
-async def main(events_n: int, rate: float, seconds: float, replicas: int, root: Path) -> None:
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """User + system CPU seconds each process has used so far (Linux /proc; a process gone counts nothing)."""
+    out = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def children_of(parent: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                children.append(int(stat.parent.name))
+        except (OSError, ValueError):
+            continue
+    return children
+
+
+class CpuMeter:
+    """CPU time per event of the trackers, PostgreSQL (postmaster and backends) and the broker over a
+    phase: unlike events/s, it holds fairly still while other work on the machine takes cores away."""
+
+    def __init__(self, trackers: list[int], postmaster: int) -> None:
+        broker = [pid for pid in children_of(os.getpid()) if "tansu" in Path(f"/proc/{pid}/cmdline").read_text()]
+        self.groups = [lambda: trackers, lambda: [postmaster, *children_of(postmaster)], lambda: broker]
+        self.start = self._now()
+
+    def _now(self) -> list[dict[int, float]]:
+        return [cpu_seconds(group()) for group in self.groups]
+
+    def per_event_us(self, events: int) -> list[float]:
+        """CPU µs per event of the trackers, PostgreSQL and the broker since the meter started."""
+        used = [sum(after[pid] - before.get(pid, 0.0) for pid in after) for before, after in zip(self.start, self._now())]
+        return [seconds / events * 1e6 for seconds in used]
+
+
+@contextmanager
+def sampled(pid: int, path: Path | None) -> Iterator[None]:
+    """py-spy samples process `pid` (native frames too) while the block runs, into a speedscope file."""
+    if path is None:
+        yield
+        return
+    # --native (C frames: asyncpg, orjson, syscalls) pauses the process for each sample: a profiled
+    # run's events/s and CPU per event are not comparable with an unprofiled one.
+    spy = subprocess.Popen([Path(sys.executable).with_name("py-spy"), "record", "--pid", str(pid), "--native",
+                            "--format", "speedscope", "-o", str(path)], stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        spy.wait(60)
+
+
+async def main(events_n: int, rate: float, seconds: float, replicas: int, root: Path, profile: Path | None,
+               service_env: dict[str, str]) -> None:
     with broker_and_database() as (tmp, url, address):
         trackers: list[tuple[subprocess.Popen, int]] = []
         try:
@@ -271,11 +341,21 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
             raw = await raw_pipeline(settings, url, settings.topic_dept_events, events_n)
             runtime = await runtime_alone(settings, url, settings.topic_dept_events, events_n)
 
-            trackers = [start_service("services.tracker", url, address, tmp / f"run{i}", root)
+            trackers = [start_service("services.tracker", url, address, tmp / f"run{i}", root, **service_env)
                         for i in range(replicas)]
             conn = await asyncpg.connect(url)
-            rate_of_backlog = await sustained(conn, events_n)
+            postmaster = int((Path(await conn.fetchval("SHOW data_directory")) / "postmaster.pid")
+                             .read_text().split()[0])
+            while (applied_at_start := await count(conn)) == 0:  # measure the work, not the start-up
+                await asyncio.sleep(0.02)
+            meter = CpuMeter([process.pid for process, _ in trackers], postmaster)
+            with sampled(trackers[0][0].pid, profile):
+                rate_of_backlog = await sustained(conn, events_n)
+            tracker_us, postgres_us, broker_us = meter.per_event_us(events_n - applied_at_start)
             await wait_ready([port for _, port in trackers])
+            # A steady state first: the relay publishes what the backlog announced before the rate starts.
+            while await conn.fetchval("SELECT count(*) FROM tracker.outbox WHERE published_at IS NULL"):
+                await asyncio.sleep(0.1)
 
             steady = workload(int(rate * seconds), datetime.now(timezone.utc))
             cases = {e["subject"] for e in steady if e["type"].startswith("duban.case.")}
@@ -298,6 +378,9 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
     print(f"tracker sustained ({events_n} events, {replicas} process{'es' if replicas > 1 else ''}):"
           f" {rate_of_backlog:>7.0f} events/s   ratio tracker/raw {rate_of_backlog / raw:.2f}"
           f"   target ≥ {SUSTAINED_TARGET} {'ok' if rate_of_backlog >= SUSTAINED_TARGET else 'UNDER'}")
+    print(f"CPU per event while sustained: tracker{'s' if replicas > 1 else ''} {tracker_us:.0f} µs,"
+          f" PostgreSQL {postgres_us:.0f} µs, broker {broker_us:.0f} µs   (one process at {SUSTAINED_TARGET} events/s has"
+          f" {1e6 / SUSTAINED_TARGET:.0f} µs)")
     print(f"event-to-state at {rate:.0f} events/s over {seconds:.0f} s ({len(latencies)} cases):"
           f" p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms   target p99 ≤ {P99_TARGET_S * 1000:.0f} ms"
           f" {'ok' if p99 <= P99_TARGET_S else 'OVER'}")
@@ -306,5 +389,8 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
 if __name__ == "__main__":
     parser = arguments(__doc__, events=50_000)
     parser.add_argument("--replicas", type=int, default=1, help="tracker processes in the consumer group")
+    parser.add_argument("--profile", type=Path, help="py-spy the tracker's sustained phase into this speedscope file")
+    parser.add_argument("--set", action="append", default=[], metavar="DUBAN_X=value", help="a tracker setting")
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.rate, args.seconds, args.replicas, args.root.resolve()))
+    asyncio.run(main(args.events, args.rate, args.seconds, args.replicas, args.root.resolve(), args.profile,
+                     dict(item.split("=", 1) for item in args.set)))

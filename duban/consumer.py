@@ -32,14 +32,14 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Histogram
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential_jitter
 
 from duban.broker import send_dead_letter
 from duban.events.fast import fast_valid
 from duban.events.kafka import read_record
 from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
 from duban.events.timing import TimeWindow
-from duban.pg import TRANSIENT_ERRORS
+from duban.pg import transient
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,7 @@ class PermanentEventError(Exception):
 def raise_if_infrastructure(conn: asyncpg.Connection, exc: Exception) -> None:
     """Re-raise what is not the event's fault: a transient error, or anything at all once the
     connection is gone (a terminated backend can surface as an odd error type before the conn says so)."""
-    if isinstance(exc, TRANSIENT_ERRORS):
+    if transient(exc):
         raise exc
     if conn.is_closed():
         raise asyncpg.exceptions.ConnectionDoesNotExistError(f"the connection closed while applying: {exc!r}") from exc
@@ -228,7 +228,7 @@ class LedgerConsumer:
 
     async def _apply_with_retries(self, batch: PreparedBatch) -> BatchResult:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(TRANSIENT_ERRORS), stop=stop_after_delay(self.retry_budget_s),
+            retry=retry_if_exception(transient), stop=stop_after_delay(self.retry_budget_s),
             wait=wait_exponential_jitter(multiplier=0.2, max=5.0), reraise=True,
             before_sleep=lambda state: log.warning(
                 "batch failed transiently; retrying", consumer=self.name, attempt=state.attempt_number,

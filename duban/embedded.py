@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1
@@ -30,10 +31,17 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 def spawn(args: list[str], env: dict[str, str], log_path: Path, *, cwd: Path | None = None) -> subprocess.Popen:
     """A child process that dies with this one and has a process group of its own (a terminal's Ctrl-C
     reaches its owner alone, which stops its children in the order it chooses); its output is appended
-    to `log_path`. Spawn from the main thread (see die_with_parent)."""
+    to `log_path`. Spawn from the main thread (see die_with_parent).
+
+    It dies by SIGKILL, not SIGTERM: its owner stops it in order (services, then the broker, then
+    PostgreSQL); an owner that dies without doing so takes the broker and PostgreSQL down at the same
+    moment, and a graceful stop would only wait on them, one wait after another: a batch in flight
+    retried against a database that is shutting down (up to 15 s), its offset commit to a broker that
+    is gone (up to 10 s), leaving the group. Whatever a SIGKILL interrupts is redelivered and skipped by
+    the ledger, as after any crash; a notice being sent goes out again under its Message-ID."""
     log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-                            cwd=cwd, process_group=0)
+    return subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                            preexec_fn=partial(die_with_parent, signal.SIGKILL), cwd=cwd, process_group=0)
 
 
 # What a client of Tansu sets: short group timeouts, as a join waits for them on Tansu (decision 001),

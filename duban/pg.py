@@ -26,12 +26,22 @@ DATABASE_UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectio
 # the server gave up to let others go on (a deadlock, a serialization failure). Consumers and jobs retry
 # these for their retry budget; anything else is the event's or the caller's fault.
 TRANSIENT_ERRORS = (*DATABASE_UNAVAILABLE, asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
-# InterfaceErrors that are the caller's mistake (a value of the wrong type, a bad setting), never an outage.
-_CLIENT_MISTAKES = (asyncpg.exceptions.DataError, asyncpg.exceptions.ClientConfigurationError)
+# InterfaceErrors that are the caller's or the record's mistake, never an outage: a retry only repeats them.
+# The client-side DataError ("invalid query input") lives in asyncpg.exceptions._base: the name
+# asyncpg.exceptions.DataError is the server's SQLSTATE class 22, which shadows it there. asyncpg 0.32
+# reports a value it cannot encode (a str for an int) with that class-22 exception, which is not transient
+# anyway; the client-side class is named here so that no asyncpg raising it turns one record into a retry storm.
+_CLIENT_MISTAKES = (asyncpg.exceptions._base.DataError, asyncpg.exceptions.ClientConfigurationError,
+                    asyncpg.exceptions.UnsupportedClientFeatureError)
 
 
 def database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DATABASE_UNAVAILABLE) and not isinstance(error, _CLIENT_MISTAKES)
+
+
+def transient(error: BaseException) -> bool:
+    """Whether a retry on a fresh connection or transaction may get past `error` (see TRANSIENT_ERRORS)."""
+    return isinstance(error, TRANSIENT_ERRORS) and not isinstance(error, _CLIENT_MISTAKES)
 
 
 _MIGRATION_FILE = re.compile(r"^([0-9]{3})_([a-z0-9_]+)\.sql$")

@@ -60,8 +60,9 @@ class ServiceSettings(ClockSettings):
 
     def time_window(self) -> TimeWindow:
         # The window follows the service's clock: on a virtual clock, events carry virtual instants.
+        # It asks for every event, so it keeps one Clock rather than building one per call (`self.clock`).
         return TimeWindow(floor=self.event_time_floor, max_skew=timedelta(seconds=self.event_time_max_skew_s),
-                          clock=self.clock)
+                          clock=self.time_source.now)
     # Bearer tokens (duban/auth.py): the identity provider's JWKS or one public key file; a service with neither
     # refuses to start. `duban run` sets the key file to the key pair it keeps under the data dir.
     auth_jwks_url: str | None = None

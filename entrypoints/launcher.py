@@ -40,6 +40,8 @@ from duban.workcal import SHANGHAI
 from entrypoints.services import SERVICES, service_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+# Real time, like every token's expiry: long enough for a local run left going.
+BOARD_TOKEN_TTL = timedelta(days=30)
 
 
 async def migrate_all(database_url: str, only: list[str] | None = None) -> dict[str, list[str]]:
@@ -155,9 +157,12 @@ class Stack:
         database_url, bootstrap = self.start_database(), self.start_broker()
         self.env.update(DUBAN_DATABASE_URL=database_url, DUBAN_KAFKA_BOOTSTRAP=bootstrap,
                         DUBAN_DATA_DIR=str(self.run_dir))
+        board_env = {}
         if not (self.env.get("DUBAN_AUTH_JWKS_URL") or self.env.get("DUBAN_AUTH_PUBLIC_KEY_FILE")):
             # The embedded default: services trust the key pair `duban tokens issue` signs with.
             self.env["DUBAN_AUTH_PUBLIC_KEY_FILE"] = str(ensure_local_keys(self.run_dir)[1])
+            if "DUBAN_SERVICE_TOKEN_FILE" not in self.env:
+                board_env["DUBAN_SERVICE_TOKEN_FILE"] = str(self.board_token())
         settings = ServiceSettings(database_url=database_url, kafka_bootstrap=bootstrap)
         await wait_for_broker(settings)
         await ensure_topics(settings)
@@ -170,13 +175,27 @@ class Stack:
         # The board reads the other services' APIs where this launcher puts them.
         self.env.update({f"DUBAN_{name.upper()}_URL": self.url(name) for name in ("tracker", "metrics", "notifier")})
         for spec in SERVICES:
-            env = dict(self.env, DUBAN_HTTP_PORT=str(self.base_port + spec.port_offset))
+            env = dict(self.env, DUBAN_HTTP_PORT=str(self.base_port + spec.port_offset),
+                       **(board_env if spec.name == "board" else {}))
             self.launch(spec.name, [sys.executable, "-m", spec.module], env)
         await self.wait_ready()
         for spec in SERVICES:
             self.say(f"{spec.name:<11} {self.url(spec.name)}  (/readyz /metrics, log {self.run_dir / (spec.name + '.log')})")
         self.say(f"督办看板    open {self.url('board')}/ in a browser; sign in with a token from"
                  " `duban tokens issue --role district-office`")
+
+    def board_token(self) -> Path:
+        """The board's service token (district office), signed with the local key pair, in a file only the owner
+        reads: the board reads the APIs and hands bulletins to the notifier with it when nobody is signed in.
+        The board gets the token, never the signing key; each `duban run` signs a fresh one."""
+        private_key, _ = ensure_local_keys(self.run_dir)
+        token = issue_token(private_key, ServiceSettings(), role="district-office", subject="board:schedule",
+                            ttl=BOARD_TOKEN_TTL)
+        path = private_key.parent / "board.token"
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as out:
+            out.write(token)
+        return path
 
     async def wait_ready(self, timeout_s: float = 90.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -260,6 +279,8 @@ HEAD_START_S = 45.0
 # an escalation or a case warning should show within a second or two of its plan date.
 FAST_CLOCK_INTERVALS = {"DUBAN_REEVALUATE_INTERVAL_S": "1", "DUBAN_CASE_WARNING_INTERVAL_S": "1",
                         "DUBAN_SCHEDULER_INTERVAL_S": "1", "DUBAN_SNAPSHOT_MAX_AGE_S": "2",
+                        # a plan-week's bulletin is due from Friday 16:00 to Sunday's end: about 5 real seconds
+                        "DUBAN_BULLETIN_INTERVAL_S": "1",
                         # a plan-week passes in 14 s: weekly digests to every lead would bury the escalations
                         "DUBAN_WEEKLY_DIGEST": "false"}
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -109,8 +110,16 @@ class Tansu:
         await wait_for_broker(settings)
         await ensure_topics(settings, list(topics))
 
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open and nothing is answered, as from a broker that hangs."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
+            self.resume()  # a stopped process would hold its SIGTERM until continued
             self.process.terminate()
             self.process.wait(10)
 
@@ -214,9 +223,10 @@ def read_api(router, pool: asyncpg.Pool, tokens: Tokens):
 
 
 @contextlib.asynccontextmanager
-async def serving(app, lifespan: str = "off") -> AsyncIterator[str]:
-    """The app under a real uvicorn on a free port in this event loop; yields its base URL."""
-    port = free_port()
+async def serving(app, lifespan: str = "off", port: int | None = None) -> AsyncIterator[str]:
+    """The app under a real uvicorn on a free port (or `port`, to serve again where it was) in this event loop;
+    yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan=lifespan))
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from duban.events.registry import CONTRACTS
+from entrypoints.services import SERVICES as SERVICE_SPECS
 from tests.conftest import ROOT
 from tests.deploy.conftest import python_sources
 
 SERVICES = ROOT / "services"
-NAMES = ("intake", "tracker", "metrics", "notifier", "board")
+NAMES = tuple(spec.name for spec in SERVICE_SPECS)
 STREAM_PROCESSORS = ("tracker", "metrics", "notifier")
 # What a domain module must not reach for: a database, a broker, a web framework, the metrics registry.
 NOT_IN_DOMAIN = ("asyncpg", "aiokafka", "faust", "fastapi", "starlette", "httpx", "prometheus_client",
@@ -137,3 +138,54 @@ def test_every_pattern_spells_digits_as_a_range():
              for path in python_sources() for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
              if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\\d" in node.value]
     assert found == []
+
+
+def _module_imports(service: str) -> dict[str, set[str]]:
+    """The service's modules (dotted names) and which of them each imports, at any depth of its code."""
+    package = f"services.{service}"
+    paths = {".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+             for path in _modules(service)}
+    graph: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        base = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        reached: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                reached.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                origin = ".".join([base.rsplit(".", node.level - 1)[0]] * bool(node.level) + [node.module or ""]).strip(".")
+                # `from package import name` imports the submodule `name` when there is one.
+                reached.update(f"{origin}.{alias.name}" if f"{origin}.{alias.name}" in paths else origin
+                               for alias in node.names)
+        graph[module] = {name for name in reached if name in paths and name != module and name.startswith(package)}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle of `graph` (its modules in order, the first repeated at the end), or []."""
+    done: set[str] = set()
+
+    def walk(module: str, trail: list[str]) -> list[str]:
+        if module in trail:
+            return trail[trail.index(module):] + [module]
+        if module in done:
+            return []
+        for imported in sorted(graph[module]):
+            if found := walk(imported, trail + [module]):
+                return found
+        done.add(module)
+        return []
+
+    return next((found for module in sorted(graph) if (found := walk(module, []))), [])
+
+
+@pytest.mark.parametrize("service", NAMES)
+def test_no_module_of_a_service_imports_itself_back(service):
+    """Imports inside a service go one way (app wires api, api uses store and domain): a cycle, even through
+    an import inside a function, means two modules that can only be understood and changed together."""
+    assert _cycle(_module_imports(service)) == []
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []

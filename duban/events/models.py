@@ -131,6 +131,7 @@ Reason = _free_text(500)
 Reference = _free_text(128)  # the department's own case number, e.g. （2021）闽0102破7号
 Title = _free_text(200)
 StepName = _free_text(100)
+Markup = _free_text(2_000_000)  # a rendered document, e.g. a bulletin's HTML
 # A civil date as JSON text (YYYY-MM-DD), never a number or another ISO 8601 form.
 CivilDate = Annotated[date, BeforeValidator(_civil_date), Field(json_schema_extra={"pattern": CIVIL_DATE_PATTERN})]
 Percent = Annotated[int, Field(strict=True, ge=0, le=100)]

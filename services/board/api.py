@@ -118,8 +118,7 @@ async def task_detail(request: Request, session: CurrentSession, task_id: TaskId
     offset = (page - 1) * HISTORY_PAGE
     task, history, escalations = await asyncio.gather(
         apis.task(session.token, task_id), apis.history(session.token, task_id, limit=HISTORY_PAGE, offset=offset),
-        apis.escalations(session.token))
-    escalations = views.escalations_of_task(escalations, task_id)
+        apis.escalations(session.token, task_id=task_id))
     trails = await asyncio.gather(*(apis.escalation_history(session.token, e["id"]) for e in escalations))
     return render(request, "task.html", session, task=task, history=history["items"],
                   pager=views.Pager(page, HISTORY_PAGE, history["total"]),
@@ -203,9 +202,8 @@ async def indicator_detail(request: Request, session: CurrentSession, indicator_
 @pages.get("/departments", response_class=HTMLResponse)
 async def departments(request: Request, session: CurrentSession) -> HTMLResponse:
     apis, catalog = apis_of(request), catalog_of(request)
-    tasks, indicator_answer, escalations = await asyncio.gather(
-        apis.tasks(session.token), apis.indicators(session.token), apis.escalations(session.token))
-    details = await apis.task_details(session.token, [t["id"] for t in tasks])
+    details, indicator_answer, escalations = await asyncio.gather(
+        apis.tasks(session.token, milestones=True), apis.indicators(session.token), apis.escalations(session.token))
     figures = [f for item in indicator_answer["items"] for f in item["departments"]]
     cards = scorecard.scorecards(catalog, details, figures, escalations, today_of(request))
     return render(request, "departments.html", session, ranking=scorecard.ranking(cards),

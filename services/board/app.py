@@ -21,10 +21,13 @@ from duban.logs import configure_logging
 from duban.ops import Liveness, add_ops_routes
 from duban.pg import create_pool
 from duban.problems import Problem, problem_response
+from duban.workcal import WorkingCalendar
 from services.board.api import pages, public
 from services.board.clients import ReadApis, UpstreamRefused
+from services.board.domain.schedule import IssueSchedule
 from services.board.domain.tables import SHANGHAI, civil
 from services.board.domain.views import LIGHT_NAMES, UNIT_NAMES
+from services.board.scheduled import BulletinJob, token_from
 from services.board.session import COOKIE, SignInRequired
 from services.board.settings import BoardSettings
 
@@ -53,13 +56,18 @@ def create_app(settings: BoardSettings | None = None) -> FastAPI:
         auth.install(app, settings)  # no key to check tokens with: refuse to start rather than run open
         app.state.pool = await create_pool(settings.database_url, settings.schema_name, max_size=4)
         app.state.apis = ReadApis.open(settings)
-        heartbeat = asyncio.create_task(liveness.beat_every(1.0, lambda: True), name="heartbeat")
+        job = bulletin_job(app, settings)
+        heartbeat = asyncio.create_task(liveness.beat_every(1.0, lambda: job is None or not job.done()),
+                                        name="heartbeat")
         log.info("started", port=settings.http_port, tracker=settings.tracker_url, metrics=settings.metrics_url,
                  notifier=settings.notifier_url)
         try:
             yield
         finally:
-            heartbeat.cancel()
+            tasks = [task for task in (heartbeat, job) if task is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # the job gives its connection back first
             await app.state.apis.close()
             await app.state.pool.close()
             log.info("stopped")
@@ -89,6 +97,18 @@ def create_app(settings: BoardSettings | None = None) -> FastAPI:
                                    "metrics": lambda: upstream_alive(settings.metrics_url),
                                    "notifier": lambda: upstream_alive(settings.notifier_url)})
     return app
+
+
+def bulletin_job(app: FastAPI, settings: BoardSettings) -> asyncio.Task | None:
+    """The automatic bulletin and the hand-offs (services/board/scheduled.py), when the board has a token."""
+    if settings.service_token_file is None:
+        log.warning("no service token (DUBAN_SERVICE_TOKEN_FILE): no automatic bulletin, and issued bulletins"
+                    " are not handed to the notifier for mailing")
+        return None
+    schedule = IssueSchedule(settings.bulletin_weekday, settings.bulletin_at) if settings.bulletin_schedule else None
+    job = BulletinJob(app.state.apis, app.state.pool, app.state.catalog, WorkingCalendar(), schedule,
+                      token_from(settings.service_token_file))
+    return asyncio.create_task(job.run(settings.bulletin_interval_s, settings.clock), name="bulletins")
 
 
 # Scripts, styles and everything else from the board itself only (the chart reads its data from the page, no

@@ -1,9 +1,11 @@
-"""Issuing a 督查通报: ask the read APIs (with the issuer's token), assemble the week's bulletin, render it as
-Word and HTML, archive both in the board's schema. The board's form and `duban bulletin` both come here."""
+"""Issuing a 督查通报: ask the read APIs, assemble the week's bulletin, render it as Word and HTML, archive both
+in the board's schema. The board's form and `duban bulletin` issue with the issuer's token; the schedule
+(services/board/scheduled.py) with the board's service token, as issued_by "schedule"."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +16,7 @@ from services.board import store
 from services.board.clients import ReadApis
 from services.board.documents import to_docx, to_html
 from services.board.domain.bulletin import Bulletin, assemble
+from services.board.domain.schedule import SCHEDULE
 
 
 @dataclass(frozen=True)
@@ -23,16 +26,43 @@ class Issued:
     docx: bytes
 
 
-async def issue(*, apis: ReadApis, token: str, issued_by: str, catalog: Catalog, pool: asyncpg.Pool, week: str,
-                now: datetime) -> Issued:
+async def compose(apis: ReadApis, token: str, catalog: Catalog, week: str, now: datetime) -> Bulletin:
     tasks, indicators, escalations, extensions = await asyncio.gather(
         apis.tasks(token), apis.indicators(token, week[:4]), apis.escalations(token),
         apis.extensions(token, status="approved"))
     details = await apis.task_details(token, [t["id"] for t in tasks])
-    bulletin = assemble(catalog, week=week, now=now, tasks=details, indicators=indicators, escalations=escalations,
-                        extensions=extensions)
+    return assemble(catalog, week=week, now=now, tasks=details, indicators=indicators, escalations=escalations,
+                    extensions=extensions)
+
+
+async def _archive(conn: asyncpg.Connection, bulletin: Bulletin, *, issued_by: str, now: datetime,
+                   automatic: bool) -> Issued:
     docx = to_docx(bulletin)
-    async with pool.acquire() as conn:
-        bulletin_id = await store.archive(conn, week=week, as_of=bulletin.as_of, issued_at=now, issued_by=issued_by,
-                                          title=bulletin.title, html=to_html(bulletin), docx=docx)
+    bulletin_id = await store.archive(conn, week=bulletin.week, as_of=bulletin.as_of, issued_at=now,
+                                      issued_by=issued_by, title=bulletin.title, summary=bulletin.summary,
+                                      html=to_html(bulletin), docx=docx, automatic=automatic)
     return Issued(bulletin_id, bulletin, docx)
+
+
+async def issue(*, apis: ReadApis, token: str, issued_by: str, catalog: Catalog, pool: asyncpg.Pool, week: str,
+                now: datetime) -> Issued:
+    bulletin = await compose(apis, token, catalog, week, now)
+    async with pool.acquire() as conn:
+        return await _archive(conn, bulletin, issued_by=issued_by, now=now, automatic=False)
+
+
+async def issue_automatic(*, apis: ReadApis, token: str, catalog: Catalog, pool: asyncpg.Pool, week: str,
+                          now: datetime) -> Issued | None:
+    """The week's automatic bulletin, unless another replica is issuing it or did (None). The week's lock is
+    held while the APIs are asked, so two replicas never both do the work; the unique index is the backstop."""
+    async with pool.acquire() as conn, conn.transaction():
+        if not await store.lock_automatic_week(conn, week):
+            return None
+        bulletin = await compose(apis, token, catalog, week, now)
+        return await _archive(conn, bulletin, issued_by=SCHEDULE, now=now, automatic=True)
+
+
+def handover_body(row: asyncpg.Record) -> dict:
+    """What the notifier's POST /v1/bulletins takes: the archived document as sent, and what the mail says."""
+    return {"bulletin_id": row["id"], "week": row["week"], "title": row["title"], "summary": list(row["summary"]),
+            "html": row["html"], "document": base64.b64encode(row["docx"]).decode("ascii")}

@@ -3,7 +3,6 @@ so each service decides what that user may see and do; the board holds no rights
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,17 +58,19 @@ class ReadApis:
 
     # -- tracker ------------------------------------------------------------------------------------
 
-    async def tasks(self, token: str, *, department: str | None = None) -> list[dict]:
-        """Every task the token may see (the plan has 28: one page)."""
-        page = await self._call("tracker", "GET", "/v1/tasks", token,
-                                params={"department": department, "limit": PAGE_SIZE_MAX})
+    async def tasks(self, token: str, *, department: str | None = None, milestones: bool = False) -> list[dict]:
+        """Every task the token may see (the plan has 28: one page); with `milestones`, each as `task` shows it."""
+        page = await self._call("tracker", "GET", "/v1/tasks", token, params={
+            "department": department, "include": "milestones" if milestones else None, "limit": PAGE_SIZE_MAX})
         return page["items"]
 
     async def task(self, token: str, task_id: str) -> dict:
         return await self._call("tracker", "GET", f"/v1/tasks/{task_id}", token)
 
     async def task_details(self, token: str, task_ids: list[str]) -> list[dict]:
-        return list(await asyncio.gather(*(self.task(token, task_id) for task_id in task_ids)))
+        """The tasks named, each as `task` shows it, in one call."""
+        by_id = {task["id"]: task for task in await self.tasks(token, milestones=True)}
+        return [by_id[task_id] for task_id in task_ids]
 
     async def history(self, token: str, task_id: str, *, limit: int, offset: int) -> dict:
         return await self._call("tracker", "GET", f"/v1/tasks/{task_id}/history", token,
@@ -105,9 +106,11 @@ class ReadApis:
 
     # -- notifier -----------------------------------------------------------------------------------
 
-    async def escalations(self, token: str, *, open: bool | None = None) -> list[dict]:
+    async def escalations(self, token: str, *, open: bool | None = None, task_id: str | None = None) -> list[dict]:
+        """Newest first."""
         return await self._all("notifier", "/v1/escalations", token,
-                               {"open": None if open is None else str(open).lower()}, page_size=PAGE_SIZE_MAX)
+                               {"open": None if open is None else str(open).lower(), "task_id": task_id},
+                               page_size=PAGE_SIZE_MAX)
 
     async def escalation(self, token: str, escalation_id: int) -> dict:
         return await self._call("notifier", "GET", f"/v1/escalations/{escalation_id}", token)
@@ -116,6 +119,11 @@ class ReadApis:
         """The escalation's audit trail: levels, lights, deliveries, acknowledgements, decisions."""
         return await self._all("notifier", f"/v1/escalations/{escalation_id}/history", token, {},
                                page_size=PAGE_SIZE_MAX)
+
+    async def hand_over_bulletin(self, token: str, body: dict) -> dict:
+        """Give an issued bulletin to the notifier, which mails it to the district office; a repeat of the same
+        bulletin is answered with the first result (the notifier is idempotent on its id)."""
+        return await self._call("notifier", "POST", "/v1/bulletins", token, json=body)
 
     async def _all(self, service: str, path: str, token: str, params: dict, *, page_size: int) -> list[dict]:
         items: list[dict] = []

@@ -1,3 +1,6 @@
+from datetime import time
+from pathlib import Path
+
 from pydantic import Field
 
 from duban.settings import ServiceSettings
@@ -16,3 +19,15 @@ class BoardSettings(ServiceSettings):
     upstream_timeout_s: float = Field(10.0, gt=0)
     # Send the sign-in cookie over HTTPS only: on wherever the board is served through TLS (Kubernetes ingress).
     cookie_secure: bool = False
+    # Issue the weekly 督查通报 automatically (the district office may still issue any week on /bulletins).
+    bulletin_schedule: bool = True
+    # The ISO weekday of the automatic bulletin (1 = Monday … 7 = Sunday); a day off moves it to the last working
+    # day of the week before it, else the first one after it (docs/board.md).
+    bulletin_weekday: int = Field(5, ge=1, le=7)
+    # The civil time (Asia/Shanghai, by the service clock) of that day at which it is issued.
+    bulletin_at: time = time(16, 0)
+    # How often the board looks whether the week's bulletin is due and hands issued ones to the notifier.
+    bulletin_interval_s: float = Field(15.0, gt=0)
+    # A file holding the board's own bearer token (role district-office), with which it issues the automatic
+    # bulletin and hands every bulletin to the notifier; read each round. Unset: neither happens.
+    service_token_file: Path | None = None

@@ -132,7 +132,8 @@ async def post_events(request: Request, department: Annotated[str, Depends(calle
         raise Problem(409, "id-conflict", "an id was used before for a different event: a retry must repeat"
                       " the event exactly, a new event needs a new id", events=conflicts)
     acked = await _publish(request.app.state.producer, settings.topic_dept_events,
-                           [events[index]["type"] for index in fresh], [records[index] for index in fresh])
+                           [events[index]["type"] for index in fresh], [records[index] for index in fresh],
+                           settings.publish_timeout_s)
     await store.record(request.app.state.pool, source,
                         [(events[index], digests[index]) for index, ok in zip(fresh, acked) if ok])
     if not all(acked):
@@ -183,27 +184,35 @@ def _authorised(referee: Referee, department: str, events: list[dict[str, Any]])
                       events=forbidden)
 
 
-async def _publish(producer: AIOKafkaProducer, topic: str, types: list[str], records: list[Record]) -> list[bool]:
-    """Publish in order, wait for the broker, and say which events it acknowledged: all of them,
-    unless it failed, and then possibly some (a batch spans partitions, which fail independently)."""
-    futures = []
+async def _publish(producer: AIOKafkaProducer, topic: str, types: list[str], records: list[Record],
+                   timeout_s: float) -> list[bool]:
+    """Publish in order, wait at most `timeout_s` in all for the broker, and say which events it acknowledged:
+    all of them, unless it failed or hung, and then possibly some (a batch spans partitions, which fail
+    independently). A silent broker holds `send` (metadata, buffer space) and a batch retried on a new,
+    equally silent connection past the producer's own request timeout: only a deadline over the whole
+    wait bounds the answer (decision 030)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    futures: list[asyncio.Future] = []
     try:
-        for key, value, headers in records:
-            futures.append(await producer.send(topic, value, key=key, headers=headers))
-    except KafkaError as error:
+        async with asyncio.timeout_at(deadline):
+            for key, value, headers in records:
+                futures.append(await producer.send(topic, value, key=key, headers=headers))
+    except (KafkaError, TimeoutError) as error:
         log.warning("publish failed", error=repr(error))
+    if pending := [future for future in futures if not future.done()]:
+        # asyncio.wait leaves the records' futures alone: the producer still owns those it has not settled.
+        await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
     acked = []
-    for index, future in enumerate(futures):  # all sent: awaiting each in turn costs less than gathering
-        try:
-            await future
-            acked.append(True)
-        except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():
-                raise  # the request itself is cancelled, not the record
-            acked.append(False)
-        except Exception as error:  # noqa: BLE001 - whatever the producer failed with, the broker did not acknowledge
-            acked.append(False)
-            log.warning("publish failed", error=repr(error), event_id=_record_id(records[index]))
+    for record, future in zip(records, futures):
+        acked.append(future.done() and not future.cancelled() and future.exception() is None)
+        if not future.done():
+            # It may still reach the broker after the 503; the resend is then a duplicate the consumers'
+            # ledger skips. Its outcome is retrieved so that a late failure is not reported as unhandled.
+            future.add_done_callback(_settled_late)
+        elif not acked[-1]:
+            log.warning("publish failed", error=repr(None if future.cancelled() else future.exception()),
+                        event_id=_record_id(record))
     acked += [False] * (len(records) - len(acked))  # never handed to the producer
     if not all(acked):
         # The producer refreshes its view of partitions and leaders only on errors it deems
@@ -213,6 +222,11 @@ async def _publish(producer: AIOKafkaProducer, topic: str, types: list[str], rec
     for type_, count in Tally(type_ for type_, ok in zip(types, acked) if ok).items():
         ACCEPTED.labels(type_).inc(count)
     return acked
+
+
+def _settled_late(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.info("a record given up on was not published either", error=repr(future.exception()))
 
 
 def _record_id(record: Record) -> str:

@@ -1,7 +1,12 @@
 """Intake's wiring: settings, pool, producer and the rules' state on app.state, the route of
-services/intake/api.py, problem documents and the ops endpoints."""
+services/intake/api.py, problem documents and the ops endpoints.
+
+    .venv/bin/python -m services.intake.app > contracts/openapi/intake.json   (make openapi-intake)
+"""
 
 import asyncio
+import json
+import sys
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -75,6 +80,15 @@ async def _broker_answers(app: FastAPI) -> None:
 
 def intake_producer(settings: IntakeSettings) -> AIOKafkaProducer:
     """The producer intake publishes with (bench/intake.py measures the same one on its own).
-    It gives up on a record after the publish timeout, so a 503 is final: a record the request
-    stopped waiting for is not sent later behind the department's back."""
+    It gives up on a record about when the request does (decision 030)."""
     return make_producer(settings, request_timeout_ms=int(settings.publish_timeout_s * 1000))
+
+
+def openapi_document() -> str:
+    """The OpenAPI document as committed: the defaults' settings, whatever DUBAN_* says here."""
+    document = create_app(IntakeSettings.model_construct()).openapi()
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(openapi_document())

@@ -4,14 +4,12 @@ problems it cannot see (the handler reads the raw body to bound its size and spe
 The event schemas are the published contracts of contracts/events/, moved into components (their
 `data` definition becomes `<Name>Data`), so the OpenAPI document and validate_event cannot differ.
 
-    .venv/bin/python -m services.intake.openapi > contracts/openapi/intake.json   (make openapi)
+It is installed on the app by services/intake/app.py, which also renders it for contracts/openapi/intake.json.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import sys
 from typing import Any
 
 from fastapi import FastAPI
@@ -128,19 +126,3 @@ def install(app: FastAPI, settings: IntakeSettings) -> None:
         return app.openapi_schema
 
     app.openapi = document_of_app
-
-
-def document() -> str:
-    """The OpenAPI document as committed: the defaults' settings, whatever DUBAN_* says here."""
-    from services.intake.app import create_app
-    from services.intake.settings import IntakeSettings
-
-    return json.dumps(create_app(IntakeSettings.model_construct()).openapi(), indent=2, ensure_ascii=False) + "\n"
-
-
-def main() -> None:
-    sys.stdout.write(document())
-
-
-if __name__ == "__main__":
-    main()

@@ -120,7 +120,7 @@ async def get_indicator(
                                               department=department, limit=limit, offset=offset)
         open_rows = await store.read_open_cases(conn, case_type=ind.feed.case_type) \
             if Period.parse(key).contains(civil_date(settings.clock())) else []
-    body["cases"] = {"items": [dict(c) for c in cases], "total": figure.samples + figure.unmeasured,
+    body["cases"] = {"items": cases, "total": figure.samples + figure.unmeasured,
                      "limit": limit, "offset": offset}
     now = settings.clock()
     body["open_cases"] = [open_case_view(r, hours, now) for r in open_rows

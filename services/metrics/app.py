@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from duban.catalog import load_catalog
 from duban.events.models import IndicatorValueReported
+from duban.pg import transient
 from duban.streamservice import SideStream, StreamService
 from duban.workcal import OfficeHours
 from services.metrics import api, store
@@ -22,6 +23,10 @@ from services.metrics.settings import MetricsSettings
 from services.metrics.tasks import TaskCountCollector
 
 log = structlog.get_logger(__name__)
+
+# Batches can come tens a second; one snapshot a second for all of them keeps its queries and its
+# figures' arithmetic off the consumer's event loop, and /metrics is scraped far less often.
+SNAPSHOT_MIN_INTERVAL_S = 1.0
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -45,10 +50,14 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                         conn, catalog, hours, now=settings.clock(), exposed_years=settings.exposed_years,
                         approx_tolerance=settings.approx_tolerance)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                # /metrics keeps the last snapshot (its timestamp shows its age); /readyz reports the database.
-                log.warning("snapshot refresh failed", error=f"{type(exc).__name__}: {exc}")
+                # /metrics keeps the last snapshot (its timestamp shows its age, MetricsSnapshotStale alerts);
+                # /readyz reports the database. A refusal no retry gets past is a defect: said as an error.
+                say = log.warning if transient(exc) else log.error
+                say("snapshot refresh failed", error=f"{type(exc).__name__}: {exc}", transient=transient(exc))
+            await asyncio.sleep(SNAPSHOT_MIN_INTERVAL_S)  # batches applied meanwhile set `changed`
             try:
-                await asyncio.wait_for(changed.wait(), timeout=settings.snapshot_max_age_s)
+                await asyncio.wait_for(changed.wait(),
+                                       timeout=max(0.0, settings.snapshot_max_age_s - SNAPSHOT_MIN_INTERVAL_S))
             except TimeoutError:
                 pass  # open cases age with the clock: refresh anyway
 

@@ -1,12 +1,18 @@
-"""Events → the metrics schema. Runs inside the batch transaction of duban.consumer."""
+"""Events → the metrics schema, a batch at a time, inside the batch transaction of duban.consumer.
+
+`check` turns each event into the change it makes (services/metrics/store.py) and refuses what can
+never apply (an unknown case type, indicator or task, an impossible clock, a report from the wrong
+department or in the wrong unit) before anything is written; `apply_batch` applies the batch's
+changes in order with one statement per table (store.MetricsBatch)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
 from duban.catalog import Catalog
+from duban.catalog.models import Task
 from duban.consumer import InboundEvent, PermanentEventError
 from duban.events.models import (
     IndicatorValueReported,
@@ -22,6 +28,10 @@ from duban.workcal import OfficeHours
 from services.metrics import store
 from services.metrics.domain.indicators import civil_date, read_clock
 
+# check's work kept for apply_batch (a closing's clock is the costly part); a batch is far smaller,
+# and an entry that fell out is simply computed again.
+_MEMO_SIZE = 20_000
+
 
 def cause_of(event: InboundEvent) -> str:
     return f"{event.ce['source']} {event.ce['id']}"
@@ -32,37 +42,62 @@ class MetricsHandlers:
 
     def __init__(self, catalog: Catalog, hours: OfficeHours) -> None:
         self.catalog, self.hours = catalog, hours
-        # Each handler takes the event as its model and the cause its published values record.
-        # Other change events (milestones, case warnings) are the notifier's; the ledger still records them.
-        self._handlers: Dispatch[Callable] = Dispatch({
+        # Each turns the event, as its model, into the change it makes. Other change events (milestones,
+        # case warnings) are the notifier's; the ledger still records them.
+        self._changes: Dispatch[Callable] = Dispatch({
             TaskUpdated: self.task_updated, TaskLightChanged: self.light_changed,
             TrackedCaseOpened: self.case_opened, TrackedCaseClosed: self.case_closed,
             TrackedCaseCancelled: self.case_cancelled, IndicatorValueReported: self.value_reported})
+        self._memo: dict[int, tuple[InboundEvent, store.Change | None]] = {}
 
-    async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        if found := self._handlers.route(event.type):
-            model, handler = found
-            await handler(conn, model.model_validate(event.ce), cause_of(event))
+    def check(self, event: InboundEvent) -> None:
+        change = self.change_of(event)
+        if len(self._memo) >= _MEMO_SIZE:
+            self._memo.clear()
+        self._memo[id(event)] = (event, change)  # holding the event keeps its id from being reused
 
-    async def task_updated(self, conn: asyncpg.Connection, event: TaskUpdated, cause: str) -> None:
-        task, data = self.catalog.task(event.subject), event.data
-        await store.save_task_state(conn, task_id=task.id, area=task.area, lead=list(task.lead), status=data.status,
-                                    light=data.light, percent=data.percent, as_of=data.reported_at)
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
+        changes = []
+        for event in events:
+            memo = self._memo.pop(id(event), None)
+            change = memo[1] if memo and memo[0] is event else self.change_of(event)
+            if change is not None:
+                changes.append(change)
+        if changes:
+            await store.MetricsBatch(conn, self.catalog).apply(changes)
 
-    async def light_changed(self, conn: asyncpg.Connection, event: TaskLightChanged, cause: str) -> None:
-        task = self.catalog.task(event.subject)
-        await store.save_task_light(conn, task_id=task.id, area=task.area, lead=list(task.lead), light=event.data.to)
+    def change_of(self, event: InboundEvent) -> store.Change | None:
+        """The change `event` makes (None: not the metrics service's), or PermanentEventError."""
+        if found := self._changes.route(event.type):
+            model, change = found
+            return change(model.model_validate(event.ce), cause_of(event))
+        return None
+
+    def _task(self, task_id: str) -> Task:
+        try:
+            return self.catalog.task(task_id)
+        except KeyError:
+            raise PermanentEventError("unknown_task", f"no task {task_id!r} in the plan catalog") from None
+
+    def task_updated(self, event: TaskUpdated, cause: str) -> store.TaskState:
+        task, data = self._task(event.subject), event.data
+        return store.TaskState(task_id=task.id, area=task.area, lead=list(task.lead), status=data.status,
+                               light=data.light, percent=data.percent, as_of=data.reported_at)
+
+    def light_changed(self, event: TaskLightChanged, cause: str) -> store.TaskLight:
+        task = self._task(event.subject)
+        return store.TaskLight(task_id=task.id, area=task.area, lead=list(task.lead), light=event.data.to)
 
     def _known_case_type(self, case_type: str) -> None:
         if case_type not in self.catalog.case_types:
             raise PermanentEventError("unknown_case_type", f"no case type {case_type!r} in the plan catalog")
 
-    async def case_opened(self, conn: asyncpg.Connection, event: TrackedCaseOpened, cause: str) -> None:
+    def case_opened(self, event: TrackedCaseOpened, cause: str) -> store.CaseOpened:
         self._known_case_type(event.data.case_type)
-        await store.open_case(conn, case_id=event.subject, case_type=event.data.case_type,
-                              department=event.data.department, opened_at=event.data.opened_at)
+        return store.CaseOpened(case_id=event.subject, case_type=event.data.case_type,
+                                department=event.data.department, opened_at=event.data.opened_at)
 
-    async def case_closed(self, conn: asyncpg.Connection, event: TrackedCaseClosed, cause: str) -> None:
+    def case_closed(self, event: TrackedCaseClosed, cause: str) -> store.ClosedCase:
         data = event.data
         self._known_case_type(data.case_type)
         pauses = [(p.from_, p.to, p.reason.value) for p in data.paused_intervals]
@@ -70,21 +105,20 @@ class MetricsHandlers:
             reading = read_clock(self.hours, opened_at=data.opened_at, closed_at=data.closed_at, pauses=pauses)
         except ValueError as exc:  # closed before opened, a pause ending before it starts
             raise PermanentEventError("impossible_clock", str(exc)) from exc
-        await store.close_case(conn, self.catalog, store.ClosedCase(
+        return store.ClosedCase(
             case_id=event.subject, case_type=data.case_type, department=data.department, opened_at=data.opened_at,
             closed_at=data.closed_at, closed_on=civil_date(data.closed_at), outcome=data.outcome,
             handled_instantly=data.handled_instantly, trips=data.trips, steps=data.steps,
             paused_intervals=[p.model_dump(mode="json", by_alias=True) for p in data.paused_intervals],
-            reading=reading, calendar_version=self.hours.calendar.version), cause=cause)
+            reading=reading, calendar_version=self.hours.calendar.version, cause=cause)
 
-    async def case_cancelled(self, conn: asyncpg.Connection, event: TrackedCaseCancelled, cause: str) -> None:
+    def case_cancelled(self, event: TrackedCaseCancelled, cause: str) -> store.CaseCancelled:
         data = event.data
         self._known_case_type(data.case_type)
-        await store.cancel_case(conn, self.catalog, case_id=event.subject, case_type=data.case_type,
-                                department=data.department, opened_at=data.opened_at,
-                                cancelled_at=data.cancelled_at, cause=cause)
+        return store.CaseCancelled(case_id=event.subject, case_type=data.case_type, department=data.department,
+                                   opened_at=data.opened_at, cancelled_at=data.cancelled_at, cause=cause)
 
-    async def value_reported(self, conn: asyncpg.Connection, event: IndicatorValueReported, cause: str) -> None:
+    def value_reported(self, event: IndicatorValueReported, cause: str) -> store.Report:
         department = source_department(event.source)
         try:
             ind = self.catalog.indicator(event.subject)
@@ -97,7 +131,6 @@ class MetricsHandlers:
                                       f" (reported by {', '.join(ind.feed.departments)})")
         if event.data.unit != ind.unit:
             raise PermanentEventError("wrong_unit", f"{ind.id} is in {ind.unit}, the report says {event.data.unit}")
-        await store.record_report(
-            conn, self.catalog, source=event.source, event_id=event.id, indicator_id=ind.id,
-            period=event.data.period, department=department, value=event.data.value, unit=event.data.unit,
-            note=event.data.note, reported_at=event.time)
+        return store.Report(source=event.source, event_id=event.id, indicator_id=ind.id, period=event.data.period,
+                            department=department, value=event.data.value, unit=event.data.unit,
+                            note=event.data.note, reported_at=event.time)

@@ -37,7 +37,7 @@ def create_app(settings: NotifierSettings | None = None) -> FastAPI:
         routers=[api.router],
         background=[scheduling_job(catalog, hours, routes, settings, settings.clock)],
     ).create_app()
-    return api.install(app, catalog, hours, settings, settings.clock)
+    return api.install(app, catalog, hours, settings, settings.clock, routes)
 
 
 def report_unrouted(routes: Routes, catalog, settings: NotifierSettings) -> list[str]:

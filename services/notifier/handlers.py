@@ -7,7 +7,7 @@ Each change is also written to the escalation's append-only history."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 
@@ -56,6 +56,17 @@ class NotifierHandler:
     async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
         if handler := self._handlers.of(event.type):
             await handler(conn, event)
+
+    # As a duban.consumer BatchHandler: the batch's events apply one after the other under one savepoint,
+    # not one savepoint each (most change events, the cases', are not the notifier's and cost nothing).
+    # A fault shows while applying; the consumer then applies the batch event by event to set it apart.
+
+    def check(self, event: InboundEvent) -> None:
+        """Nothing is refused before the events apply."""
+
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
+        for event in events:
+            await self(conn, event)
 
     async def _light_changed(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
         data = event.ce["data"]

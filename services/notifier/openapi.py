@@ -13,6 +13,7 @@ from services.notifier.api import router
 OPENAPI_PATH = "contracts/openapi/notifier.json"
 
 _PROBLEMS = {
+    "/v1/escalations": {404: "task-not-found"},
     "/v1/escalations/{escalation_id}": {404: "escalation-not-found"},
     "/v1/escalations/{escalation_id}/history": {404: "escalation-not-found"},
     "/v1/escalations/{escalation_id}/acknowledge": {

@@ -115,6 +115,10 @@ class Routes:
         """The department's addresses for a level; empty when it has none (the caller reports it)."""
         return [t for t in self._by_department.get(department, ()) if level in t.route.levels]
 
+    def email_targets(self, department: str) -> list[Target]:
+        """The department's e-mail addresses, whatever their levels and mode: where a document is mailed."""
+        return [t for t in self._by_department.get(department, ()) if t.channel == "email"]
+
     def digest_targets(self) -> dict[str, list[Target]]:
         """Department → its addresses that take the daily digest instead of single notices."""
         found = {code: [t for t in targets if t.route.mode == "digest"] for code, targets in self._by_department.items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -25,7 +25,7 @@ from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
 from services.notifier.digests import Digests
 from services.notifier.domain.escalation import Policy, addressees, evaluate
-from services.notifier.domain.messages import build_notice, notice_from_json
+from services.notifier.domain.messages import BulletinNotice, build_notice, notice_from_json
 from services.notifier.routes import Routes
 from services.notifier.settings import NotifierSettings
 
@@ -170,8 +170,7 @@ class Scheduler:
                 DELIVERIES.labels(channel, "rate_limited").inc()
                 return
         try:
-            await self.channels[channel].send(target, notice_from_json(row["kind"], json.loads(row["notice"])),
-                                              delivery_key(row))
+            await self.channels[channel].send(target, await notice_of(conn, row), delivery_key(row))
         except DeliveryError as exc:
             await self._failed(conn, row, now, exc)
             return
@@ -204,6 +203,16 @@ class Scheduler:
         for channel in CHANNELS:
             QUEUE_DEPTH.labels(channel).set(by_status.get((channel, "pending"), 0))
             DEAD.labels(channel).set(by_status.get((channel, "dead"), 0))
+
+
+async def notice_of(conn: asyncpg.Connection, row: asyncpg.Record):
+    """The delivery's notice; a bulletin's with the stored bulletin's HTML and Word document, kept once in the
+    bulletins table rather than with each of its deliveries."""
+    notice = notice_from_json(row["kind"], json.loads(row["notice"]))
+    if isinstance(notice, BulletinNotice):
+        content = await store.bulletin_content(conn, notice.bulletin_id)
+        notice = replace(notice, html=content["html"], document=content["document"])
+    return notice
 
 
 def is_acknowledged_row(row: asyncpg.Record, now: datetime) -> bool:

@@ -234,6 +234,33 @@ async def follow_light(conn: asyncpg.Connection, task: Task, light: str, at: dat
     return previous != light
 
 
+# -- bulletins (POST /v1/bulletins) ---------------------------------------------------------------
+
+
+async def receive_bulletin(conn: asyncpg.Connection, *, bulletin_id: int, week: str, title: str, summary: list[str],
+                           html: str, document: bytes, at: datetime, by: str) -> bool:
+    """Keep a bulletin the board handed over; False when this bulletin id is here already (a repeat)."""
+    status = await conn.execute(
+        "INSERT INTO bulletins (bulletin_id, week, title, summary, html, document, received_at, received_by)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (bulletin_id) DO NOTHING",
+        bulletin_id, week, title, summary, html, document, at, by)
+    return status == "INSERT 0 1"
+
+
+async def bulletin(conn: asyncpg.Connection, bulletin_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT bulletin_id, week, title, received_at, received_by, document FROM bulletins"
+                               " WHERE bulletin_id = $1", bulletin_id)
+
+
+async def bulletin_content(conn: asyncpg.Connection, bulletin_id: int) -> asyncpg.Record:
+    return await conn.fetchrow("SELECT html, document FROM bulletins WHERE bulletin_id = $1", bulletin_id)
+
+
+async def bulletin_deliveries(conn: asyncpg.Connection, bulletin_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT channel, recipient, status, attempts, last_error, finished_at FROM deliveries"
+                            " WHERE kind = 'bulletin' AND item = $1 ORDER BY id", str(bulletin_id))
+
+
 # -- the read API ---------------------------------------------------------------------------------
 
 

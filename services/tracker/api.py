@@ -185,6 +185,13 @@ class TaskPage(BaseModel):
     offset: int
 
 
+class TaskDetailPage(BaseModel):
+    items: list[TaskDetail] = Field(description="each task as GET /v1/tasks/{task_id} shows it")
+    total: int
+    limit: int
+    offset: int
+
+
 class ReportPage(BaseModel):
     items: list[Report] = Field(description="reports, the latest (in event time) first")
     total: int
@@ -305,7 +312,7 @@ def refused(refusal: extensions.ExtensionRefused) -> Problem:
     return Problem(refusal.status, refusal.kind, refusal.detail)
 
 
-@router.get("/tasks", response_model=TaskPage)
+@router.get("/tasks", response_model=TaskPage | TaskDetailPage)
 async def list_tasks(
     pool: Pool,
     principal: CurrentPrincipal,
@@ -316,9 +323,12 @@ async def list_tasks(
     department: DepartmentCode | None = None,
     status: TaskViewStatusValue | None = None,
     light: LightValue | None = None,
+    include: Annotated[Literal["milestones"] | None, Query(
+        description="milestones: each task as GET /v1/tasks/{task_id} shows it, milestones and verifications"
+                    " included, in this one call")] = None,
     limit: Limit = PAGE_SIZE_DEFAULT,
     offset: Offset = 0,
-) -> TaskPage:
+) -> TaskPage | TaskDetailPage:
     task_ids = principal.visible_tasks(catalog)
     if department is not None:
         department_or_404(catalog, department)
@@ -327,7 +337,14 @@ async def list_tasks(
     async with pool.acquire() as conn:
         items, total = await store.list_tasks(conn, area=area, task_ids=task_ids, status=status, light=light,
                                               limit=limit, offset=offset)
+        if include == "milestones":
+            items = await store.with_milestones(conn, items)
+            verifications, _ = await verification.list_verifications(
+                conn, evaluator, status=None, task_ids=[t["id"] for t in items], limit=10_000, offset=0)
     now = clock()
+    if include == "milestones":
+        return TaskDetailPage(items=[detail(t, [v for v in verifications if v["task_id"] == t["id"]], evaluator, now)
+                                     for t in items], total=total, limit=limit, offset=offset)
     return TaskPage(items=[with_calendar(t, evaluator, now) for t in items], total=total, limit=limit, offset=offset)
 
 
@@ -341,10 +358,15 @@ async def get_task(pool: Pool, principal: CurrentPrincipal, catalog: PlanCatalog
         verifications = await verification.of_task(conn, evaluator, task_id)
     if task is None:
         raise Problem(404, "task-not-found", f"no task {task_id!r}; the plan's tasks are T01–T28")
+    return detail(task, verifications, evaluator, clock())
+
+
+def detail(task: dict, verifications: list[dict], evaluator: TaskEvaluator, now: datetime) -> dict:
+    """A task with its milestones (store.with_milestones) as TaskDetail shows it, given its verifications."""
     milestones = [{**with_grace(m, evaluator), "verification": verification.current(verifications, m["milestone_id"],
                                                                                   m["original_due"])}
                   for m in task["milestones"]]
-    return {**with_calendar(task, evaluator, clock()), "milestones": milestones, "verifications": verifications,
+    return {**with_calendar(task, evaluator, now), "milestones": milestones, "verifications": verifications,
             "verification": verification.current(verifications, None, None)}
 
 

@@ -6,13 +6,13 @@ and case events with one statement per table, then re-derives the touched tasks 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 
 import asyncpg
+import orjson
 
 from duban import outbox
 from duban.catalog import Catalog
@@ -44,7 +44,7 @@ class _Rows:
 
     def add_case_event(self, ce: dict) -> None:
         self.case_events.append((ce["source"], ce["id"], source_department(ce["source"]), ce["subject"], ce["type"],
-                                 store.parse_time(ce["time"]), json.dumps(ce["data"], ensure_ascii=False)))
+                                 store.parse_time(ce["time"]), orjson.dumps(ce["data"]).decode()))
 
 
 # Other department events (indicator reports) are the metrics service's; the ledger records them.

@@ -7,11 +7,13 @@ scheduled evaluation) serialise per aggregate instead of deadlocking."""
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import date, datetime
 
 import asyncpg
+import orjson
 
 from duban.catalog import Catalog
 from duban.events.models import TaskMilestoneCompleted, TaskProgressReported
@@ -22,8 +24,19 @@ TASK_COLUMNS = ("id, area, title, lead, responsible, status, percent, light, lig
                 " evidence_url, updated_at")
 
 
-def _json(value) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+def _json(value: dict) -> str:
+    # orjson: a tenth of json's time on a batch's case states. It writes instants as RFC 3339 (with a T),
+    # which every reader of the state parses (datetime.fromisoformat, PostgreSQL, pydantic).
+    return orjson.dumps(value).decode()
+
+
+# orjson reads an integer of 19 digits or more as a float where json keeps an int (as duban.events.kafka).
+_LONG_DIGITS = re.compile(r"[0-9]{19}")
+
+
+def _loads(text: str):
+    """json.loads at a third of its cost: orjson, unless the text holds an integer orjson would not keep."""
+    return json.loads(text) if _LONG_DIGITS.search(text) else orjson.loads(text)
 
 
 def _columns(rows: Sequence[tuple]) -> list[list]:
@@ -170,7 +183,7 @@ async def case_events_of(conn: asyncpg.Connection, keys: Sequence[tuple[str, str
     out: dict[tuple[str, str], list[CaseEvent]] = defaultdict(list)
     for r in rows:
         out[(r["department"], r["case_id"])].append(
-            CaseEvent(r["source"], r["event_id"], KINDS[r["type"]], r["event_time"], json.loads(r["data"])))
+            CaseEvent(r["source"], r["event_id"], KINDS[r["type"]], r["event_time"], _loads(r["data"])))
     return out
 
 
@@ -205,20 +218,28 @@ async def list_tasks(conn: asyncpg.Connection, *, area: str | None, task_ids: Se
 
 async def get_task(conn: asyncpg.Connection, task_id: str) -> dict | None:
     row = await conn.fetchrow(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1", task_id)
-    if row is None:
-        return None
-    history_total = await conn.fetchval("SELECT count(*) FROM task_reports WHERE task_id = $1", task_id)
+    return None if row is None else (await with_milestones(conn, [dict(row)]))[0]
+
+
+async def with_milestones(conn: asyncpg.Connection, tasks: list[dict]) -> list[dict]:
+    """The tasks with their report count, milestones (and their extensions) and milestone completions:
+    four statements, however many tasks."""
+    ids = [task["id"] for task in tasks]
+    history_totals = dict(await conn.fetch(
+        "SELECT task_id, count(*) FROM task_reports WHERE task_id = ANY($1::text[]) GROUP BY task_id", ids))
     milestones = await conn.fetch(
-        "SELECT milestone_id, due, starts, status, done_at, done_by, done_event_id, status_as_of FROM milestones"
-        " WHERE task_id = $1 ORDER BY due, milestone_id", task_id)
+        "SELECT task_id, milestone_id, due, starts, status, done_at, done_by, done_event_id, status_as_of FROM milestones"
+        " WHERE task_id = ANY($1::text[]) ORDER BY due, milestone_id", ids)
     completions = await conn.fetch(
-        "SELECT source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
-        " WHERE task_id = $1 ORDER BY event_time, source, event_id", task_id)
-    extensions = await conn.fetch(f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE task_id = $1 ORDER BY id",
-                                  task_id)
-    return {**dict(row), "history_total": history_total,
-            "milestones": [_with_extensions(dict(m), extensions) for m in milestones],
-            "milestone_completions": [dict(c) for c in completions]}
+        "SELECT task_id, source, event_id, milestone_id, event_time, note, evidence_url FROM milestone_completions"
+        " WHERE task_id = ANY($1::text[]) ORDER BY event_time, source, event_id", ids)
+    extensions = await conn.fetch(
+        f"SELECT {EXTENSION_COLUMNS} FROM milestone_extensions WHERE task_id = ANY($1::text[]) ORDER BY id", ids)
+    return [{**task, "history_total": history_totals.get(task["id"], 0),
+             "milestones": [_with_extensions(dict(m), [e for e in extensions if e["task_id"] == task["id"]])
+                            for m in milestones if m["task_id"] == task["id"]],
+             "milestone_completions": [dict(c) for c in completions if c["task_id"] == task["id"]]}
+            for task in tasks]
 
 
 EXTENSION_COLUMNS = ("id, task_id, milestone_id, original_due, requested_due, reason, evidence, requested_by,"

@@ -60,6 +60,9 @@ ROUTES = {
         ("POST", "/v1/escalations/{escalation_id}/acknowledge"): {"path": {"escalation_id": "T09"},
                                                                  "json": {"until": UNTIL}},
         ("GET", "/v1/deliveries"): "list",
+        # Only the district office (the board's service token) hands a 督查通报 over for mailing.
+        ("POST", "/v1/bulletins"): {"json": {"bulletin_id": 1, "week": "2021-W38", "title": "督查通报", "summary": [],
+                                             "html": "<article></article>", "document": "UEsDBA=="}},
     },
 }
 

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from duban.auth import TokenVerifier, ensure_local_keys, issue_token
 from duban.settings import ServiceSettings
+from entrypoints.services import SERVICES
 from tests.auth.conftest import service_api
 from tests.conftest import ROOT, free_port
 from tests.intake.conftest import STRUCTURED, progress
@@ -157,7 +158,7 @@ async def test_duban_tokens_keys_prints_the_public_key_that_verifies_issued_toke
     assert (await verifier.verify(token)).role == "district-office"
 
 
-@pytest.mark.parametrize("service", ["intake", "tracker", "metrics", "notifier"])
+@pytest.mark.parametrize("service", [spec.name for spec in SERVICES])
 def test_a_service_without_a_key_to_check_tokens_does_not_start(service, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUBAN_")} | {
         "DUBAN_HTTP_PORT": str(free_port()), "DUBAN_DATA_DIR": str(tmp_path),

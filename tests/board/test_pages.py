@@ -24,6 +24,7 @@ from services.board.session import COOKIE
 from tests.auth.conftest import escalate
 from tests.board.conftest import running_board
 from tests.conftest import ROOT
+from tests.metrics.conftest import Feed as MetricsFeed
 from tests.tracker.conftest import department_event, progress
 
 pytestmark = pytest.mark.database
@@ -247,6 +248,16 @@ async def test_indicator_and_department_pages_render(board, tokens):
         ranking = await client.get("/departments")
         assert ranking.status_code == 200 and 'data-department="market-regulation"' in ranking.text
         assert (await client.get("/indicators/no_such_indicator")).status_code == 404
+
+
+async def test_a_case_shows_its_pauses_with_their_reasons(board, tokens):
+    await MetricsFeed(board.apis["metrics"].pool).closed(
+        "B1", "building_permit", "construction", "2021-11-01 09:00", "2021-11-12 10:00",
+        pauses=[("2021-11-02 09:00", "2021-11-09 09:00", "expert_review")])
+    async with signed_in(board, tokens.issue("viewer")) as client:
+        page = (await client.get("/indicators/building_permit_days", params={"period": "2021"})).text
+    row = page[page.index(">B1<"):]
+    assert "专家评审" in row[:row.index("</tr>")]
 
 
 async def test_the_district_office_issues_the_weekly_bulletin_and_everyone_reads_it(board, tokens):

@@ -16,13 +16,16 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from duban.settings import ServiceSettings
+from entrypoints.services import SERVICES as service_specs
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 OVERLAYS = ("local", "production")
-SERVICES = ("intake", "tracker", "metrics", "notifier", "board")
-# The board reads the other services' APIs and never Kafka: no Kafka user, no cluster CA.
-KAFKA_CLIENTS = ("intake", "tracker", "metrics", "notifier")
+# The one list of services (entrypoints/services.py): a service added there is checked here too.
+SERVICES = tuple(spec.name for spec in service_specs)
+# The board reads the other services' APIs and never Kafka: no Kafka user, no cluster CA. Any other
+# service, a new one included, is held to having both.
+KAFKA_CLIENTS = tuple(name for name in SERVICES if name != "board")
 
 
 def settings_class(service: str) -> type[ServiceSettings]:

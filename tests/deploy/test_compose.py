@@ -72,7 +72,9 @@ def test_init_exports_the_token_key_creates_topics_then_migrates_with_real_comma
     init = compose["services"]["init"]
     assert init["command"][:2] == ["sh", "-c"]
     steps = [shlex.split(step.split(">")[0]) for step in init["command"][2].split("&&")]
-    assert [s[:2] for s in steps] == [["duban", "tokens"], ["duban", "topics"], ["duban", "migrate"]]
+    # The public key for the services, the board's own token (tests/deploy/test_token_keys.py), topics, migrations.
+    assert [s[:3] for s in steps] == [["duban", "tokens", "keys"], ["duban", "tokens", "issue"],
+                                      ["duban", "topics", "create"], ["duban", "migrate"]]
     for step in steps:
         build_parser().parse_args(step[1:])
     assert {"postgres", "kafka"} <= set(init["depends_on"])

@@ -82,3 +82,27 @@ def test_a_service_given_a_jwks_url_may_reach_it(overlay):
         allowed = {rule_port["port"] for policy in policies if _selects(policy, labels)
                    for rule in policy["spec"].get("egress", ()) for rule_port in rule.get("ports", ())}
         assert port in allowed, f"{name} {deployment['metadata']['name']}: no egress to {url.geturl()}"
+
+
+def test_the_board_alone_gets_its_service_token_and_no_signing_key(compose, overlay):
+    """The board's own token (it issues the weekly bulletin and hands it to the notifier): compose's init writes
+    it into a volume only the board mounts, read-only; on Kubernetes the board mounts the Secret it is in."""
+    services = compose["services"]
+    board = services["board"]
+    token_file = board["environment"]["DUBAN_SERVICE_TOKEN_FILE"]
+    token_dir = str(PurePosixPath(token_file).parent)
+    [volume] = [v.split(":")[0] for v in board["volumes"] if v.split(":")[1] == token_dir]
+    assert f"{volume}:{token_dir}:ro" in board["volumes"]
+    assert f"{volume}:{token_dir}" in services["init"]["volumes"] and f"> {token_file}" in services["init"]["command"][2]
+    others = [name for name, service in services.items() if name not in ("board", "init")
+              and any(v.split(":")[0] in (volume, "token-keys") for v in service.get("volumes", ()))]
+    assert others == []
+    _, docs = overlay
+    [deployment] = [d for d in of_kind(docs, "Deployment").values() if service_of(d) == "board"]
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in spec["volumes"] if "secret" in v}
+    [mount] = [m for m in container["volumeMounts"] if m["name"] in secrets
+               and PurePosixPath(env["DUBAN_SERVICE_TOKEN_FILE"]).parent == PurePosixPath(m["mountPath"])]
+    assert secrets[mount["name"]] == "duban-board-token" and mount["readOnly"]

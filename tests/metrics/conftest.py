@@ -34,15 +34,22 @@ async def pool(database_url: str, schema: str) -> asyncpg.Pool:
 
 
 class Feed:
-    """Applies events the way duban.consumer does: each in a transaction, through the service's handler."""
+    """Applies events the way duban.consumer does, through the service's handler: checked, then
+    applied in a transaction, each on its own (`send`) or together (`send_batch`)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.handlers = MetricsHandlers(CATALOG, HOURS)
 
     async def send(self, ce: dict) -> None:
+        await self.send_batch([ce])
+
+    async def send_batch(self, ces: list[dict]) -> None:
+        events = [InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ())) for ce in ces]
+        for event in events:
+            self.handlers.check(event)
         async with self.pool.acquire() as conn, conn.transaction():
-            await self.handlers(conn, InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ())))
+            await self.handlers.apply_batch(conn, events)
 
     async def opened(self, case_id: str, case_type: str, department: str, opened: str) -> None:
         await self.send(tracker_event("duban.tracker.case.opened.v1", case_id, {

@@ -51,6 +51,17 @@ async def test_indicator_lists_its_cases_and_clocks(feed, client):
 
 
 @pytest.mark.database
+async def test_a_case_lists_its_paused_intervals_as_an_array(feed, client):
+    await feed.closed("B1", "building_permit", "construction", "2021-11-01 09:00", "2021-11-12 10:00",
+                      pauses=[("2021-11-02 09:00", "2021-11-09 09:00", "expert_review")])
+    await feed.closed("B2", "building_permit", "construction", "2021-11-01 09:00", "2021-11-03 10:00")
+    page = (await client.get("/v1/indicators/building_permit_days", params={"period": "2021"})).json()
+    assert [(c["case_id"], c["paused_intervals"]) for c in page["cases"]["items"]] == [
+        ("B2", []),
+        ("B1", [{"from": "2021-11-02T09:00:00+08:00", "to": "2021-11-09T09:00:00+08:00", "reason": "expert_review"}])]
+
+
+@pytest.mark.database
 async def test_uncovered_cases_are_surfaced(feed, client):
     await feed.closed("U1", REFUND, TAX, "2028-12-28 09:00", "2029-01-06 09:00")
     listing = (await client.get("/v1/indicators", params={"period": "2029"})).json()

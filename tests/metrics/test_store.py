@@ -16,8 +16,8 @@ from duban.workcal import OfficeHours, OfficeSchedule, WorkingCalendar
 from services.metrics import store
 from services.metrics.exposition import IndicatorCollector, take_snapshot
 from services.metrics.tasks import TaskCountCollector
-from tests.conftest import ROOT
-from tests.metrics.conftest import CATALOG, HOURS, at, tracker_event
+from tests.conftest import ROOT, migrated_schema, schema_pool
+from tests.metrics.conftest import CATALOG, HOURS, Feed, at, tracker_event
 
 pytestmark = pytest.mark.database
 
@@ -313,3 +313,88 @@ async def test_tasks_are_counted_from_their_first_light_and_then_from_reports(fe
     registry = CollectorRegistry()
     registry.register(collector)
     assert 'duban_tasks{area="A4",light="yellow",status="in_progress"} 1.0' in generate_latest(registry).decode()
+
+
+def year_of_events() -> list[dict]:
+    """Opens, closings, corrections (one taking away a period's maximum), a cancelled closed case, a
+    repeated closing, closings on a provisional and an uncovered year, reports out of order, task
+    lights before and after reports, a late older report of a task."""
+    recorder = Feed.__new__(Feed)
+    sent: list[dict] = []
+
+    async def collect(ce: dict) -> None:
+        sent.append(ce)
+
+    recorder.send = collect
+    steps = [
+        recorder.opened("P1", "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00"),
+        recorder.closed("P1", "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00",
+                        "2021-05-10 09:00", steps=4),
+        recorder.closed("P2", "power_connection_low_voltage", "power-supply-center", "2021-05-07 09:00",
+                        "2021-05-11 09:00", steps=3),
+        recorder.closed("P1", "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00",
+                        "2021-05-10 09:00", steps=2),  # the maximum's holder corrected: max is P2's again
+        recorder.closed("P1", "power_connection_low_voltage", "power-supply-center", "2021-05-06 09:00",
+                        "2021-05-10 09:00", steps=2),  # the same closing again: no change
+        recorder.opened("R1", REFUND, TAX, "2021-09-30 09:00"),
+        recorder.closed("R1", REFUND, TAX, "2021-09-30 09:00", "2021-10-08 10:00"),
+        recorder.closed("R2", REFUND, TAX, "2021-09-16 09:00", "2021-09-22 10:00",
+                        pauses=[("2021-09-17 09:00", "2021-09-18 09:00", "supplement")]),
+        recorder.closed("R3", REFUND, TAX, "2021-10-08 09:00", "2021-10-15 10:00"),
+        recorder.opened("R9", REFUND, TAX, "2021-10-08 09:00"),
+        recorder.closed("S1", "service_item", "admin-service-center", "2021-03-01 09:00", "2021-03-01 09:20",
+                        instantly=True, trips=0),
+        recorder.closed("S2", "service_item", "admin-service-center", "2021-03-01 09:00", "2021-03-01 10:20"),
+        recorder.closed("Y1", REFUND, TAX, "2026-12-28 09:00", "2027-01-06 09:00"),  # provisional 2027
+        recorder.closed("U1", REFUND, TAX, "2028-12-28 09:00", "2029-01-06 09:00"),  # uncovered 2029
+        recorder.closed("C1", "company_startup", "market-regulation", "2021-09-16 09:00", "2021-09-22 15:30"),
+        recorder.closed("C2", "company_startup", "market-regulation", "2021-09-16 09:00", "2021-09-17 11:10"),
+    ]
+    return steps, sent
+
+
+async def test_a_batch_publishes_what_its_events_publish_one_by_one(feed, pool, database_url):
+    steps, sent = year_of_events()
+    for step in steps:
+        await step
+    light = {"from": None, "to": "red", "reason": "past_due", "as_of": at("2021-11-26 00:05").isoformat()}
+    report = {"status": "in_progress", "percent": 50, "light": "red", "reported_at": at("2021-11-26 09:00").isoformat()}
+    older = {**report, "percent": 30, "reported_at": at("2021-11-20 09:00").isoformat()}
+
+    def reported(value: float, time: str) -> dict:
+        return {"specversion": "1.0", "id": f"r-{value}", "source": "/departments/tax-bureau",
+                "type": "duban.indicator.value-reported.v1", "subject": "annual_tax_hours",
+                "time": at(time).isoformat(), "datacontenttype": "application/json",
+                "data": {"period": "2021", "value": value, "unit": "hours_per_year"}}
+
+    sent += [
+        tracker_event("duban.tracker.case.cancelled.v1", "R3", {
+            "department": TAX, "case_type": REFUND, "opened_at": at("2021-10-08 09:00").isoformat(),
+            "cancelled_at": at("2021-10-16 09:00").isoformat(), "reason": "applicant withdrew"}),
+        tracker_event("duban.tracker.task.light-changed.v1", "T10", light),
+        tracker_event("duban.tracker.task.updated.v1", "T10", report),
+        tracker_event("duban.tracker.task.updated.v1", "T10", older),  # a replay of an older report: ignored
+        tracker_event("duban.tracker.task.light-changed.v1", "T10", {**light, "from": "red", "to": "yellow"}),
+        tracker_event("duban.tracker.task.updated.v1", "T03", report),
+        reported(95.0, "2021-06-30 10:00"), reported(88.0, "2021-11-30 10:00"), reported(92.0, "2021-09-30 10:00"),
+    ]
+    for ce in sent:
+        await feed.send(ce)
+    async with migrated_schema(database_url, "metrics") as other, schema_pool(database_url, other) as batched:
+        await Feed(batched).send_batch(sent)
+        for query in (
+            "SELECT * FROM cases ORDER BY department, case_id",
+            "SELECT * FROM indicator_sums ORDER BY indicator_id, period, department",
+            "SELECT indicator_id, period, department, value, samples, cause, calendar_version FROM indicator_history"
+            " ORDER BY id",
+            "SELECT * FROM case_duration_buckets ORDER BY case_type, department, le",
+            "SELECT * FROM task_state ORDER BY task_id",
+            "SELECT * FROM reported_values ORDER BY source, event_id",
+        ):
+            # Times of writing differ between the two schemas; everything else is the same, float for float.
+            one_by_one, together = [[{k: v for k, v in r.items() if k not in ("updated_at", "as_of", "received_at")}
+                                     for r in rows] for rows in (await pool.fetch(query), await batched.fetch(query))]
+            assert together == one_by_one, query
+            assert together, query
+    maximum = await sums(pool, "power_connection_steps", "2021")
+    assert (maximum["n"], maximum["maximum"]) == (2, 3.0)

@@ -148,6 +148,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list = []
+        self.raw: list[bytes] = []  # as they came over the wire, for what parsing hides (header encodings)
         self.refused: list = []
         self.refusals: list[str] = []
 
@@ -157,6 +158,7 @@ class Mailbox:
             self.refused.append(message)
             return self.refusals.pop(0)
         self.messages.append((envelope.rcpt_tos, message))
+        self.raw.append(envelope.original_content)
         return "250 OK"
 
 

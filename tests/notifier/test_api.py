@@ -38,6 +38,13 @@ async def test_escalations_filter_by_level_department_and_openness(feed, api):
     body = (await items(department="health")).json()
     assert [e["item"] for e in body["items"]] == ["T17"] and body["items"][0]["level_name"] == "提醒"
     assert (await items(level=4)).status_code == 422
+    assert [e["task_id"] for e in (await items(task_id="T28")).json()["items"]] == ["T28"]
+    assert (await items(task_id="T01")).json() == {"items": [], "total": 0, "limit": 50, "offset": 0}
+    unknown = await items(task_id="T29")
+    assert unknown.status_code == 404 and unknown.json()["type"].endswith("/task-not-found")
+    bad = await items(task_id="t28")
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert bad.json()["errors"][0]["field"] == "query/task_id"
 
 
 @pytest.mark.database
@@ -96,6 +103,9 @@ async def test_who_may_see_and_acknowledge_which_escalation(feed, pool, api, tok
     listed = (await client.get("/v1/escalations", **market)).json()
     assert {e["item"] for e in listed["items"]} == {"T07"} and listed["total"] == 1
     assert (await client.get("/v1/escalations", params={"department": "tax-bureau"}, **market)).status_code == 403
+    of_t07 = (await client.get("/v1/escalations", params={"task_id": "T07"}, **market)).json()
+    assert [e["id"] for e in of_t07["items"]] == [t07]
+    assert (await client.get("/v1/escalations", params={"task_id": "T09"}, **market)).status_code == 403
     assert (await client.get(f"/v1/escalations/{t09}", **market)).status_code == 403
     assert (await client.post(f"/v1/escalations/{t09}/acknowledge", json={"until": until}, **market)).status_code == 403
     assert (await client.post(f"/v1/escalations/{t02}/acknowledge", json={"until": until},

@@ -52,6 +52,34 @@ async def test_tasks_filtered_paginated_and_in_detail(tracker, api, tokens):
 
 
 @pytest.mark.database
+async def test_tasks_with_their_milestones_in_one_call_are_the_tasks_one_by_one(tracker, api, tokens):
+    await tracker.send(progress("T07", "market-regulation", "2021-08-20 10:00", "in_progress", 60),
+                       progress("T08", "market-regulation", "2021-08-20 10:00", "done", 100))
+    async with httpx.AsyncClient(base_url=api, headers=tokens.headers()) as client:
+        page = (await client.get("/v1/tasks", params={"include": "milestones", "limit": 100})).json()
+        assert [t["id"] for t in page["items"]] == sorted(t.id for t in CATALOG.tasks) and page["total"] == 28
+        for task_id in ("T07", "T08", "T21"):
+            assert next(t for t in page["items"] if t["id"] == task_id) == \
+                (await client.get(f"/v1/tasks/{task_id}")).json()
+        plain = (await client.get("/v1/tasks", params={"limit": 100})).json()
+        assert "milestones" not in plain["items"][0]
+        bad = await client.get("/v1/tasks", params={"include": "reports"})
+        assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+        assert bad.json()["errors"][0]["field"] == "query/include"
+
+    async with httpx.AsyncClient(base_url=api, headers=tokens.headers("department", "market-regulation")) as client:
+        page = (await client.get("/v1/tasks", params={"include": "milestones", "limit": 100})).json()
+        # Exactly the tasks the department may open one by one, each as it sees it there.
+        one_by_one = {t.id: await client.get(f"/v1/tasks/{t.id}") for t in CATALOG.tasks}
+        theirs = sorted(task_id for task_id, answer in one_by_one.items() if answer.status_code == 200)
+        assert {answer.status_code for answer in one_by_one.values()} == {200, 403}
+        assert [t["id"] for t in page["items"]] == theirs and page["total"] == len(theirs)
+        assert page["items"] == [one_by_one[task_id].json() for task_id in theirs]
+        assert (await client.get("/v1/tasks", params={"include": "milestones", "department": "tax-bureau"})
+                ).status_code == 403
+
+
+@pytest.mark.database
 async def test_cases_by_department_and_id(tracker, api, tokens):
     await tracker.send(
         case_event("opened", "Q-7", "2021-09-01 09:00", {}, department="market-regulation", case_type="company_startup"),

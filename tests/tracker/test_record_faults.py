@@ -5,14 +5,18 @@ contract that let them through: what storage refuses must still fall out alone, 
 
 from __future__ import annotations
 
+import collections
 import json
 
+import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
+from duban.broker import ensure_topics
 from duban.consumer import Delivery, LedgerConsumer, validate_by_model
 from duban.events.kafka import to_kafka
 from duban.events.timing import TimeWindow
+from entrypoints.topics import read_dead_letters
 from tests.tracker.conftest import Tracker, case_event, progress
 
 pytestmark = pytest.mark.database
@@ -83,3 +87,46 @@ async def test_a_per_event_handler_that_fails_on_the_data_dead_letters_that_even
     assert result.applied == 2 and [(d.offset, e.reason) for d, e in result.dead] == [(1, "storage_refused")]
     assert sorted(await pool.fetch("SELECT percent FROM task_reports")) == [(10,), (30,)]
 
+
+
+async def test_values_storage_cannot_take_are_dead_lettered_once_each_and_the_stream_goes_on(
+        pool, producer, kafka_bootstrap, unique_topics):
+    """A value the client cannot encode (a str for an integer), a row the server refuses (class 23: an unknown
+    task), the client-side DataError asyncpg reserves for bad query input: each is that record's fault, so it is
+    dead-lettered on the real broker with the error, tried once and not retried, and the events after it apply."""
+    settings = unique_topics.model_copy(update={"kafka_bootstrap": kafka_bootstrap})
+    await ensure_topics(settings, [settings.topic_dept_events + settings.dead_letter_suffix])
+    calls: collections.Counter[int] = collections.Counter()
+
+    async def handler(conn, event) -> None:
+        calls[event.delivery.offset] += 1
+        if event.ce["data"].get("note") == "client-side":
+            raise asyncpg.exceptions._base.DataError("invalid input for query argument $4: 'ten'")
+        await conn.execute("INSERT INTO task_reports (source, event_id, task_id, event_time, status, percent)"
+                           " VALUES ($1, $2, $3, now(), 'in_progress', $4)",
+                           event.ce["source"], event.ce["id"], event.ce["subject"], event.ce["data"]["percent"])
+
+    consumer = LedgerConsumer(name="tracker", pool=pool, producer=producer, handler=handler,
+                              validate=lambda ce: ce, retry_budget_s=5)
+    events = [progress("T07", "market-regulation", "2021-08-20 10:00", "in_progress", 10),
+              progress("T07", "market-regulation", "2021-08-20 11:00", "in_progress", 15),
+              progress("T07", "market-regulation", "2021-08-20 12:00", "in_progress", 20),
+              progress("T07", "market-regulation", "2021-08-20 13:00", "in_progress", 30, note="client-side"),
+              progress("T07", "market-regulation", "2021-08-20 14:00", "in_progress", 40)]
+
+    deliveries = [raw_delivery(e, i)._replace(topic=settings.topic_dept_events) for i, e in enumerate(events)]
+    deliveries[1] = deliveries[1]._replace(value=json.dumps({**events[1]["data"], "percent": "ten"}).encode())
+    deliveries[2] = deliveries[2]._replace(key=b"T99", headers=tuple(
+        (name, b"T99" if name == "ce_subject" else value) for name, value in deliveries[2].headers))
+
+    result = await consumer.apply(deliveries)
+
+    assert result.applied == 2 and calls == {0: 1, 1: 1, 2: 1, 3: 1, 4: 1}
+    assert sorted(await pool.fetch("SELECT percent FROM task_reports")) == [(10,), (40,)]
+    reader, letters = await read_dead_letters(settings, settings.topic_dept_events)
+    await reader.stop()
+    errors = {int(letter.header("dlq_origin_offset")): letter.header("dlq_error") for letter in letters}
+    assert sorted(errors) == [1, 2, 3]
+    assert "invalid input for query argument $4: 'ten'" in errors[1]
+    assert errors[2].startswith("ForeignKeyViolationError")
+    assert errors[3].startswith("DataError")

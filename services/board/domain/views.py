@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,13 +27,6 @@ UNIT_NAMES = {"working_days": "个工作日", "calendar_days": "天", "working_h
 # The pause reasons the case events allow, as their schema names them.
 PAUSE_REASONS = {"supplement": "补正材料", "hearing": "听证", "expert_review": "专家评审", "public_notice": "公告",
                  "inspection": "检验检测", "appraisal": "鉴定", "tender": "招标拍卖"}
-
-
-def pauses(value: list | str | None) -> list[dict]:
-    """A case's paused intervals; the metrics API hands them over as a JSON text."""
-    if isinstance(value, str):
-        return json.loads(value)
-    return value or []
 
 
 def department_names(catalog: Catalog, codes: list[str] | tuple[str, ...]) -> list[str]:
@@ -94,10 +86,6 @@ def filterable_departments(catalog: Catalog) -> list[tuple[str, str]]:
     """The units some task names (lead or responsible), for the department filter."""
     named = {code for t in catalog.tasks for code in t.departments}
     return [(d.code, d.name) for d in catalog.departments if d.kind == "unit" and d.code in named]
-
-
-def escalations_of_task(escalations: list[dict], task_id: str) -> list[dict]:
-    return sorted((e for e in escalations if e["task_id"] == task_id), key=lambda e: e["id"], reverse=True)
 
 
 @dataclass(frozen=True)

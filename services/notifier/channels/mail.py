@@ -1,5 +1,6 @@
-"""E-mail through the configured SMTP server (aiosmtplib): UTF-8 subject and body, and a Message-ID
-derived from the delivery key, so a retried mail is recognisably the same mail."""
+"""E-mail through the configured SMTP server (aiosmtplib): UTF-8 subject and body (with an HTML alternative and
+attachments when the notice has them: the 督查通报), and a Message-ID derived from the delivery key, so a
+retried mail is recognisably the same mail."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from email.utils import formatdate
 
 import aiosmtplib
 
-from services.notifier.channels import DeliveryError
+from services.notifier.channels.base import DeliveryError
 from services.notifier.domain.messages import Notice, plain_text, title
 from services.notifier.routes import Target
 from services.notifier.settings import NotifierSettings
@@ -26,6 +27,12 @@ def compose(notice: Notice, sender: str, to: str, key: str) -> EmailMessage:
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = f"<{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:duban:notifier:{key}')}@{sender.split('@')[-1]}>"
     message.set_content(plain_text(notice), charset="utf-8")
+    if (body := notice.html_body()) is not None:
+        message.add_alternative(body, subtype="html", charset="utf-8")
+    for attachment in notice.attachments():
+        # A non-ASCII filename goes out as RFC 2231 `filename*=utf-8''…` (the email package's default policy).
+        maintype, subtype = attachment.media_type.split("/", 1)
+        message.add_attachment(attachment.content, maintype=maintype, subtype=subtype, filename=attachment.filename)
     return message
 
 

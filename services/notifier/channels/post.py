@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from services.notifier.channels import DeliveryError
+from services.notifier.channels.base import DeliveryError
 
 
 async def post_json(client: httpx.AsyncClient, url: str, body: dict | bytes, *,

@@ -13,7 +13,7 @@ from urllib.parse import quote_plus
 
 import httpx
 
-from services.notifier.channels import DeliveryError
+from services.notifier.channels.base import DeliveryError
 from services.notifier.channels.post import post_json
 from services.notifier.domain.messages import Notice, markdown, title
 from services.notifier.routes import DingTalkRoute, Target

@@ -4,7 +4,8 @@ what it asks; `title`, `markdown` and `plain_text` word any of them."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import html
+from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 
 from duban.catalog import Catalog
@@ -36,11 +37,28 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    media_type: str
+    content: bytes = field(repr=False)
+
+
 class _Stored:
     """A notice's facts are stored with its delivery as JSON (the dataclass fields)."""
 
     def as_json(self) -> dict:
         return asdict(self)
+
+    def html_body(self) -> str | None:
+        """An HTML rendering for channels that take one (e-mail), besides the plain text; None: text only."""
+        return None
+
+    def attachments(self) -> list[Attachment]:
+        return []
 
 
 @dataclass(frozen=True)
@@ -216,7 +234,47 @@ class WeeklyNotice(_Stored):
         return "请牵头部门统筹推进，对黄灯、红灯任务督促责任单位加快落实。"
 
 
-NOTICE_KINDS = {kind.KIND: kind for kind in (Notice, CaseWarningNotice, DigestNotice, WeeklyNotice)}
+@dataclass(frozen=True)
+class BulletinNotice(_Stored):
+    """The week's 督查通报 the board issued, mailed to the district office: its summary as text, the bulletin
+    as HTML, the Word document attached. The document and HTML are the stored bulletin's (the bulletins
+    table), put in when the mail is sent; only the facts below are stored with each delivery."""
+
+    bulletin_id: int
+    week: str
+    title: str
+    summary: list[str]
+    html: str = field(default="", repr=False)
+    document: bytes = field(default=b"", repr=False)
+
+    KIND = "bulletin"
+    STORED = ("bulletin_id", "week", "title", "summary")
+
+    @property
+    def subject(self) -> str:
+        return str(self.bulletin_id)
+
+    def as_json(self) -> dict:
+        return {name: getattr(self, name) for name in self.STORED}
+
+    def heading(self) -> str:
+        return self.title
+
+    def facts(self) -> list[tuple[str, str]]:
+        return [("周次", self.week), *(("总体情况", line) for line in self.summary)]
+
+    def ask(self) -> str:
+        return f"《{self.title}》全文见附件（Word），请各单位对照通报事项抓紧落实。"
+
+    def html_body(self) -> str:
+        return (f'<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(self.title)}'
+                f"</title></head><body>{self.html}<p>{html.escape(SIGNATURE)}</p></body></html>")
+
+    def attachments(self) -> list[Attachment]:
+        return [Attachment(f"{self.title}.docx", DOCX, self.document)]
+
+
+NOTICE_KINDS = {kind.KIND: kind for kind in (Notice, CaseWarningNotice, DigestNotice, WeeklyNotice, BulletinNotice)}
 
 
 def notice_from_json(kind: str, data: dict):

@@ -8,7 +8,7 @@ gives the same state as in-order delivery."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from duban.events.models import (
@@ -125,47 +125,68 @@ def _case_type_of(events: list[CaseEvent]) -> str:
 def fold_case(department: str, case_id: str, events: Iterable[CaseEvent]) -> CaseState:
     """The state of a case from its events, whatever order and repetitions they came in."""
     unique = sorted({(e.source, e.event_id): e for e in events}.values(), key=lambda e: e.order)
-    state = CaseState(department, case_id, events=len(unique))
     if not unique:
-        return state
-    state = replace(state, case_type=_case_type_of(unique), last_event_at=unique[-1].time)
+        return CaseState(department, case_id)
+    fold = _Fold(_case_type_of(unique))
     for event in unique:
-        state = _step(state, event)
-    return state
+        fold.step(event)
+    return CaseState(department, case_id, fold.case_type, fold.opened_at, fold.reference, fold.title,
+                     tuple(fold.steps), tuple(fold.paused_intervals), fold.paused_since, fold.ended, fold.ended_at,
+                     fold.outcome, fold.handled_instantly, fold.trips, fold.cancel_reason, tuple(fold.ignored),
+                     len(unique), unique[-1].time)
 
 
-def _ignore(state: CaseState, event: CaseEvent, why: str) -> CaseState:
-    return replace(state, ignored=(*state.ignored, Ignored(event.source, event.event_id, why)))
+class _Fold:
+    """CaseState's fields while the events are applied: one object changed in place, not a new frozen
+    state per event (copying every field of every intermediate state was most of the fold's cost)."""
 
+    __slots__ = ("case_type", "opened_at", "reference", "title", "steps", "paused_intervals", "paused_since",
+                 "ended", "ended_at", "outcome", "handled_instantly", "trips", "cancel_reason", "ignored")
 
-def _step(s: CaseState, e: CaseEvent) -> CaseState:
-    if e.data["case_type"] != s.case_type:
-        return _ignore(s, e, f"case type {e.data['case_type']} differs from the case's {s.case_type}")
-    if e.kind == "opened":
-        if s.opened_at is not None:
-            return _ignore(s, e, "the case was already opened")
-        return replace(s, opened_at=e.time, reference=e.data.get("reference"), title=e.data.get("title"))
-    if s.ended:
-        return _ignore(s, e, f"after the case was {s.ended}")
-    if e.kind == "step_completed":
-        if any(step.step == e.data["step"] for step in s.steps):
-            return _ignore(s, e, f"step {e.data['step']} was already completed")
-        return replace(s, steps=(*s.steps, Step(e.data["step"], e.time, e.data.get("step_name"))))
-    if e.kind == "paused":
-        if s.paused_since:
-            return _ignore(s, e, "the clock was already paused")
-        return replace(s, paused_since=(e.time, e.data["reason"]))
-    if e.kind == "resumed":
-        if not s.paused_since:
-            return _ignore(s, e, "the clock was not paused")
-        ended = Interval(s.paused_since[0], e.time, s.paused_since[1])
-        return replace(s, paused_since=None, paused_intervals=(*s.paused_intervals, ended))
-    # closed or cancelled: the clock stops, a pause still running ends with it.
-    intervals = s.paused_intervals + ((Interval(s.paused_since[0], e.time, s.paused_since[1]),) if s.paused_since else ())
-    s = replace(s, ended=e.kind, ended_at=e.time, paused_since=None, paused_intervals=intervals)
-    if e.kind == "closed":
-        return replace(s, outcome=e.data["outcome"], handled_instantly=e.data["handled_instantly"], trips=e.data["trips"])
-    return replace(s, cancel_reason=e.data["reason"])
+    def __init__(self, case_type: str) -> None:
+        self.case_type = case_type
+        self.opened_at = self.reference = self.title = self.paused_since = self.ended = self.ended_at = None
+        self.outcome = self.handled_instantly = self.trips = self.cancel_reason = None
+        self.steps: list[Step] = []
+        self.paused_intervals: list[Interval] = []
+        self.ignored: list[Ignored] = []
+
+    def ignore(self, e: CaseEvent, why: str) -> None:
+        self.ignored.append(Ignored(e.source, e.event_id, why))
+
+    def step(self, e: CaseEvent) -> None:
+        data, kind = e.data, e.kind
+        if data["case_type"] != self.case_type:
+            return self.ignore(e, f"case type {data['case_type']} differs from the case's {self.case_type}")
+        if kind == "opened":
+            if self.opened_at is not None:
+                return self.ignore(e, "the case was already opened")
+            self.opened_at, self.reference, self.title = e.time, data.get("reference"), data.get("title")
+            return None
+        if self.ended:
+            return self.ignore(e, f"after the case was {self.ended}")
+        if kind == "step_completed":
+            if any(step.step == data["step"] for step in self.steps):
+                return self.ignore(e, f"step {data['step']} was already completed")
+            self.steps.append(Step(data["step"], e.time, data.get("step_name")))
+        elif kind == "paused":
+            if self.paused_since:
+                return self.ignore(e, "the clock was already paused")
+            self.paused_since = (e.time, data["reason"])
+        elif kind == "resumed":
+            if not self.paused_since:
+                return self.ignore(e, "the clock was not paused")
+            self.paused_intervals.append(Interval(self.paused_since[0], e.time, self.paused_since[1]))
+            self.paused_since = None
+        else:  # closed or cancelled: the clock stops, a pause still running ends with it.
+            if self.paused_since:
+                self.paused_intervals.append(Interval(self.paused_since[0], e.time, self.paused_since[1]))
+            self.ended, self.ended_at, self.paused_since = kind, e.time, None
+            if kind == "closed":
+                self.outcome, self.handled_instantly, self.trips = data["outcome"], data["handled_instantly"], data["trips"]
+            else:
+                self.cancel_reason = data["reason"]
+        return None
 
 
 # --- announcements ------------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""The board's background job: the week's 督查通报 at its scheduled time (docs/board.md), and the hand-off of
+every issued bulletin, automatic or from the form, to the notifier until it is accepted. Safe on any number
+of replicas: a week's automatic bulletin is issued under an advisory lock and a unique index, and a
+bulletin is claimed for its hand-off with SKIP LOCKED (the notifier is idempotent on its id anyway)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import structlog
+from prometheus_client import Counter, Gauge
+
+from duban.catalog import Catalog
+from duban.pg import TRANSIENT_ERRORS
+from duban.workcal import CalendarCoverageError, WorkingCalendar
+from services.board import bulletins, store
+from services.board.bulletins import Issued
+from services.board.clients import ReadApis, UpstreamRefused
+from services.board.domain.schedule import IssueSchedule
+
+log = structlog.get_logger(__name__)
+
+WAITING = Gauge("duban_board_bulletins_waiting", "Issued bulletins the notifier has not accepted yet")
+AUTOMATIC = Counter("duban_board_bulletins_scheduled_total", "Bulletins this replica issued on the schedule")
+CALENDAR_GAPS = Counter("duban_board_calendar_gaps_total",
+                        "Rounds without an automatic bulletin because the working-day calendar lacks a year", ["year"])
+HANDOVER_BATCH = 10
+
+
+def token_from(path: Path | None) -> Callable[[], str | None]:
+    """The service token, read afresh each round so that a rotated Secret is picked up without a restart."""
+
+    def read() -> str | None:
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="ascii").strip() or None
+        except OSError as error:
+            log.error("cannot read the service token; no automatic bulletin, no hand-off", path=str(path),
+                      error=str(error))
+            return None
+
+    return read
+
+
+@dataclass
+class BulletinJob:
+    apis: ReadApis
+    pool: asyncpg.Pool
+    catalog: Catalog
+    calendar: WorkingCalendar
+    schedule: IssueSchedule | None  # None: no automatic bulletins, hand-offs only
+    token: Callable[[], str | None]
+
+    async def round(self, now: datetime) -> None:
+        token = self.token()
+        if token is None:
+            return
+        await self.issue_due(token, now)
+        await self.hand_over(token, now)
+
+    async def issue_due(self, token: str, now: datetime) -> Issued | None:
+        if self.schedule is None:
+            return None
+        try:
+            week = self.schedule.due(now, self.calendar.is_workday)
+        except CalendarCoverageError as gap:
+            # Surfaced, not guessed: no working day is assumed for a year the calendar lacks.
+            CALENDAR_GAPS.labels(str(gap.year)).inc()
+            log.error("working-day calendar lacks a year; no automatic bulletin", year=gap.year)
+            return None
+        if week is None:
+            return None
+        issued = await bulletins.issue_automatic(apis=self.apis, token=token, catalog=self.catalog, pool=self.pool,
+                                                 week=week, now=now)
+        if issued is not None:
+            AUTOMATIC.inc()
+            log.info("bulletin issued on schedule", week=week, bulletin=issued.id, at=now.isoformat())
+        return issued
+
+    async def hand_over(self, token: str, now: datetime) -> int:
+        """Hand every bulletin not yet accepted to the notifier; returns how many it accepted."""
+        accepted = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            for row in await store.claim_handovers(conn, HANDOVER_BATCH):
+                try:
+                    await self.apis.hand_over_bulletin(token, bulletins.handover_body(row))
+                except UpstreamRefused as refusal:
+                    # Kept and tried again next round, whatever the refusal: a notifier down, or one whose token
+                    # or routes are being fixed, takes it once it can.
+                    await store.handover_failed(conn, row["id"], f"{refusal.status} {refusal.detail}")
+                    log.warning("bulletin not handed over; will retry", bulletin=row["id"], week=row["week"],
+                                status=refusal.status, error=refusal.detail)
+                    continue
+                await store.handed_over(conn, row["id"], now)
+                accepted += 1
+                log.info("bulletin handed over to the notifier", bulletin=row["id"], week=row["week"])
+            WAITING.set(await store.waiting_handovers(conn))
+        return accepted
+
+    async def run(self, interval_s: float, clock: Callable[[], datetime]) -> None:
+        """A round every `interval_s`; a failed one is logged and the next starts over (each step is idempotent)."""
+        while True:
+            try:
+                await self.round(clock())
+            except (UpstreamRefused, *TRANSIENT_ERRORS) as error:
+                log.warning("bulletin round failed; retrying at the next one", error=f"{type(error).__name__}: {error}")
+            await asyncio.sleep(interval_s)
