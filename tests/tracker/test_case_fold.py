@@ -114,6 +114,13 @@ def test_a_case_closed_while_paused_ends_the_pause_at_the_close():
         (T0 + timedelta(minutes=10), T0 + timedelta(minutes=90), "hearing")]
 
 
+def test_a_resumed_case_is_no_longer_paused():
+    state = fold_case("tax-bureau", "C1", [ev("opened", 0, 1), ev("paused", 10, 2, reason="hearing"),
+                                           ev("resumed", 30, 3, reason="hearing")])
+    assert state.paused_since is None and state.status == "open"
+    assert [(i.start, i.end) for i in state.paused_intervals] == [(T0 + timedelta(minutes=10), T0 + timedelta(minutes=30))]
+
+
 def test_events_of_another_case_type_and_after_the_end_change_nothing():
     other = CaseEvent("/departments/tax-bureau", "x", "step_completed", T0 + timedelta(minutes=5),
                       {"case_type": "service_item", "step": "s"})
