@@ -1,14 +1,15 @@
 """The board's background job: the week's 督查通报 at its scheduled time (docs/board.md), and the hand-off of
 every issued bulletin, automatic or from the form, to the notifier until it is accepted. Safe on any number
-of replicas: a week's automatic bulletin is issued under an advisory lock and a unique index, and a
-bulletin is claimed for its hand-off with SKIP LOCKED (the notifier is idempotent on its id anyway)."""
+of replicas, and no transaction is open while another service answers: a week's automatic bulletin is assembled
+first and archived by one insert that the week's unique index lets through once, and a bulletin's hand-off is
+claimed for a while with a committed UPDATE before it is posted (the notifier is idempotent on its id anyway)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -30,6 +31,14 @@ AUTOMATIC = Counter("duban_board_bulletins_scheduled_total", "Bulletins this rep
 CALENDAR_GAPS = Counter("duban_board_calendar_gaps_total",
                         "Rounds without an automatic bulletin because the working-day calendar lacks a year", ["year"])
 HANDOVER_BATCH = 10
+
+
+def handoff_lease_for(upstream_timeout_s: float) -> timedelta:
+    """Waiting for a pooled connection, connecting, sending and each read of the answer may each take the upstream
+    timeout: six of them outlast a POST that does not trickle, and a board stopped mid-hand-off holds the bulletin
+    no longer (a minute by default). A POST outlasting its claim may be repeated by another board, which the
+    notifier answers as the first."""
+    return timedelta(seconds=6 * upstream_timeout_s)
 
 
 def token_from(path: Path | None) -> Callable[[], str | None]:
@@ -56,6 +65,7 @@ class BulletinJob:
     calendar: WorkingCalendar
     schedule: IssueSchedule | None  # None: no automatic bulletins, hand-offs only
     token: Callable[[], str | None]
+    handoff_lease: timedelta  # how long a claim on a bulletin's hand-off keeps the other boards off it
 
     async def round(self, now: datetime) -> None:
         token = self.token()
@@ -84,23 +94,27 @@ class BulletinJob:
         return issued
 
     async def hand_over(self, token: str, now: datetime) -> int:
-        """Hand every bulletin not yet accepted to the notifier; returns how many it accepted."""
-        accepted = 0
-        async with self.pool.acquire() as conn, conn.transaction():
-            for row in await store.claim_handovers(conn, HANDOVER_BATCH):
-                try:
-                    await self.apis.hand_over_bulletin(token, bulletins.handover_body(row))
-                except UpstreamRefused as refusal:
-                    # Kept and tried again next round, whatever the refusal: a notifier down, or one whose token
-                    # or routes are being fixed, takes it once it can.
-                    await store.handover_failed(conn, row["id"], f"{refusal.status} {refusal.detail}")
-                    log.warning("bulletin not handed over; will retry", bulletin=row["id"], week=row["week"],
-                                status=refusal.status, error=refusal.detail)
-                    continue
-                await store.handed_over(conn, row["id"], now)
-                accepted += 1
-                log.info("bulletin handed over to the notifier", bulletin=row["id"], week=row["week"])
-            WAITING.set(await store.waiting_handovers(conn))
+        """Hand every bulletin not yet accepted to the notifier, up to HANDOVER_BATCH a round, one claim at a time
+        and no transaction open while the notifier answers; returns how many it accepted."""
+        accepted, passed = 0, []
+        while len(passed) < HANDOVER_BATCH:
+            row = await store.claim_handover(self.pool, self.handoff_lease, passed=passed)
+            if row is None:
+                break
+            passed.append(row["id"])
+            try:
+                await self.apis.hand_over_bulletin(token, bulletins.handover_body(row))
+            except UpstreamRefused as refusal:
+                # Kept and tried again next round, whatever the refusal: a notifier down, or one whose token
+                # or routes are being fixed, takes it once it can.
+                await store.handover_failed(self.pool, row["id"], row["claim"], f"{refusal.status} {refusal.detail}")
+                log.warning("bulletin not handed over; will retry", bulletin=row["id"], week=row["week"],
+                            status=refusal.status, error=refusal.detail)
+                continue
+            await store.handed_over(self.pool, row["id"], now)
+            accepted += 1
+            log.info("bulletin handed over to the notifier", bulletin=row["id"], week=row["week"])
+        WAITING.set(await store.waiting_handovers(self.pool))
         return accepted
 
     async def run(self, interval_s: float, clock: Callable[[], datetime]) -> None:
