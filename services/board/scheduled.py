@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import jwt
 import structlog
 from prometheus_client import Counter, Gauge
 
@@ -30,6 +31,8 @@ WAITING = Gauge("duban_board_bulletins_waiting", "Issued bulletins the notifier 
 AUTOMATIC = Counter("duban_board_bulletins_scheduled_total", "Bulletins this replica issued on the schedule")
 CALENDAR_GAPS = Counter("duban_board_calendar_gaps_total",
                         "Rounds without an automatic bulletin because the working-day calendar lacks a year", ["year"])
+TOKEN_EXPIRY = Gauge("duban_board_service_token_expiry_timestamp_seconds",
+                     "When the board's service token (DUBAN_SERVICE_TOKEN_FILE) expires, from its exp claim")
 HANDOVER_BATCH = 10
 
 
@@ -39,6 +42,15 @@ def handoff_lease_for(upstream_timeout_s: float) -> timedelta:
     no longer (a minute by default). A POST outlasting its claim may be repeated by another board, which the
     notifier answers as the first."""
     return timedelta(seconds=6 * upstream_timeout_s)
+
+
+def token_expiry(token: str) -> datetime | None:
+    """The token's `exp`, read without checking its signature: the board holds no key, the services check it."""
+    try:
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return None if expires is None else datetime.fromtimestamp(expires, UTC)
 
 
 def token_from(path: Path | None) -> Callable[[], str | None]:
@@ -71,8 +83,19 @@ class BulletinJob:
         token = self.token()
         if token is None:
             return
-        await self.issue_due(token, now)
-        await self.hand_over(token, now)
+        expiry = token_expiry(token)
+        if expiry is not None:
+            TOKEN_EXPIRY.set(expiry.timestamp())
+        try:
+            await self.issue_due(token, now)
+            await self.hand_over(token, now)
+        except UpstreamRefused as refusal:
+            if refusal.status != 401:
+                raise
+            # Every round meets the same refusal until the token is renewed; said as what to do, not as a retry.
+            log.error("the service token was refused: no automatic bulletin, no hand-off until the file of"
+                      " DUBAN_SERVICE_TOKEN_FILE holds a valid one", service=refusal.service, error=refusal.detail,
+                      token_expires_at=None if expiry is None else expiry.isoformat())
 
     async def issue_due(self, token: str, now: datetime) -> Issued | None:
         if self.schedule is None:
@@ -108,6 +131,8 @@ class BulletinJob:
                 # Kept and tried again next round, whatever the refusal: a notifier down, or one whose token
                 # or routes are being fixed, takes it once it can.
                 await store.handover_failed(self.pool, row["id"], row["claim"], f"{refusal.status} {refusal.detail}")
+                if refusal.status == 401:
+                    raise  # the token, not this bulletin: the others would meet the same
                 log.warning("bulletin not handed over; will retry", bulletin=row["id"], week=row["week"],
                             status=refusal.status, error=refusal.detail)
                 continue

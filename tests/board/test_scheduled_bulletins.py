@@ -10,18 +10,22 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
+import jwt
 import pytest
+import structlog
 from docx import Document
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from duban.catalog import load_catalog
 from duban.pg import create_pool
 from duban.workcal import WorkingCalendar
-from services.board import bulletins
+from services.board import bulletins, scheduled
 from services.board.app import create_app
 from services.board.clients import ReadApis, UpstreamRefused
 from services.board.domain.schedule import IssueSchedule
@@ -306,3 +310,29 @@ async def test_a_hand_off_whose_answer_was_lost_is_repeated_and_the_bulletin_mai
     [bulletin] = await stack.bulletins()
     assert (bulletin["handed_over_at"], bulletin["handover_error"]) == (at("2021-09-24 16:01"), None)
     assert sorted(rcpt for rcpts, _ in mailbox.messages for rcpt in rcpts) == OFFICE
+
+
+async def test_an_expired_service_token_shows_as_a_gauge_and_an_error_naming_its_expiry(stack, monkeypatch):
+    service_token = stack.settings.service_token_file
+    expired = stack.tokens.issue(subject="board:schedule", ttl=timedelta(hours=-1))
+    expires_at = datetime.fromtimestamp(jwt.decode(expired, options={"verify_signature": False})["exp"], UTC)
+    async with stack.notifier_up(), stack.board() as board:
+        await bulletins.issue(apis=board.apis, token=stack.tokens.issue(), issued_by="督查室 李科长",
+                              catalog=board.catalog, pool=board.pool, week="2021-W37", now=at("2021-09-24 15:00"))
+        service_token.write_text(expired, encoding="ascii")
+        with capture_logs() as logs:
+            # A logger bound now, to the capture (the module's own may be bound to an earlier configuration).
+            monkeypatch.setattr(scheduled, "log", structlog.get_logger(scheduled.__name__))
+            await board.round(at("2021-09-24 15:01"))
+        assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") == \
+            expires_at.timestamp()
+        [refused] = [entry for entry in logs if entry["log_level"] == "error"]
+        assert (refused["service"], refused["token_expires_at"]) == ("notifier", expires_at.isoformat())
+        [waiting] = await stack.bulletins()
+        assert waiting["handed_over_at"] is None and waiting["handover_error"].startswith("401")
+        # Renewed: the next round hands it over.
+        service_token.write_text(stack.tokens.issue(subject="board:schedule"), encoding="ascii")
+        await board.round(at("2021-09-24 15:02"))
+    [bulletin] = await stack.bulletins()
+    assert bulletin["handed_over_at"] == at("2021-09-24 15:02")
+    assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") > expires_at.timestamp()
