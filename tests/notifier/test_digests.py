@@ -9,10 +9,9 @@ from datetime import datetime
 
 import pytest
 
-from duban.consumer import Delivery, InboundEvent
 from services.notifier.handlers import NotifierHandler
 from services.notifier.warnings import CaseWarningPlanner
-from tests.notifier.conftest import CATALOG, at, deliveries, light_changed
+from tests.notifier.conftest import CATALOG, apply_alone, at, deliveries, light_changed
 from tests.notifier.notices import notice_errors
 
 pytestmark = pytest.mark.database
@@ -36,8 +35,7 @@ async def warn(pool, scheduler, event: dict) -> None:
     """The case warning applied as the notifier's consumer applies it, planned as of its as_of."""
     now = datetime.fromisoformat(event["data"]["as_of"])
     warnings = NotifierHandler(CATALOG, CaseWarningPlanner(CATALOG, scheduler.routes, lambda moment: moment, lambda: now))
-    async with pool.acquire() as conn, conn.transaction():
-        await warnings(conn, InboundEvent(event, Delivery("duban.tracker-changes", 0, 0, None, None, ())))
+    await apply_alone(pool, warnings, event)
 
 
 async def test_a_digest_route_gets_one_message_a_working_day_with_its_open_items(pool, feed, make_scheduler,
