@@ -50,14 +50,14 @@ def moment(text: str) -> datetime:
     try:
         return datetime.fromisoformat(text)
     except ValueError as exc:
-        raise PermanentEventError("unreadable_time", str(exc)) from None
+        raise PermanentEventError("unreadable_time", f"{text!r}: {exc}") from None
 
 
 def day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError as exc:
-        raise PermanentEventError("unreadable_time", str(exc)) from None
+        raise PermanentEventError("unreadable_time", f"{text!r}: {exc}") from None
 
 
 class CaseWarnings(Protocol):

@@ -98,19 +98,25 @@ async def test_what_can_never_apply_is_refused_before_the_batch_applies(pool, pr
               tracker_event("duban.tracker.milestone.status-changed.v1", "T09",
                             {"milestone_id": "T07-M1", "from": "open", "to": "overdue",
                              "as_of": at("2021-09-30 10:00").isoformat()}, at("2021-09-30 10:00")),
+              light_changed("T10", "red", at("2021-09-30 11:00")),
               task_updated("T09", "in_progress", 50, "red", at("2021-09-30 12:00"))]
     deliveries = [record(settings, ce, offset) for offset, ce in enumerate(events)]
-    # A task the plan does not have (today's contract pattern refuses T99 too; the handler does not rely on it).
+    # A task the plan does not have, a day no calendar has: today's contract refuses both too, the
+    # handler does not rely on it.
     deliveries[1] = deliveries[1]._replace(key=b"T99", headers=tuple(
         (name, b"T99" if name == "ce_subject" else value) for name, value in deliveries[1].headers))
+    deliveries[3] = record(settings, events[3], 3, data={**events[3]["data"], "as_of": "2021-09-31T11:00:00+08:00"})
     yellow, red = light_changes("yellow"), light_changes("red")
 
     result = await consumer.apply(deliveries)
 
     assert result.applied == 2
-    assert [(d.offset, e.reason) for d, e in result.dead] == [(1, "unknown_task"), (2, "unknown_milestone")]
+    assert [(d.offset, e.reason) for d, e in result.dead] == [
+        (1, "unknown_task"), (2, "unknown_milestone"), (3, "unreadable_time")]
     assert (light_changes("yellow") - yellow, light_changes("red") - red) == (1, 1)
     letters = await dead_letters(settings)
     assert letters[1][0] == "unknown_task" and "T99" in letters[1][1]
     assert letters[2] == ("unknown_milestone", "T09 has no milestone 'T07-M1' in the plan")
+    assert letters[3] == ("unreadable_time", "'2021-09-31T11:00:00+08:00': day is out of range for month")
+    assert await pool.fetchval("SELECT count(*) FROM escalations") == 1  # T09's: the milestone and T10 opened none
     assert await pool.fetchval("SELECT light FROM task_lights WHERE task_id = 'T09'") == "red"
