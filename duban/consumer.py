@@ -17,7 +17,10 @@ The guarantees, in order:
 
 A handler is either a callable `handler(conn, event)`, run per event under a savepoint, or a
 `BatchHandler`, which applies the whole batch with a few bulk statements; the per-event savepoint
-path then only serves to isolate the rare event that the bulk statements could not take."""
+path then only serves to isolate the rare event that the bulk statements could not take. What a
+BatchHandler leaves to do after the commit (a counter, a log line about what changed) runs once the
+batch's transaction has committed, and only for the attempt that did: an event is counted once even
+when the batch fell back to one event at a time."""
 
 from __future__ import annotations
 
@@ -106,6 +109,7 @@ class InboundEvent:
 
 Handler = Callable[[asyncpg.Connection, InboundEvent], Awaitable[None]]
 Decoder = Callable[[dict], dict]
+AfterCommit = Callable[[], None]
 
 
 @runtime_checkable
@@ -114,11 +118,14 @@ class BatchHandler(Protocol):
 
     `check` refuses, without I/O, an event that can never apply (raise PermanentEventError);
     `apply_batch` applies checked events inside the caller's transaction and may itself raise
-    PermanentEventError, which makes the consumer retry those events one at a time."""
+    PermanentEventError, which makes the consumer retry those events one at a time. It may return
+    what is to happen once that transaction has committed (process-local effects: counters, log
+    lines); the consumer runs it then, and drops it with an attempt that was rolled back."""
 
     def check(self, event: InboundEvent) -> None: ...
 
-    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None: ...
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]
+                          ) -> Sequence[AfterCommit] | None: ...
 
 
 def validate_by_model(event: dict) -> dict:
@@ -158,6 +165,7 @@ class BatchResult:
     applied: int = 0
     duplicates: int = 0
     dead: list[tuple[Delivery, PermanentEventError]] = field(default_factory=list)
+    after_commit: list[AfterCommit] = field(default_factory=list)
 
 
 class LedgerConsumer:
@@ -223,6 +231,8 @@ class LedgerConsumer:
         return result
 
     def _after(self, result: BatchResult) -> None:
+        for effect in result.after_commit:
+            effect()
         for callback in self.on_applied:
             callback(result)
 
@@ -253,11 +263,12 @@ class LedgerConsumer:
                 if fresh and self._batch_handler:
                     try:
                         async with conn.transaction():
-                            await self.handler.apply_batch(conn, fresh)
+                            after_commit = await self.handler.apply_batch(conn, fresh)
                     except Exception as exc:  # noqa: BLE001 - unless the infrastructure's, some event is at fault
                         raise_if_infrastructure(conn, exc)
                         await self._apply_each(conn, fresh, result)
                     else:
+                        result.after_commit.extend(after_commit or ())
                         self._count_applied(fresh, result)
                 else:
                     await self._apply_each(conn, fresh, result)
@@ -267,10 +278,11 @@ class LedgerConsumer:
     async def _apply_each(self, conn: asyncpg.Connection, events: Sequence[InboundEvent], result: BatchResult) -> None:
         # A savepoint per event lets one rejected event fall out without undoing the others.
         for event in events:
+            after_commit = None
             try:
                 async with conn.transaction():
                     if self._batch_handler:
-                        await self.handler.apply_batch(conn, [event])
+                        after_commit = await self.handler.apply_batch(conn, [event])
                     else:
                         await self.handler(conn, event)
             except Exception as exc:  # noqa: BLE001 - alone under its savepoint, what fails is this event's fault
@@ -279,6 +291,7 @@ class LedgerConsumer:
                 await conn.execute("DELETE FROM processed_events WHERE source = $1 AND id = $2",
                                    event.ce["source"], event.ce["id"])
             else:
+                result.after_commit.extend(after_commit or ())
                 self._count_applied([event], result)
 
     def _count_applied(self, events: Sequence[InboundEvent], result: BatchResult) -> None:

@@ -35,7 +35,9 @@ DELIVERIES = Counter("duban_notifier_deliveries_total", "Delivery attempts and t
                      ["channel", "outcome"])  # sent, retry, dead, cancelled, rate_limited
 QUEUE_DEPTH = Gauge("duban_notifier_queue_depth", "Notices waiting to be sent", ["channel"])
 DEAD = Gauge("duban_notifier_dead_deliveries", "Notices given up on (see GET /v1/deliveries?status=dead)", ["channel"])
-OPEN = Gauge("duban_notifier_escalations_open", "Open escalations by level", ["level"])
+OPEN = Gauge("duban_notifier_escalations_open", "Open escalations being pursued, by level", ["level"])
+AWAITING_VERIFICATION = Gauge("duban_notifier_escalations_awaiting_verification",
+                              "Open escalations paused while their item's done awaits verification, by level", ["level"])
 UNROUTED = Counter("duban_notifier_unrouted_total", "Notices for a department with no address for the level",
                    ["department", "level"])
 CALENDAR_GAPS = Counter("duban_notifier_calendar_gaps_total",
@@ -196,9 +198,10 @@ class Scheduler:
     async def refresh_gauges(self, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             levels, waiting = await store.counts(conn)
-        by_level = {r["level"]: r["n"] for r in levels}
+        by_level = {(r["level"], r["awaiting"]): r["n"] for r in levels}
         for level in (1, 2, 3):
-            OPEN.labels(str(level)).set(by_level.get(level, 0))
+            OPEN.labels(str(level)).set(by_level.get((level, False), 0))
+            AWAITING_VERIFICATION.labels(str(level)).set(by_level.get((level, True), 0))
         by_status = {(r["channel"], r["status"]): r["n"] for r in waiting}
         for channel in CHANNELS:
             QUEUE_DEPTH.labels(channel).set(by_status.get((channel, "pending"), 0))

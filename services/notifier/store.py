@@ -142,10 +142,11 @@ async def record_case_warning(conn: asyncpg.Connection, *, department: str, case
 
 
 async def open_items_of(conn: asyncpg.Connection, department: str) -> list[asyncpg.Record]:
-    """Open escalations of the tasks the department leads or works on, oldest deadline first."""
+    """Open escalations of the tasks the department leads or works on, oldest deadline first; not those
+    paused while their "done" awaits verification: there is nothing left to chase."""
     return await conn.fetch(
         "SELECT item, task_id, light, level, deadline FROM escalations WHERE resolved_at IS NULL AND $1 = ANY(units)"
-        " ORDER BY deadline, item", department)
+        " AND awaiting_verification_since IS NULL ORDER BY deadline, item", department)
 
 
 async def case_warnings_between(conn: asyncpg.Connection, department: str, after: datetime,
@@ -215,8 +216,10 @@ async def robot_slot(conn: asyncpg.Connection, recipient: str, now: datetime, pe
 
 
 async def counts(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """Open escalations per level, and deliveries waiting or dead per channel (for the gauges)."""
-    levels = await conn.fetch("SELECT level, count(*) AS n FROM escalations WHERE resolved_at IS NULL GROUP BY level")
+    """Open escalations per level and whether paused awaiting verification, and deliveries waiting or
+    dead per channel (for the gauges)."""
+    levels = await conn.fetch("SELECT level, awaiting_verification_since IS NOT NULL AS awaiting, count(*) AS n"
+                              " FROM escalations WHERE resolved_at IS NULL GROUP BY 1, 2")
     waiting = await conn.fetch("SELECT channel, status, count(*) AS n FROM deliveries WHERE status IN ('pending', 'dead')"
                                " GROUP BY channel, status")
     return levels, waiting

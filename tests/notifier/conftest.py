@@ -70,16 +70,26 @@ def milestone_changed(milestone: str, to: str, when: datetime, frm: str | None =
                          {"milestone_id": milestone, "from": frm, "to": to, "as_of": when.isoformat()}, when)
 
 
+async def apply_alone(pool: asyncpg.Pool, handler: NotifierHandler, ce: dict) -> None:
+    """Apply one event the way duban.consumer does: checked, applied in a transaction, its after-commit
+    effects run once that has committed."""
+    event = InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ()))
+    handler.check(event)
+    async with pool.acquire() as conn, conn.transaction():
+        after_commit = await handler.apply_batch(conn, [event])
+    for effect in after_commit:
+        effect()
+
+
 class Feed:
-    """Applies events the way duban.consumer does: each in a transaction, through the service's handler."""
+    """Applies events one by one through the service's handler."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool, self.handler = pool, NotifierHandler(CATALOG)
 
     async def send(self, *events: dict) -> None:
         for ce in events:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await self.handler(conn, InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ())))
+            await apply_alone(self.pool, self.handler, ce)
 
 
 @pytest.fixture
