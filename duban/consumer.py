@@ -39,7 +39,7 @@ from duban.events.fast import fast_valid
 from duban.events.kafka import read_record
 from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
 from duban.events.timing import TimeWindow
-from duban.pg import transient
+from duban.pg import refused_data, transient
 
 log = structlog.get_logger(__name__)
 
@@ -72,9 +72,9 @@ def record_fault(exc: Exception) -> PermanentEventError:
     """The dead-letter reason for what failed while one event was applied alone (not a TRANSIENT_ERROR)."""
     if isinstance(exc, PermanentEventError):
         return exc
-    if isinstance(exc, asyncpg.DataError | UnicodeError):
-        # CharacterNotInRepertoireError (NUL), UntranslatableCharacterError, NumericValueOutOfRangeError,
-        # DatetimeFieldOverflowError…, or a lone surrogate that cannot be encoded for the wire.
+    if refused_data(exc) or isinstance(exc, UnicodeError):
+        # CharacterNotInRepertoireError (NUL), NumericValueOutOfRangeError…, a not-null, check, foreign-key,
+        # unique or exclusion violation, a value asyncpg cannot encode, a lone surrogate no encoding takes.
         return PermanentEventError("storage_refused", f"{type(exc).__name__}: {exc}")
     if isinstance(exc, InvalidEvent):
         return PermanentEventError("change_event_invalid", str(exc))
