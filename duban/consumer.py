@@ -94,10 +94,11 @@ class Delivery(NamedTuple):
 
 @dataclass(slots=True)
 class InboundEvent:
-    """A decoded CloudEvent (structured form) and where it came from."""
+    """A decoded CloudEvent (structured form), where it came from, and what a BatchHandler's `check` made of it."""
 
     ce: dict
     delivery: Delivery
+    prepared: object = None
 
     @property
     def type(self) -> str:
@@ -112,11 +113,13 @@ Decoder = Callable[[dict], dict]
 class BatchHandler(Protocol):
     """A handler that applies a whole batch at once.
 
-    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError);
-    `apply_batch` applies checked events inside the caller's transaction and may itself raise
-    PermanentEventError, which makes the consumer retry those events one at a time."""
+    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError), and returns
+    what `apply_batch` will want of the event (or None), which the consumer keeps as `event.prepared`:
+    work done once, however often the batch is applied. `apply_batch` applies checked events inside the
+    caller's transaction and may itself raise PermanentEventError, which makes the consumer retry those
+    events one at a time."""
 
-    def check(self, event: InboundEvent) -> None: ...
+    def check(self, event: InboundEvent) -> object: ...
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None: ...
 
@@ -195,7 +198,7 @@ class LedgerConsumer:
             try:
                 event = self.decode(delivery)
                 if self._batch_handler:
-                    self.handler.check(event)
+                    event.prepared = self.handler.check(event)
                 events.append(event)
             except PermanentEventError as err:
                 dead.append((delivery, err))
