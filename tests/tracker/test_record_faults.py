@@ -127,7 +127,7 @@ async def test_what_storage_refuses_of_a_record_is_dead_lettered_once_as_storage
         if data["ref"] == "client-side":
             raise asyncpg.exceptions._base.DataError("invalid input for query argument $3: 'ten'")
         start = datetime(2021, 8, 1, tzinfo=timezone.utc) + timedelta(days=data["day"])  # TypeError for no day
-        during = asyncpg.Range(start, start - timedelta(hours=1) if data.get("backwards") else start + timedelta(hours=1))
+        during = asyncpg.Range(start, start + timedelta(hours=-1 if data["backwards"] else 1))
         row = (data["ref"], data["task"], data["percent"], during)
         if data["via"] == "copy":
             await conn.copy_records_to_table("periods", records=[row], columns=["ref", "task_id", "percent", "during"])
