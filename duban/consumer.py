@@ -42,7 +42,7 @@ from duban.events.fast import fast_valid
 from duban.events.kafka import read_record
 from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
 from duban.events.timing import TimeWindow
-from duban.pg import transient
+from duban.pg import refused_data, transient
 
 log = structlog.get_logger(__name__)
 
@@ -75,9 +75,9 @@ def record_fault(exc: Exception) -> PermanentEventError:
     """The dead-letter reason for what failed while one event was applied alone (not a TRANSIENT_ERROR)."""
     if isinstance(exc, PermanentEventError):
         return exc
-    if isinstance(exc, asyncpg.DataError | UnicodeError):
-        # CharacterNotInRepertoireError (NUL), UntranslatableCharacterError, NumericValueOutOfRangeError,
-        # DatetimeFieldOverflowError…, or a lone surrogate that cannot be encoded for the wire.
+    if refused_data(exc) or isinstance(exc, UnicodeError):
+        # CharacterNotInRepertoireError (NUL), NumericValueOutOfRangeError…, a not-null, check, foreign-key,
+        # unique or exclusion violation, a value asyncpg cannot encode, a lone surrogate no encoding takes.
         return PermanentEventError("storage_refused", f"{type(exc).__name__}: {exc}")
     if isinstance(exc, InvalidEvent):
         return PermanentEventError("change_event_invalid", str(exc))
@@ -97,10 +97,11 @@ class Delivery(NamedTuple):
 
 @dataclass(slots=True)
 class InboundEvent:
-    """A decoded CloudEvent (structured form) and where it came from."""
+    """A decoded CloudEvent (structured form), where it came from, and what a BatchHandler's `check` made of it."""
 
     ce: dict
     delivery: Delivery
+    prepared: object = None
 
     @property
     def type(self) -> str:
@@ -116,13 +117,15 @@ AfterCommit = Callable[[], None]
 class BatchHandler(Protocol):
     """A handler that applies a whole batch at once.
 
-    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError);
-    `apply_batch` applies checked events inside the caller's transaction and may itself raise
-    PermanentEventError, which makes the consumer retry those events one at a time. It may return
-    what is to happen once that transaction has committed (process-local effects: counters, log
-    lines); the consumer runs it then, and drops it with an attempt that was rolled back."""
+    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError), and returns
+    what `apply_batch` will want of the event (or None), which the consumer keeps as `event.prepared`:
+    work done once, however often the batch is applied. `apply_batch` applies checked events inside the
+    caller's transaction and may itself raise PermanentEventError, which makes the consumer retry those
+    events one at a time. It may return what is to happen once that transaction has committed
+    (process-local effects: counters, log lines); the consumer runs it then, and drops it with an
+    attempt that was rolled back."""
 
-    def check(self, event: InboundEvent) -> None: ...
+    def check(self, event: InboundEvent) -> object: ...
 
     async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]
                           ) -> Sequence[AfterCommit] | None: ...
@@ -203,7 +206,7 @@ class LedgerConsumer:
             try:
                 event = self.decode(delivery)
                 if self._batch_handler:
-                    self.handler.check(event)
+                    event.prepared = self.handler.check(event)
                 events.append(event)
             except PermanentEventError as err:
                 dead.append((delivery, err))
