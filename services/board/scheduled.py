@@ -32,7 +32,8 @@ AUTOMATIC = Counter("duban_board_bulletins_scheduled_total", "Bulletins this rep
 CALENDAR_GAPS = Counter("duban_board_calendar_gaps_total",
                         "Rounds without an automatic bulletin because the working-day calendar lacks a year", ["year"])
 TOKEN_EXPIRY = Gauge("duban_board_service_token_expiry_timestamp_seconds",
-                     "When the board's service token (DUBAN_SERVICE_TOKEN_FILE) expires, from its exp claim")
+                     "When the board's service token (DUBAN_SERVICE_TOKEN_FILE) expires, from its exp claim;"
+                     " 0 without a readable token that has one")
 HANDOVER_BATCH = 10
 
 
@@ -81,11 +82,11 @@ class BulletinJob:
 
     async def round(self, now: datetime) -> None:
         token = self.token()
+        expiry = None if token is None else token_expiry(token)
+        # 0 while there is no token with an expiry: a file unreadable since must not show the last one read.
+        TOKEN_EXPIRY.set(0 if expiry is None else expiry.timestamp())
         if token is None:
             return
-        expiry = token_expiry(token)
-        if expiry is not None:
-            TOKEN_EXPIRY.set(expiry.timestamp())
         try:
             await self.issue_due(token, now)
             await self.hand_over(token, now)

@@ -312,7 +312,7 @@ async def test_a_hand_off_whose_answer_was_lost_is_repeated_and_the_bulletin_mai
     assert sorted(rcpt for rcpts, _ in mailbox.messages for rcpt in rcpts) == OFFICE
 
 
-async def test_an_expired_service_token_shows_as_a_gauge_and_an_error_naming_its_expiry(stack, monkeypatch):
+async def test_an_expired_or_missing_service_token_shows_as_a_gauge_and_an_expired_one_as_an_error(stack, monkeypatch):
     service_token = stack.settings.service_token_file
     expired = stack.tokens.issue(subject="board:schedule", ttl=timedelta(hours=-1))
     expires_at = datetime.fromtimestamp(jwt.decode(expired, options={"verify_signature": False})["exp"], UTC)
@@ -333,6 +333,11 @@ async def test_an_expired_service_token_shows_as_a_gauge_and_an_error_naming_its
         # Renewed: the next round hands it over.
         service_token.write_text(stack.tokens.issue(subject="board:schedule"), encoding="ascii")
         await board.round(at("2021-09-24 15:02"))
+        assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") > \
+            expires_at.timestamp()
+        # A file gone since: no token, and the gauge no longer shows the last one read.
+        service_token.unlink()
+        await board.round(at("2021-09-24 15:03"))
+        assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") == 0
     [bulletin] = await stack.bulletins()
     assert bulletin["handed_over_at"] == at("2021-09-24 15:02")
-    assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") > expires_at.timestamp()
