@@ -111,12 +111,23 @@ class Received:
 
 @dataclass
 class HttpReceiver:
-    """A real HTTP server on a free port; answers each POST with the next scripted (status, body)."""
+    """A real HTTP server on a free port; answers each POST with the next scripted (status, body). While
+    `hold()` is on, it takes requests and keeps their senders waiting for the answer until `release()`."""
 
     url: str
     received: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict]] = field(default_factory=list)
     default: tuple[int, dict] = (200, {"errcode": 0, "errmsg": "ok"})
+    answering: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.answering.set()
+
+    def hold(self) -> None:
+        self.answering.clear()
+
+    def release(self) -> None:
+        self.answering.set()
 
     def bodies(self, path: str | None = None) -> list[dict]:
         return [r.body for r in self.received if path is None or r.path == path]
@@ -135,6 +146,7 @@ def http_receiver():
             with lock:
                 receiver.received.append(Received(url.path, parse_qs(url.query), dict(self.headers), json.loads(raw), raw))
                 status, answer = receiver.script.pop(0) if receiver.script else receiver.default
+            receiver.answering.wait()
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -149,6 +161,7 @@ def http_receiver():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield receiver
+    receiver.release()
     server.shutdown()
     server.server_close()
 
