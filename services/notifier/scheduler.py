@@ -197,40 +197,35 @@ class Scheduler:
             failure = exc
         except TimeoutError:
             failure = DeliveryError(f"not sent within {timeout:g} s", transient=True)
+        status, retry_at = self._after_attempt(row, now, failure)
+        error = None if failure is None else str(failure)
         async with pool.acquire() as conn, conn.transaction():
-            outcome = await (self._sent(conn, claimed, now) if failure is None
-                             else self._failed(conn, claimed, now, failure))
-        if outcome is None:
+            recorded = await store.record_attempt(conn, row["id"], claimed.claim, status=status, error=error,
+                                                  not_before=retry_at, now=now)
+        if not recorded:
             log.warning("claim lost before the outcome was recorded; another replica took the notice over",
-                        item=row["item"], recipient=row["recipient"], error=str(failure) if failure else None)
+                        item=row["item"], recipient=row["recipient"], error=error)
             return
-        DELIVERIES.labels(row["channel"], outcome).inc()
-
-    async def _sent(self, conn: asyncpg.Connection, claimed: Claimed, now: datetime) -> str | None:
-        row = claimed.row
-        if not await store.record_attempt(conn, row["id"], claimed.claim, status="sent", error=None, not_before=None,
-                                          now=now):
-            return None
-        log.info("notice sent", item=row["item"], level=row["level"], recipient=row["recipient"])
-        return "sent"
-
-    async def _failed(self, conn: asyncpg.Connection, claimed: Claimed, now: datetime, exc: DeliveryError) -> str | None:
-        row, s = claimed.row, self.settings
         attempts = row["attempts"] + 1
-        if exc.transient and attempts < s.delivery_max_attempts:
-            wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
-            retry_at = self.sendable_from(now + timedelta(seconds=wait))
-            if not await store.record_attempt(conn, row["id"], claimed.claim, status="pending", error=str(exc),
-                                              not_before=retry_at, now=now):
-                return None
+        if status == "sent":
+            log.info("notice sent", item=row["item"], level=row["level"], recipient=row["recipient"])
+        elif status == "pending":
             log.warning("notice not delivered; will retry", recipient=row["recipient"], attempt=attempts,
-                        retry_at=retry_at.isoformat(), error=str(exc))
-            return "retry"
-        if not await store.record_attempt(conn, row["id"], claimed.claim, status="dead", error=str(exc), not_before=None,
-                                          now=now):
-            return None
-        log.error("notice given up", recipient=row["recipient"], attempts=attempts, error=str(exc))
-        return "dead"
+                        retry_at=retry_at.isoformat(), error=error)
+        else:
+            log.error("notice given up", recipient=row["recipient"], attempts=attempts, error=error)
+        DELIVERIES.labels(row["channel"], "retry" if status == "pending" else status).inc()
+
+    def _after_attempt(self, row: asyncpg.Record, now: datetime,
+                       failure: DeliveryError | None) -> tuple[str, datetime | None]:
+        """The delivery's status after this attempt, and when it is tried again if it is to be."""
+        if failure is None:
+            return "sent", None
+        s, attempts = self.settings, row["attempts"] + 1
+        if failure.transient and attempts < s.delivery_max_attempts:
+            wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
+            return "pending", self.sendable_from(now + timedelta(seconds=wait))
+        return "dead", None
 
     async def refresh_gauges(self, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
