@@ -3,8 +3,10 @@ handler, and real receivers: HTTP servers standing in for the robots and webhook
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,13 +114,15 @@ class Received:
 @dataclass
 class HttpReceiver:
     """A real HTTP server on a free port; answers each POST with the next scripted (status, body). While
-    `hold()` is on, it takes requests and keeps their senders waiting for the answer until `release()`."""
+    `hold()` is on, it takes requests and keeps their senders waiting for the answer until `release()`.
+    With `drip_s` set, it answers a byte at a time, that far apart: slower as a whole than any one read."""
 
     url: str
     received: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict]] = field(default_factory=list)
     default: tuple[int, dict] = (200, {"errcode": 0, "errmsg": "ok"})
     answering: threading.Event = field(default_factory=threading.Event)
+    drip_s: float | None = None
 
     def __post_init__(self) -> None:
         self.answering.set()
@@ -152,7 +156,13 @@ def http_receiver():
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if receiver.drip_s is None:
+                self.wfile.write(payload)
+                return
+            with contextlib.suppress(OSError):  # the sender gave up and closed the connection
+                for byte in payload:
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(receiver.drip_s)
 
         def log_message(self, *args) -> None:
             pass
@@ -210,9 +220,10 @@ async def make_scheduler(tmp_path, smtp_server):
     async def make(departments: dict, **overrides) -> Scheduler:
         # The escalation tests' Mondays would bring the leads their weekly digest too; test_digests.py asks for it.
         overrides.setdefault("weekly_digest", False)
+        overrides.setdefault("delivery_timeout_s", 5.0)
         controller, _ = smtp_server
         settings = NotifierSettings(notifier_routes=write_routes(tmp_path, departments), smtp_host=controller.hostname,
-                                    smtp_port=controller.port, delivery_timeout_s=5.0, **overrides)
+                                    smtp_port=controller.port, **overrides)
         client = httpx.AsyncClient(timeout=settings.delivery_timeout_s)
         clients.append(client)
         return Scheduler(CATALOG, HOURS, Routes.load(settings.notifier_routes, CATALOG), make_channels(settings, client),

@@ -141,3 +141,22 @@ async def test_a_notice_resolved_while_being_sent_is_recorded_as_sent(feed, pool
     assert await sending == 1
     [sent] = await deliveries(pool)
     assert (sent["status"], sent["attempts"]) == ("sent", 1)
+
+
+async def test_a_send_slower_than_the_timeout_as_a_whole_is_cut_and_retried(feed, pool, make_scheduler, http_receiver):
+    # Each byte comes well within the HTTP client's read timeout; the whole answer does not, so the claim's
+    # lease (twice the timeout) still holds when the send is given up.
+    scheduler = await make_scheduler(units_webhook(http_receiver.url), delivery_timeout_s=1.0,
+                                     delivery_retry_initial_s=10)
+    await one_notice_planned(feed, pool, scheduler)
+    http_receiver.default, http_receiver.drip_s = (200, {"padding": "." * 200}), 0.05
+    assert await scheduler.deliver_due(pool, T0) == 1
+    [row] = await deliveries(pool)
+    assert (row["status"], row["attempts"], row["not_before"], row["claim"]) == (
+        "pending", 1, T0 + timedelta(seconds=10), None)
+    assert row["last_error"] == "not sent within 1 s"
+
+    http_receiver.drip_s = None
+    await scheduler.deliver_due(pool, T0 + timedelta(seconds=10))
+    [row] = await deliveries(pool)
+    assert (row["status"], row["attempts"], len(http_receiver.received)) == ("sent", 2, 2)
