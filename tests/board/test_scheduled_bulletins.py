@@ -255,13 +255,19 @@ async def test_no_board_transaction_is_open_while_the_apis_assemble_the_bulletin
     assert (bulletin["id"], bulletin["week"], bulletin["automatic"]) == (winner.id, "2021-W38", True)
 
 
+async def hand_off_held_at(gate: Gate, board: BulletinJob, token: str) -> asyncio.Task:
+    """`board` issues the week's bulletin and starts handing it over; returns once the request waits at `gate`."""
+    await board.issue_due(token, FRIDAY_AT_4)
+    handing = asyncio.create_task(board.hand_over(token, at("2021-09-24 16:01")))
+    await gate.until_held(1, handing)
+    return handing
+
+
 async def test_no_board_transaction_is_open_while_the_notifier_takes_a_bulletin_nor_does_another_board_post_it(stack):
     gate = Gate("/v1/bulletins")
     async with stack.notifier_up(gate), stack.board() as one, stack.board() as other:
         token = stack.settings.service_token_file.read_text()
-        await one.issue_due(token, FRIDAY_AT_4)
-        handing = asyncio.create_task(one.hand_over(token, at("2021-09-24 16:01")))
-        await gate.until_held(1, handing)
+        handing = await hand_off_held_at(gate, one, token)
         assert await stack.board_transactions_waiting() == []
         # The claim keeps the other board off the bulletin while the first one's request waits.
         assert await other.hand_over(token, at("2021-09-24 16:01")) == 0
@@ -277,9 +283,7 @@ async def test_a_board_stopped_mid_hand_off_leaves_the_bulletin_to_another_once_
     gate = Gate("/v1/bulletins")
     async with stack.notifier_up(gate), stack.board() as one, stack.board() as other:
         token = stack.settings.service_token_file.read_text()
-        await one.issue_due(token, FRIDAY_AT_4)
-        stopped = asyncio.create_task(one.hand_over(token, at("2021-09-24 16:01")))
-        await gate.until_held(1, stopped)
+        stopped = await hand_off_held_at(gate, one, token)
         stopped.cancel()  # the board stops between its claim and the notifier's answer: nobody gives the claim up
         with contextlib.suppress(asyncio.CancelledError):
             await stopped
