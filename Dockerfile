@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# One image for the four services (intake, tracker, metrics, notifier) and the `duban` command.
+# One image for the five services (intake, tracker, metrics, notifier, board) and the `duban` command.
 # Each deployment picks the process with its command:
 #   python -m services.<name>                  a service (listens on its DUBAN_HTTP_PORT)
 #   duban topics create && duban migrate       the init step: topics, then every schema's migrations

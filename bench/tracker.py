@@ -370,6 +370,10 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
             for process, _ in trackers:
                 process.terminate()
                 process.wait(30)
+        # A clean run retries no batch (a deadlock, an outage) and dead-letters no record.
+        logs = [(tmp / f"run{i}").with_suffix(".log").read_text(errors="replace") for i in range(len(trackers))]
+        retried = sum(text.count("batch failed transiently") for text in logs)
+        dead = sum(text.count('"dead letter"') for text in logs)
 
     quantiles = statistics.quantiles(latencies, n=100)
     p50, p99 = statistics.median(latencies), quantiles[98]
@@ -381,6 +385,7 @@ async def main(events_n: int, rate: float, seconds: float, replicas: int, root: 
     print(f"CPU per event while sustained: tracker{'s' if replicas > 1 else ''} {tracker_us:.0f} µs,"
           f" PostgreSQL {postgres_us:.0f} µs, broker {broker_us:.0f} µs   (one process at {SUSTAINED_TARGET} events/s has"
           f" {1e6 / SUSTAINED_TARGET:.0f} µs)")
+    print(f"tracker log: {retried} batch attempts retried (deadlock, outage), {dead} dead letters")
     print(f"event-to-state at {rate:.0f} events/s over {seconds:.0f} s ({len(latencies)} cases):"
           f" p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms   target p99 ≤ {P99_TARGET_S * 1000:.0f} ms"
           f" {'ok' if p99 <= P99_TARGET_S else 'OVER'}")

@@ -17,7 +17,10 @@ The guarantees, in order:
 
 A handler is either a callable `handler(conn, event)`, run per event under a savepoint, or a
 `BatchHandler`, which applies the whole batch with a few bulk statements; the per-event savepoint
-path then only serves to isolate the rare event that the bulk statements could not take."""
+path then only serves to isolate the rare event that the bulk statements could not take. What a
+BatchHandler leaves to do after the commit (a counter, a log line about what changed) runs once the
+batch's transaction has committed, and only for the attempt that did: an event is counted once even
+when the batch fell back to one event at a time."""
 
 from __future__ import annotations
 
@@ -39,7 +42,7 @@ from duban.events.fast import fast_valid
 from duban.events.kafka import read_record
 from duban.events.registry import CONTRACTS, InvalidEvent, validate_or_raise
 from duban.events.timing import TimeWindow
-from duban.pg import transient
+from duban.pg import refused_data, transient
 
 log = structlog.get_logger(__name__)
 
@@ -72,9 +75,9 @@ def record_fault(exc: Exception) -> PermanentEventError:
     """The dead-letter reason for what failed while one event was applied alone (not a TRANSIENT_ERROR)."""
     if isinstance(exc, PermanentEventError):
         return exc
-    if isinstance(exc, asyncpg.DataError | UnicodeError):
-        # CharacterNotInRepertoireError (NUL), UntranslatableCharacterError, NumericValueOutOfRangeError,
-        # DatetimeFieldOverflowError…, or a lone surrogate that cannot be encoded for the wire.
+    if refused_data(exc) or isinstance(exc, UnicodeError):
+        # CharacterNotInRepertoireError (NUL), NumericValueOutOfRangeError…, a not-null, check, foreign-key,
+        # unique or exclusion violation, a value asyncpg cannot encode, a lone surrogate no encoding takes.
         return PermanentEventError("storage_refused", f"{type(exc).__name__}: {exc}")
     if isinstance(exc, InvalidEvent):
         return PermanentEventError("change_event_invalid", str(exc))
@@ -94,10 +97,11 @@ class Delivery(NamedTuple):
 
 @dataclass(slots=True)
 class InboundEvent:
-    """A decoded CloudEvent (structured form) and where it came from."""
+    """A decoded CloudEvent (structured form), where it came from, and what a BatchHandler's `check` made of it."""
 
     ce: dict
     delivery: Delivery
+    prepared: object = None
 
     @property
     def type(self) -> str:
@@ -106,19 +110,25 @@ class InboundEvent:
 
 Handler = Callable[[asyncpg.Connection, InboundEvent], Awaitable[None]]
 Decoder = Callable[[dict], dict]
+AfterCommit = Callable[[], None]
 
 
 @runtime_checkable
 class BatchHandler(Protocol):
     """A handler that applies a whole batch at once.
 
-    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError);
-    `apply_batch` applies checked events inside the caller's transaction and may itself raise
-    PermanentEventError, which makes the consumer retry those events one at a time."""
+    `check` refuses, without I/O, an event that can never apply (raise PermanentEventError), and returns
+    what `apply_batch` will want of the event (or None), which the consumer keeps as `event.prepared`:
+    work done once, however often the batch is applied. `apply_batch` applies checked events inside the
+    caller's transaction and may itself raise PermanentEventError, which makes the consumer retry those
+    events one at a time. It may return what is to happen once that transaction has committed
+    (process-local effects: counters, log lines); the consumer runs it then, and drops it with an
+    attempt that was rolled back."""
 
-    def check(self, event: InboundEvent) -> None: ...
+    def check(self, event: InboundEvent) -> object: ...
 
-    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None: ...
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]
+                          ) -> Sequence[AfterCommit] | None: ...
 
 
 def validate_by_model(event: dict) -> dict:
@@ -158,6 +168,7 @@ class BatchResult:
     applied: int = 0
     duplicates: int = 0
     dead: list[tuple[Delivery, PermanentEventError]] = field(default_factory=list)
+    after_commit: list[AfterCommit] = field(default_factory=list)
 
 
 class LedgerConsumer:
@@ -195,7 +206,7 @@ class LedgerConsumer:
             try:
                 event = self.decode(delivery)
                 if self._batch_handler:
-                    self.handler.check(event)
+                    event.prepared = self.handler.check(event)
                 events.append(event)
             except PermanentEventError as err:
                 dead.append((delivery, err))
@@ -223,6 +234,8 @@ class LedgerConsumer:
         return result
 
     def _after(self, result: BatchResult) -> None:
+        for effect in result.after_commit:
+            effect()
         for callback in self.on_applied:
             callback(result)
 
@@ -253,11 +266,12 @@ class LedgerConsumer:
                 if fresh and self._batch_handler:
                     try:
                         async with conn.transaction():
-                            await self.handler.apply_batch(conn, fresh)
+                            after_commit = await self.handler.apply_batch(conn, fresh)
                     except Exception as exc:  # noqa: BLE001 - unless the infrastructure's, some event is at fault
                         raise_if_infrastructure(conn, exc)
                         await self._apply_each(conn, fresh, result)
                     else:
+                        result.after_commit.extend(after_commit or ())
                         self._count_applied(fresh, result)
                 else:
                     await self._apply_each(conn, fresh, result)
@@ -267,10 +281,11 @@ class LedgerConsumer:
     async def _apply_each(self, conn: asyncpg.Connection, events: Sequence[InboundEvent], result: BatchResult) -> None:
         # A savepoint per event lets one rejected event fall out without undoing the others.
         for event in events:
+            after_commit = None
             try:
                 async with conn.transaction():
                     if self._batch_handler:
-                        await self.handler.apply_batch(conn, [event])
+                        after_commit = await self.handler.apply_batch(conn, [event])
                     else:
                         await self.handler(conn, event)
             except Exception as exc:  # noqa: BLE001 - alone under its savepoint, what fails is this event's fault
@@ -279,6 +294,7 @@ class LedgerConsumer:
                 await conn.execute("DELETE FROM processed_events WHERE source = $1 AND id = $2",
                                    event.ce["source"], event.ce["id"])
             else:
+                result.after_commit.extend(after_commit or ())
                 self._count_applied([event], result)
 
     def _count_applied(self, events: Sequence[InboundEvent], result: BatchResult) -> None:

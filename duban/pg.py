@@ -35,6 +35,35 @@ _CLIENT_MISTAKES = (asyncpg.exceptions._base.DataError, asyncpg.exceptions.Clien
                     asyncpg.exceptions.UnsupportedClientFeatureError)
 
 
+# What PostgreSQL refuses of a record's data, as opposed to a fault of the code: a value it cannot hold (SQLSTATE
+# class 22; asyncpg 0.32 raises this class too for a query parameter its codecs cannot encode, the codec's error as
+# `__cause__`), a row that breaks an integrity constraint (class 23: not-null, check, foreign key, unique,
+# exclusion), or the client-side "invalid query input" (named for the asyncpg versions that raise it).
+_REFUSED_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.exceptions._base.DataError)
+# The source files of asyncpg's codecs, as its compiled frames name them. COPY's binary rows
+# (`copy_records_to_table`) raise a codec's TypeError, OverflowError or ValueError as it is, unwrapped.
+_CODEC_SOURCES = ("asyncpg/pgproto/codecs/", "asyncpg/protocol/codecs/")
+
+
+def refused_data(error: BaseException) -> bool:
+    """Whether `error` is storage refusing a value or a row it was given (see _REFUSED_DATA), including a
+    value of the wrong Python type or range that an asyncpg codec refused to encode for COPY. A TypeError
+    raised anywhere else is a fault of the code, not of the data."""
+    if isinstance(error, _REFUSED_DATA):
+        return True
+    return isinstance(error, TypeError | ValueError | ArithmeticError) and _raised_in(error, _CODEC_SOURCES)
+
+
+def _raised_in(error: BaseException, sources: tuple[str, ...]) -> bool:
+    """Whether the innermost frame of `error`'s traceback, where it was raised, lies in one of `sources`."""
+    frame = error.__traceback__
+    if frame is None:
+        return False
+    while frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame.tb_frame.f_code.co_filename.startswith(sources)
+
+
 def database_unavailable(error: BaseException) -> bool:
     return isinstance(error, DATABASE_UNAVAILABLE) and not isinstance(error, _CLIENT_MISTAKES)
 

@@ -27,7 +27,7 @@ from services.board.clients import ReadApis, UpstreamRefused
 from services.board.domain.schedule import IssueSchedule
 from services.board.domain.tables import SHANGHAI, civil
 from services.board.domain.views import LIGHT_NAMES, UNIT_NAMES
-from services.board.scheduled import BulletinJob, token_from
+from services.board.scheduled import BulletinJob, handoff_lease_for, token_from
 from services.board.session import COOKIE, SignInRequired
 from services.board.settings import BoardSettings
 
@@ -107,7 +107,7 @@ def bulletin_job(app: FastAPI, settings: BoardSettings) -> asyncio.Task | None:
         return None
     schedule = IssueSchedule(settings.bulletin_weekday, settings.bulletin_at) if settings.bulletin_schedule else None
     job = BulletinJob(app.state.apis, app.state.pool, app.state.catalog, WorkingCalendar(), schedule,
-                      token_from(settings.service_token_file))
+                      token_from(settings.service_token_file), handoff_lease_for(settings.upstream_timeout_s))
     return asyncio.create_task(job.run(settings.bulletin_interval_s, settings.clock), name="bulletins")
 
 

@@ -35,31 +35,32 @@ async def compose(apis: ReadApis, token: str, catalog: Catalog, week: str, now: 
                     extensions=extensions)
 
 
-async def _archive(conn: asyncpg.Connection, bulletin: Bulletin, *, issued_by: str, now: datetime,
-                   automatic: bool) -> Issued:
+async def _archive(pool: asyncpg.Pool, bulletin: Bulletin, *, issued_by: str, now: datetime,
+                   automatic: bool) -> Issued | None:
     docx = to_docx(bulletin)
-    bulletin_id = await store.archive(conn, week=bulletin.week, as_of=bulletin.as_of, issued_at=now,
+    bulletin_id = await store.archive(pool, week=bulletin.week, as_of=bulletin.as_of, issued_at=now,
                                       issued_by=issued_by, title=bulletin.title, summary=bulletin.summary,
                                       html=to_html(bulletin), docx=docx, automatic=automatic)
-    return Issued(bulletin_id, bulletin, docx)
+    return None if bulletin_id is None else Issued(bulletin_id, bulletin, docx)
 
 
 async def issue(*, apis: ReadApis, token: str, issued_by: str, catalog: Catalog, pool: asyncpg.Pool, week: str,
                 now: datetime) -> Issued:
     bulletin = await compose(apis, token, catalog, week, now)
-    async with pool.acquire() as conn:
-        return await _archive(conn, bulletin, issued_by=issued_by, now=now, automatic=False)
+    issued = await _archive(pool, bulletin, issued_by=issued_by, now=now, automatic=False)
+    assert issued is not None  # only an automatic bulletin meets the week's unique index
+    return issued
 
 
 async def issue_automatic(*, apis: ReadApis, token: str, catalog: Catalog, pool: asyncpg.Pool, week: str,
                           now: datetime) -> Issued | None:
-    """The week's automatic bulletin, unless another replica is issuing it or did (None). The week's lock is
-    held while the APIs are asked, so two replicas never both do the work; the unique index is the backstop."""
-    async with pool.acquire() as conn, conn.transaction():
-        if not await store.lock_automatic_week(conn, week):
-            return None
-        bulletin = await compose(apis, token, catalog, week, now)
-        return await _archive(conn, bulletin, issued_by=SCHEDULE, now=now, automatic=True)
+    """The week's automatic bulletin, unless another replica issued it (None). The APIs are asked with no
+    transaction open; replicas that pass the first check at once each assemble it, and the insert that finds the
+    week taken (the unique index, waiting for the other's commit) archives nothing."""
+    if await store.automatic_issued(pool, week):
+        return None
+    bulletin = await compose(apis, token, catalog, week, now)
+    return await _archive(pool, bulletin, issued_by=SCHEDULE, now=now, automatic=True)
 
 
 def handover_body(row: asyncpg.Record) -> dict:

@@ -1,17 +1,19 @@
 """The board's background job: the week's 督查通报 at its scheduled time (docs/board.md), and the hand-off of
 every issued bulletin, automatic or from the form, to the notifier until it is accepted. Safe on any number
-of replicas: a week's automatic bulletin is issued under an advisory lock and a unique index, and a
-bulletin is claimed for its hand-off with SKIP LOCKED (the notifier is idempotent on its id anyway)."""
+of replicas, and no transaction is open while another service answers: a week's automatic bulletin is assembled
+first and archived by one insert that the week's unique index lets through once, and a bulletin's hand-off is
+claimed for a while with a committed UPDATE before it is posted (the notifier is idempotent on its id anyway)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import jwt
 import structlog
 from prometheus_client import Counter, Gauge
 
@@ -29,7 +31,27 @@ WAITING = Gauge("duban_board_bulletins_waiting", "Issued bulletins the notifier 
 AUTOMATIC = Counter("duban_board_bulletins_scheduled_total", "Bulletins this replica issued on the schedule")
 CALENDAR_GAPS = Counter("duban_board_calendar_gaps_total",
                         "Rounds without an automatic bulletin because the working-day calendar lacks a year", ["year"])
+TOKEN_EXPIRY = Gauge("duban_board_service_token_expiry_timestamp_seconds",
+                     "When the board's service token (DUBAN_SERVICE_TOKEN_FILE) expires, from its exp claim;"
+                     " 0 without a readable token that has one")
 HANDOVER_BATCH = 10
+
+
+def handoff_lease_for(upstream_timeout_s: float) -> timedelta:
+    """Waiting for a pooled connection, connecting, sending and each read of the answer may each take the upstream
+    timeout: six of them outlast a POST that does not trickle, and a board stopped mid-hand-off holds the bulletin
+    no longer (a minute by default). A POST outlasting its claim may be repeated by another board, which the
+    notifier answers as the first."""
+    return timedelta(seconds=6 * upstream_timeout_s)
+
+
+def token_expiry(token: str) -> datetime | None:
+    """The token's `exp`, read without checking its signature: the board holds no key, the services check it."""
+    try:
+        expires = jwt.decode(token, options={"verify_signature": False}).get("exp")
+    except jwt.PyJWTError:
+        return None
+    return None if expires is None else datetime.fromtimestamp(expires, UTC)
 
 
 def token_from(path: Path | None) -> Callable[[], str | None]:
@@ -56,13 +78,25 @@ class BulletinJob:
     calendar: WorkingCalendar
     schedule: IssueSchedule | None  # None: no automatic bulletins, hand-offs only
     token: Callable[[], str | None]
+    handoff_lease: timedelta  # how long a claim on a bulletin's hand-off keeps the other boards off it
 
     async def round(self, now: datetime) -> None:
         token = self.token()
+        expiry = None if token is None else token_expiry(token)
+        # 0 while there is no token with an expiry: a file unreadable since must not show the last one read.
+        TOKEN_EXPIRY.set(0 if expiry is None else expiry.timestamp())
         if token is None:
             return
-        await self.issue_due(token, now)
-        await self.hand_over(token, now)
+        try:
+            await self.issue_due(token, now)
+            await self.hand_over(token, now)
+        except UpstreamRefused as refusal:
+            if refusal.status != 401:
+                raise
+            # Every round meets the same refusal until the token is renewed; said as what to do, not as a retry.
+            log.error("the service token was refused: no automatic bulletin, no hand-off until the file of"
+                      " DUBAN_SERVICE_TOKEN_FILE holds a valid one", service=refusal.service, error=refusal.detail,
+                      token_expires_at=None if expiry is None else expiry.isoformat())
 
     async def issue_due(self, token: str, now: datetime) -> Issued | None:
         if self.schedule is None:
@@ -84,23 +118,29 @@ class BulletinJob:
         return issued
 
     async def hand_over(self, token: str, now: datetime) -> int:
-        """Hand every bulletin not yet accepted to the notifier; returns how many it accepted."""
-        accepted = 0
-        async with self.pool.acquire() as conn, conn.transaction():
-            for row in await store.claim_handovers(conn, HANDOVER_BATCH):
-                try:
-                    await self.apis.hand_over_bulletin(token, bulletins.handover_body(row))
-                except UpstreamRefused as refusal:
-                    # Kept and tried again next round, whatever the refusal: a notifier down, or one whose token
-                    # or routes are being fixed, takes it once it can.
-                    await store.handover_failed(conn, row["id"], f"{refusal.status} {refusal.detail}")
-                    log.warning("bulletin not handed over; will retry", bulletin=row["id"], week=row["week"],
-                                status=refusal.status, error=refusal.detail)
-                    continue
-                await store.handed_over(conn, row["id"], now)
-                accepted += 1
-                log.info("bulletin handed over to the notifier", bulletin=row["id"], week=row["week"])
-            WAITING.set(await store.waiting_handovers(conn))
+        """Hand every bulletin not yet accepted to the notifier, up to HANDOVER_BATCH a round, one claim at a time
+        and no transaction open while the notifier answers; returns how many it accepted."""
+        accepted, passed = 0, []
+        while len(passed) < HANDOVER_BATCH:
+            row = await store.claim_handover(self.pool, self.handoff_lease, passed=passed)
+            if row is None:
+                break
+            passed.append(row["id"])
+            try:
+                await self.apis.hand_over_bulletin(token, bulletins.handover_body(row))
+            except UpstreamRefused as refusal:
+                # Kept and tried again next round, whatever the refusal: a notifier down, or one whose token
+                # or routes are being fixed, takes it once it can.
+                await store.handover_failed(self.pool, row["id"], row["claim"], f"{refusal.status} {refusal.detail}")
+                if refusal.status == 401:
+                    raise  # the token, not this bulletin: the others would meet the same
+                log.warning("bulletin not handed over; will retry", bulletin=row["id"], week=row["week"],
+                            status=refusal.status, error=refusal.detail)
+                continue
+            await store.handed_over(self.pool, row["id"], now)
+            accepted += 1
+            log.info("bulletin handed over to the notifier", bulletin=row["id"], week=row["week"])
+        WAITING.set(await store.waiting_handovers(self.pool))
         return accepted
 
     async def run(self, interval_s: float, clock: Callable[[], datetime]) -> None:

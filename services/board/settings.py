@@ -15,7 +15,8 @@ class BoardSettings(ServiceSettings):
     metrics_url: str = "http://127.0.0.1:8003"
     # The notifier's read API (escalations), asked with the user's token.
     notifier_url: str = "http://127.0.0.1:8004"
-    # How long the board waits for one answer of a read API before it shows 502.
+    # How long the board waits for one answer of a read API before it shows 502; six times this, how long a board's
+    # claim on a bulletin's hand-off to the notifier keeps the other boards off it.
     upstream_timeout_s: float = Field(10.0, gt=0)
     # Send the sign-in cookie over HTTPS only: on wherever the board is served through TLS (Kubernetes ingress).
     cookie_secure: bool = False

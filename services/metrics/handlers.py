@@ -1,9 +1,10 @@
 """Events → the metrics schema, a batch at a time, inside the batch transaction of duban.consumer.
 
-`check` turns each event into the change it makes (services/metrics/store.py) and refuses what can
-never apply (an unknown case type, indicator or task, an impossible clock, a report from the wrong
-department or in the wrong unit) before anything is written; `apply_batch` applies the batch's
-changes in order with one statement per table (store.MetricsBatch)."""
+`check` turns each event into the change it makes (services/metrics/store.py), which the consumer
+keeps on the event for `apply_batch`, and refuses what can never apply (an unknown case type,
+indicator or task, an impossible clock, a report from the wrong department or in the wrong unit)
+before anything is written; `apply_batch` applies the batch's changes in order with one statement
+per table (store.MetricsBatch)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,6 @@ from duban.workcal import OfficeHours
 from services.metrics import store
 from services.metrics.domain.indicators import civil_date, read_clock
 
-# check's work kept for apply_batch (a closing's clock is the costly part); a batch is far smaller,
-# and an entry that fell out is simply computed again.
-_MEMO_SIZE = 20_000
-
-
 def cause_of(event: InboundEvent) -> str:
     return f"{event.ce['source']} {event.ce['id']}"
 
@@ -48,30 +44,18 @@ class MetricsHandlers:
             TaskUpdated: self.task_updated, TaskLightChanged: self.light_changed,
             TrackedCaseOpened: self.case_opened, TrackedCaseClosed: self.case_closed,
             TrackedCaseCancelled: self.case_cancelled, IndicatorValueReported: self.value_reported})
-        self._memo: dict[int, tuple[InboundEvent, store.Change | None]] = {}
 
-    def check(self, event: InboundEvent) -> None:
-        change = self.change_of(event)
-        if len(self._memo) >= _MEMO_SIZE:
-            self._memo.clear()
-        self._memo[id(event)] = (event, change)  # holding the event keeps its id from being reused
-
-    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
-        changes = []
-        for event in events:
-            memo = self._memo.pop(id(event), None)
-            change = memo[1] if memo and memo[0] is event else self.change_of(event)
-            if change is not None:
-                changes.append(change)
-        if changes:
-            await store.MetricsBatch(conn, self.catalog).apply(changes)
-
-    def change_of(self, event: InboundEvent) -> store.Change | None:
-        """The change `event` makes (None: not the metrics service's), or PermanentEventError."""
+    def check(self, event: InboundEvent) -> store.Change | None:
+        """The change `event` makes (None: not the metrics service's), or PermanentEventError. The consumer
+        keeps it as `event.prepared` for apply_batch, so a closing's clock (≈ 65 µs) is read once."""
         if found := self._changes.route(event.type):
             model, change = found
             return change(model.model_validate(event.ce), cause_of(event))
         return None
+
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
+        if changes := [event.prepared for event in events if event.prepared is not None]:
+            await store.MetricsBatch(conn, self.catalog).apply(changes)
 
     def _task(self, task_id: str) -> Task:
         try:

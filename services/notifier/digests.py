@@ -1,7 +1,9 @@
 """Digests (DESIGN §5): a route in `digest` mode gets one message per working day, at DUBAN_DIGEST_AT
 (Asia/Shanghai), listing the department's open items — each escalated task or milestone with its
 light, due date and what is asked, and the case warnings since the previous digest. On the week's
-first working day each lead department also gets the weekly digest of the tasks it leads.
+first working day each lead department also gets the weekly digest of the tasks it leads. An item
+whose "done" awaits the district office's verification is not urged: the daily digest leaves it out,
+the weekly one shows it with its light and no escalation (docs/decisions/020).
 
 Planned as deliveries like any notice, keyed (kind, department, 0, day, channel, recipient): one
 digest per department and day, however often the scheduler runs and on however many replicas."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import date, datetime
+from functools import partial
+from typing import Protocol
 
 import asyncpg
 import structlog
 from prometheus_client import Counter
 
 from duban.catalog import Catalog
-from duban.catalog.models import Task
-from duban.consumer import InboundEvent, PermanentEventError
+from duban.catalog.models import Milestone, Task
+from duban.consumer import AfterCommit, InboundEvent, PermanentEventError
 from duban.events.models import (
     CaseWarning,
     CompletionAwaitingVerification,
@@ -39,69 +41,112 @@ LIGHT_CHANGES = Counter("duban_notifier_light_changes_total", "Task light change
 # A milestone has no yellow: overdue is its red, and open or done means nothing to escalate.
 MILESTONE_LIGHTS = {"overdue": "red", "open": "green", "done": "green"}
 
+# The instants and dates of a tracker event's data that the handlers read.
+MOMENTS, DAYS = ("as_of", "requested_at"), ("original_due", "due")
+
+
+def moment(text: str) -> datetime:
+    """An instant of an event; one that does not read is the event's fault (PermanentEventError)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise PermanentEventError("unreadable_time", f"{text!r}: {exc}") from None
+
+
+def day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise PermanentEventError("unreadable_time", f"{text!r}: {exc}") from None
+
+
+class CaseWarnings(Protocol):
+    """What the handler asks of its case-warning planner (services.notifier.warnings.CaseWarningPlanner)."""
+
+    def check(self, event: InboundEvent) -> None: ...
+
+    async def __call__(self, conn: asyncpg.Connection, event: InboundEvent, after_commit: list[AfterCommit]) -> None: ...
+
 
 class NotifierHandler:
-    def __init__(self, catalog: Catalog, case_warnings: Callable[[asyncpg.Connection, InboundEvent], Awaitable[None]]
-                 | None = None) -> None:
+    """A duban.consumer BatchHandler. `check` refuses, before anything is written, what can never apply
+    (an item the plan does not have, an instant that does not read); `apply_batch` applies the batch's
+    events one after the other under the consumer's one savepoint (most change events, the cases',
+    are not the notifier's and cost nothing), and leaves its counters and log lines about what changed
+    to run after the commit, so an attempt that is rolled back (the consumer then applies the batch
+    event by event to set a faulty one apart) counts nothing."""
+
+    def __init__(self, catalog: Catalog, case_warnings: CaseWarnings | None = None) -> None:
         self.catalog = catalog
         routes = {TaskLightChanged: self._light_changed, TaskUpdated: self._task_updated,
                   MilestoneStatusChanged: self._milestone_changed, MilestoneExtensionDecided: self._extension_decided,
                   CompletionAwaitingVerification: self._awaiting_verification, CompletionVerified: self._verified,
                   CompletionReturned: self._returned}
-        if case_warnings:  # services.notifier.warnings.CaseWarningPlanner
-            routes[CaseWarning] = case_warnings
+        checks = dict.fromkeys(routes, self._check_item)
+        if case_warnings:
+            routes[CaseWarning], checks[CaseWarning] = case_warnings, case_warnings.check
         # Other change events (cases opened, closed…) are the metrics service's; the ledger records them.
-        self._handlers = Dispatch(routes)
-
-    async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        if handler := self._handlers.of(event.type):
-            await handler(conn, event)
-
-    # As a duban.consumer BatchHandler: the batch's events apply one after the other under one savepoint,
-    # not one savepoint each (most change events, the cases', are not the notifier's and cost nothing).
-    # A fault shows while applying; the consumer then applies the batch event by event to set it apart.
+        self._handlers: Dispatch[Callable[..., Awaitable[None]]] = Dispatch(routes)
+        self._checks: Dispatch[Callable[[InboundEvent], None]] = Dispatch(checks)
 
     def check(self, event: InboundEvent) -> None:
-        """Nothing is refused before the events apply."""
+        if check := self._checks.of(event.type):
+            check(event)
 
-    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> None:
+    def _check_item(self, event: InboundEvent) -> None:
+        task, data = self._task(event), event.ce["data"]
+        if milestone_id := data.get("milestone_id"):
+            self._milestone(task, milestone_id)
+        for key in MOMENTS:
+            if key in data:
+                moment(data[key])
+        for key in DAYS:
+            if key in data:
+                day(data[key])
+        moment(event.ce["time"])
+
+    async def apply_batch(self, conn: asyncpg.Connection, events: Sequence[InboundEvent]) -> list[AfterCommit]:
+        after_commit: list[AfterCommit] = []
         for event in events:
-            await self(conn, event)
+            if handler := self._handlers.of(event.type):
+                await handler(conn, event, after_commit)
+        return after_commit
 
-    async def _light_changed(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+    async def _light_changed(self, conn: asyncpg.Connection, event: InboundEvent,
+                             after_commit: list[AfterCommit]) -> None:
         data = event.ce["data"]
-        await self._task_light(conn, self._task(event), data["to"], datetime.fromisoformat(data["as_of"]))
+        await self._task_light(conn, self._task(event), data["to"], moment(data["as_of"]), after_commit)
 
-    async def _task_updated(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+    async def _task_updated(self, conn: asyncpg.Connection, event: InboundEvent, after_commit: list[AfterCommit]) -> None:
         data = event.ce["data"]
-        task, at = self._task(event), datetime.fromisoformat(event.ce["time"])
+        task, at = self._task(event), moment(event.ce["time"])
         if await store.follow_light(conn, task, data["light"], at):
-            LIGHT_CHANGES.labels(data["light"]).inc()
-        await self._task_light(conn, task, "green" if data["status"] == "done" else data["light"], at)
+            after_commit.append(LIGHT_CHANGES.labels(data["light"]).inc)
+        await self._task_light(conn, task, "green" if data["status"] == "done" else data["light"], at, after_commit)
 
-    async def _milestone_changed(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+    async def _milestone_changed(self, conn: asyncpg.Connection, event: InboundEvent,
+                                 after_commit: list[AfterCommit]) -> None:
         data = event.ce["data"]
-        task, at = self._task(event), datetime.fromisoformat(data["as_of"])
-        try:
-            milestone = self.catalog.milestone(data["milestone_id"])
-        except KeyError as exc:
-            raise PermanentEventError("unknown_milestone", str(exc)) from None
+        task, at = self._task(event), moment(data["as_of"])
+        milestone = self._milestone(task, data["milestone_id"])
         plan = milestone_deadline(milestone, civil(at))
         extended = await store.extended_deadlines(conn, [milestone.id])
         await self._apply(conn, item=milestone.id, kind="milestone", task=task, light=MILESTONE_LIGHTS[data["to"]],
-                          at=at, deadline=extended.get((milestone.id, plan), plan))
+                          at=at, deadline=extended.get((milestone.id, plan), plan), after_commit=after_commit)
 
-    async def _extension_decided(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+    async def _extension_decided(self, conn: asyncpg.Connection, event: InboundEvent,
+                                 after_commit: list[AfterCommit]) -> None:
         await self._extension(conn, self._task(event), event.ce["data"])
 
-    async def _awaiting_verification(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        await self._verification(conn, self._task(event), "awaiting", event.ce["data"])
+    async def _awaiting_verification(self, conn: asyncpg.Connection, event: InboundEvent,
+                                     after_commit: list[AfterCommit]) -> None:
+        await self._verification(conn, self._task(event), "awaiting", event.ce["data"], after_commit)
 
-    async def _verified(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        await self._verification(conn, self._task(event), "verified", event.ce["data"])
+    async def _verified(self, conn: asyncpg.Connection, event: InboundEvent, after_commit: list[AfterCommit]) -> None:
+        await self._verification(conn, self._task(event), "verified", event.ce["data"], after_commit)
 
-    async def _returned(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
-        await self._verification(conn, self._task(event), "returned", event.ce["data"])
+    async def _returned(self, conn: asyncpg.Connection, event: InboundEvent, after_commit: list[AfterCommit]) -> None:
+        await self._verification(conn, self._task(event), "returned", event.ce["data"], after_commit)
 
     def _task(self, event: InboundEvent) -> Task:
         try:
@@ -109,16 +154,23 @@ class NotifierHandler:
         except KeyError as exc:
             raise PermanentEventError("unknown_task", str(exc)) from None
 
-    async def _task_light(self, conn: asyncpg.Connection, task: Task, light: str, at: datetime) -> None:
+    def _milestone(self, task: Task, milestone_id: str) -> Milestone:
+        for milestone in task.milestones:
+            if milestone.id == milestone_id:
+                return milestone
+        raise PermanentEventError("unknown_milestone", f"{task.id} has no milestone {milestone_id!r} in the plan")
+
+    async def _task_light(self, conn: asyncpg.Connection, task: Task, light: str, at: datetime,
+                          after_commit: list[AfterCommit]) -> None:
         # Task changes follow the milestone changes of the same evaluation, so an overdue milestone
         # is already open here and names the deadline a red task missed.
         overdue = await store.open_deadlines(conn, task.id, "milestone") if light == "red" else []
         extended = await store.extended_deadlines(conn, [m.id for m in task.milestones])
         await self._apply(conn, item=task.id, kind="task", task=task, light=light, at=at,
-                          deadline=task_deadline(task, light, civil(at), overdue, extended))
+                          deadline=task_deadline(task, light, civil(at), overdue, extended), after_commit=after_commit)
 
     async def _apply(self, conn: asyncpg.Connection, *, item: str, kind: str, task: Task, light: str, at: datetime,
-                     deadline) -> None:
+                     deadline, after_commit: list[AfterCommit]) -> None:
         row = await store.open_escalation(conn, item)
         current = store.ladder_of(row) if row else None
         if row is not None and row["awaiting_verification_since"] is not None:
@@ -135,20 +187,22 @@ class NotifierHandler:
                                           units=list(task.departments))
         else:
             await store.update_ladder(conn, row["id"], ladder, deadline=deadline, next_check_at=at, before=current)
-        log.info("escalation changed", item=item, light=light, level=ladder.level, resolved=ladder.resolved_at is not None)
+        after_commit.append(partial(log.info, "escalation changed", item=item, light=light, level=ladder.level,
+                                    resolved=ladder.resolved_at is not None))
 
-    async def _verification(self, conn: asyncpg.Connection, task: Task, step: str, data: dict) -> None:
+    async def _verification(self, conn: asyncpg.Connection, task: Task, step: str, data: dict,
+                            after_commit: list[AfterCommit]) -> None:
         """Pause the item's escalation while its "done" awaits verification, resume it on a return,
         resolve it on a verification; an item with no open escalation has nothing to change."""
         row = await store.open_escalation(conn, data.get("milestone_id") or task.id)
         if row is None:
             return
-        at, ladder = datetime.fromisoformat(data["as_of"]), store.ladder_of(row)
+        at, ladder = moment(data["as_of"]), store.ladder_of(row)
         request = {"request_source": data["request_source"], "request_id": data["request_id"],
                    "requested_at": data["requested_at"], "grace_until": data["grace_until"]}
         if step == "awaiting":
             if row["awaiting_verification_since"] is None:
-                await store.set_awaiting_verification(conn, row["id"], datetime.fromisoformat(data["requested_at"]),
+                await store.set_awaiting_verification(conn, row["id"], moment(data["requested_at"]),
                                                       row["next_check_at"])
                 await store.record(conn, row["id"], "awaiting-verification", at, ladder, **request)
             return
@@ -160,15 +214,16 @@ class NotifierHandler:
             await store.record(conn, row["id"], "verified", at, ladder, principal=data["decided_by"], **decided)
             await store.update_ladder(conn, row["id"], replace(ladder, resolved_at=at), deadline=row["deadline"],
                                       next_check_at=at, before=ladder)
-        log.info("escalation follows a verification", item=row["item"], step=step, decided_by=data["decided_by"])
+        after_commit.append(partial(log.info, "escalation follows a verification", item=row["item"], step=step,
+                                    decided_by=data["decided_by"]))
 
     async def _extension(self, conn: asyncpg.Connection, task: Task, data: dict) -> None:
         """An approved extension is the occurrence's deadline from now on: notices name it, and the open
         escalations of the milestone and its task that named the plan's date name the new one."""
-        original, due = date.fromisoformat(data["original_due"]), date.fromisoformat(data["due"])
+        original, due = day(data["original_due"]), day(data["due"])
         if data["decision"] == "approved":
             await store.record_extension(conn, data["milestone_id"], original, due)
-        at = datetime.fromisoformat(data["as_of"])
+        at = moment(data["as_of"])
         for item in (data["milestone_id"], task.id):
             row = await store.open_escalation(conn, item)
             if row is None:

@@ -1,14 +1,16 @@
 """The scheduled side of the notifier: escalations advance as working days pass, and due notices go
 out in office hours, within the robots' rate limits, with retries.
 
-Safe on any number of replicas: each escalation and each delivery is claimed with
-`SELECT … FOR UPDATE SKIP LOCKED` inside the transaction that acts on it, and a notice is planned at
-most once per (item, level, window, channel, recipient) by the deliveries table's unique key."""
+Safe on any number of replicas: each escalation is claimed with `SELECT … FOR UPDATE SKIP LOCKED`
+inside the transaction that acts on it; a notice is planned at most once per (item, level, window,
+channel, recipient) by the deliveries table's unique key, and sent by the replica holding its claim,
+with no transaction open during the send (decision 015)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -25,8 +27,8 @@ from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
 from services.notifier.digests import Digests
 from services.notifier.domain.escalation import Policy, addressees, evaluate
-from services.notifier.domain.messages import BulletinNotice, build_notice, notice_from_json
-from services.notifier.routes import Routes
+from services.notifier.domain.messages import BulletinNotice, Notice, build_notice, notice_from_json
+from services.notifier.routes import Routes, Target
 from services.notifier.settings import NotifierSettings
 
 log = structlog.get_logger(__name__)
@@ -35,7 +37,9 @@ DELIVERIES = Counter("duban_notifier_deliveries_total", "Delivery attempts and t
                      ["channel", "outcome"])  # sent, retry, dead, cancelled, rate_limited
 QUEUE_DEPTH = Gauge("duban_notifier_queue_depth", "Notices waiting to be sent", ["channel"])
 DEAD = Gauge("duban_notifier_dead_deliveries", "Notices given up on (see GET /v1/deliveries?status=dead)", ["channel"])
-OPEN = Gauge("duban_notifier_escalations_open", "Open escalations by level", ["level"])
+OPEN = Gauge("duban_notifier_escalations_open", "Open escalations being pursued, by level", ["level"])
+AWAITING_VERIFICATION = Gauge("duban_notifier_escalations_awaiting_verification",
+                              "Open escalations paused while their item's done awaits verification, by level", ["level"])
 UNROUTED = Counter("duban_notifier_unrouted_total", "Notices for a department with no address for the level",
                    ["department", "level"])
 CALENDAR_GAPS = Counter("duban_notifier_calendar_gaps_total",
@@ -137,68 +141,99 @@ class Scheduler:
 
     # -- deliveries ------------------------------------------------------------------------------
 
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed delivery is left to its sender. The send is cut at the channel timeout; the
+        rest covers waiting for a pooled connection and recording the outcome. In real time (decision 026)."""
+        return timedelta(seconds=2 * self.settings.delivery_timeout_s)
+
     async def deliver_due(self, pool: asyncpg.Pool, now: datetime) -> int:
-        """Send every due notice, one transaction each; returns how many were looked at."""
+        """Send every due notice; returns how many were looked at. Each is claimed in a short transaction,
+        sent with none open, and its outcome recorded in another (decision 015)."""
         handled = 0
         while True:
             async with pool.acquire() as conn, conn.transaction():
-                row = await store.claim_due_delivery(conn, now)
+                row = await store.due_delivery(conn, now)
                 if row is None:
                     return handled
-                await self._deliver(conn, row, now)
+                claimed = await self._claim(conn, row, now)
             handled += 1
+            if claimed is not None:
+                await self._send(pool, claimed, now)
 
-    async def _deliver(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> None:
+    async def _claim(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime) -> Claimed | None:
+        """Settle a due notice that is not to be sent now (moot, outside office hours, no route, the robot's
+        minute spent); otherwise claim it and return what to send."""
         channel = row["channel"]
         if moot := ("resolved" if row["resolved_at"] is not None else "acknowledged" if is_acknowledged_row(row, now)
                     else "awaiting verification" if row["awaiting_verification_since"] is not None else None):
             await store.finish(conn, row["id"], "cancelled", now, moot)
             DELIVERIES.labels(channel, "cancelled").inc()
-            return
+            return None
         if (sendable := self.sendable_from(now)) > now:
             await store.postpone(conn, row["id"], sendable)
-            return
+            return None
         target = self.routes.target(row["recipient"])
         if target is None:
             await store.finish(conn, row["id"], "dead", now, f"no route for {row['recipient']} any more")
             DELIVERIES.labels(channel, "dead").inc()
-            return
+            return None
         if channel in RATE_LIMITED:
             free_at = await store.robot_slot(conn, row["recipient"], now, self.settings.robot_messages_per_minute)
             if free_at is not None:
                 await store.postpone(conn, row["id"], self.sendable_from(free_at))
                 DELIVERIES.labels(channel, "rate_limited").inc()
-                return
-        try:
-            await self.channels[channel].send(target, await notice_of(conn, row), delivery_key(row))
-        except DeliveryError as exc:
-            await self._failed(conn, row, now, exc)
-            return
-        await store.record_attempt(conn, row["id"], status="sent", error=None, not_before=None, now=now)
-        DELIVERIES.labels(channel, "sent").inc()
-        log.info("notice sent", item=row["item"], level=row["level"], recipient=row["recipient"])
+                return None
+        return Claimed(row, target, await notice_of(conn, row), await store.claim(conn, row["id"], self.lease))
 
-    async def _failed(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime, exc: DeliveryError) -> None:
-        attempts = row["attempts"] + 1
-        s = self.settings
-        if exc.transient and attempts < s.delivery_max_attempts:
-            wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
-            retry_at = self.sendable_from(now + timedelta(seconds=wait))
-            await store.record_attempt(conn, row["id"], status="pending", error=str(exc), not_before=retry_at, now=now)
-            DELIVERIES.labels(row["channel"], "retry").inc()
-            log.warning("notice not delivered; will retry", recipient=row["recipient"], attempt=attempts,
-                        retry_at=retry_at.isoformat(), error=str(exc))
+    async def _send(self, pool: asyncpg.Pool, claimed: Claimed, now: datetime) -> None:
+        row, timeout = claimed.row, self.settings.delivery_timeout_s
+        failure = None
+        try:
+            # The channels' own timeouts bound each step of a send; this bounds the whole, within the lease.
+            async with asyncio.timeout(timeout):
+                await self.channels[row["channel"]].send(claimed.target, claimed.notice, delivery_key(row))
+        except DeliveryError as exc:
+            failure = exc
+        except TimeoutError:
+            failure = DeliveryError(f"not sent within {timeout:g} s", transient=True)
+        status, retry_at = self._after_attempt(row, now, failure)
+        error = None if failure is None else str(failure)
+        async with pool.acquire() as conn, conn.transaction():
+            recorded = await store.record_attempt(conn, row["id"], claimed.claim, status=status, error=error,
+                                                  not_before=retry_at, now=now)
+        if not recorded:
+            log.warning("claim lost before the outcome was recorded; another replica took the notice over",
+                        item=row["item"], recipient=row["recipient"], error=error)
             return
-        await store.record_attempt(conn, row["id"], status="dead", error=str(exc), not_before=None, now=now)
-        DELIVERIES.labels(row["channel"], "dead").inc()
-        log.error("notice given up", recipient=row["recipient"], attempts=attempts, error=str(exc))
+        attempts = row["attempts"] + 1
+        if status == "sent":
+            log.info("notice sent", item=row["item"], level=row["level"], recipient=row["recipient"])
+        elif status == "pending":
+            log.warning("notice not delivered; will retry", recipient=row["recipient"], attempt=attempts,
+                        retry_at=retry_at.isoformat(), error=error)
+        else:
+            log.error("notice given up", recipient=row["recipient"], attempts=attempts, error=error)
+        DELIVERIES.labels(row["channel"], "retry" if status == "pending" else status).inc()
+
+    def _after_attempt(self, row: asyncpg.Record, now: datetime,
+                       failure: DeliveryError | None) -> tuple[str, datetime | None]:
+        """The delivery's status after this attempt, and when it is tried again if it is to be."""
+        if failure is None:
+            return "sent", None
+        s, attempts = self.settings, row["attempts"] + 1
+        if failure.transient and attempts < s.delivery_max_attempts:
+            wait = min(s.delivery_retry_initial_s * 2 ** (attempts - 1), s.delivery_retry_max_s)
+            return "pending", self.sendable_from(now + timedelta(seconds=wait))
+        return "dead", None
 
     async def refresh_gauges(self, pool: asyncpg.Pool) -> None:
         async with pool.acquire() as conn:
             levels, waiting = await store.counts(conn)
-        by_level = {r["level"]: r["n"] for r in levels}
+        by_level = {(r["level"], r["awaiting"]): r["n"] for r in levels}
         for level in (1, 2, 3):
-            OPEN.labels(str(level)).set(by_level.get(level, 0))
+            OPEN.labels(str(level)).set(by_level.get((level, False), 0))
+            AWAITING_VERIFICATION.labels(str(level)).set(by_level.get((level, True), 0))
         by_status = {(r["channel"], r["status"]): r["n"] for r in waiting}
         for channel in CHANNELS:
             QUEUE_DEPTH.labels(channel).set(by_status.get((channel, "pending"), 0))
@@ -213,6 +248,15 @@ async def notice_of(conn: asyncpg.Connection, row: asyncpg.Record):
         content = await store.bulletin_content(conn, notice.bulletin_id)
         notice = replace(notice, html=content["html"], document=content["document"])
     return notice
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery this replica holds the claim on, with what to send."""
+    row: asyncpg.Record
+    target: Target
+    notice: Notice
+    claim: uuid.UUID
 
 
 def is_acknowledged_row(row: asyncpg.Record, now: datetime) -> bool:

@@ -37,6 +37,7 @@ class NotifierSettings(ServiceSettings):
     delivery_max_attempts: int = Field(6, ge=1)
     delivery_retry_initial_s: float = Field(30.0, gt=0)
     delivery_retry_max_s: float = Field(1800.0, gt=0)
+    # Bounds each HTTP and SMTP step and a whole send; a claimed notice is left to its sender for twice this.
     delivery_timeout_s: float = Field(10.0, gt=0)
 
     smtp_host: str = "127.0.0.1"

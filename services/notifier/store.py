@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import date, datetime, timedelta
 
 import asyncpg
@@ -16,6 +17,8 @@ ESCALATION_COLUMNS = (
     "id, item, kind, task_id, light, level, deadline, opened_at, level_since, red_since, units, addressees,"
     " acknowledged_at, acknowledged_by, acknowledged_note, acknowledged_until, resolved_at, next_check_at,"
     " awaiting_verification_since")
+# A pending delivery no replica is sending: never claimed, or its claim's lease ran out.
+UNCLAIMED = "(claimed_until IS NULL OR claimed_until <= clock_timestamp())"
 
 
 def ladder_of(row: asyncpg.Record) -> Ladder:
@@ -104,9 +107,10 @@ async def extended_deadlines(conn: asyncpg.Connection, milestone_ids: list[str])
 
 
 async def cancel_pending(conn: asyncpg.Connection, escalation_id: int, why: str) -> None:
-    """Notices not yet sent are moot once the item is resolved or acknowledged."""
+    """Notices not yet sent are moot once the item is resolved or acknowledged. One being sent right now
+    is left to its sender: it records what happened, and a failed one is cancelled when claimed again."""
     await conn.execute("UPDATE deliveries SET status = 'cancelled', last_error = $2 WHERE escalation_id = $1"
-                       " AND status = 'pending'", escalation_id, why)
+                       f" AND status = 'pending' AND {UNCLAIMED}", escalation_id, why)
 
 
 async def claim_due_escalations(conn: asyncpg.Connection, now: datetime, limit: int) -> list[asyncpg.Record]:
@@ -142,10 +146,11 @@ async def record_case_warning(conn: asyncpg.Connection, *, department: str, case
 
 
 async def open_items_of(conn: asyncpg.Connection, department: str) -> list[asyncpg.Record]:
-    """Open escalations of the tasks the department leads or works on, oldest deadline first."""
+    """Open escalations of the tasks the department leads or works on, oldest deadline first; not those
+    paused while their "done" awaits verification: there is nothing left to chase."""
     return await conn.fetch(
         "SELECT item, task_id, light, level, deadline FROM escalations WHERE resolved_at IS NULL AND $1 = ANY(units)"
-        " ORDER BY deadline, item", department)
+        " AND awaiting_verification_since IS NULL ORDER BY deadline, item", department)
 
 
 async def case_warnings_between(conn: asyncpg.Connection, department: str, after: datetime,
@@ -160,12 +165,22 @@ async def lights_of(conn: asyncpg.Connection, task_ids: list[str]) -> dict[str, 
     return {r["task_id"]: r["light"] for r in rows}
 
 
-async def claim_due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
+async def due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Record | None:
+    """The next due notice nobody is sending, locked for the caller's short transaction. SKIP LOCKED: a
+    replica passes over the row another is deciding on; `UNCLAIMED`: and the one another is sending."""
     return await conn.fetchrow(
         "SELECT d.id, d.kind, d.item, d.level, d.window_start, d.channel, d.recipient, d.notice, d.attempts,"
         " e.resolved_at, e.acknowledged_until, e.awaiting_verification_since FROM deliveries d LEFT JOIN escalations e ON e.id = d.escalation_id"
-        " WHERE d.status = 'pending' AND d.not_before <= $1 ORDER BY d.not_before, d.id LIMIT 1"
-        " FOR UPDATE OF d SKIP LOCKED", now)
+        f" WHERE d.status = 'pending' AND d.not_before <= $1 AND {UNCLAIMED}"
+        " ORDER BY d.not_before, d.id LIMIT 1 FOR UPDATE OF d SKIP LOCKED", now)
+
+
+async def claim(conn: asyncpg.Connection, delivery_id: int, lease: timedelta) -> uuid.UUID:
+    """Make the delivery the caller's to send for `lease` of real time; returns the claim's token."""
+    token = uuid.uuid4()
+    await conn.execute("UPDATE deliveries SET claim = $2, claimed_until = clock_timestamp() + $3::interval WHERE id = $1",
+                       delivery_id, token, lease)
+    return token
 
 
 async def postpone(conn: asyncpg.Connection, delivery_id: int, not_before: datetime) -> None:
@@ -178,14 +193,20 @@ async def finish(conn: asyncpg.Connection, delivery_id: int, status: str, now: d
     await _record_delivery(conn, delivery_id, status, error, now)
 
 
-async def record_attempt(conn: asyncpg.Connection, delivery_id: int, *, status: str, error: str | None,
-                         not_before: datetime | None, now: datetime) -> None:
-    await conn.execute(
+async def record_attempt(conn: asyncpg.Connection, delivery_id: int, claim: uuid.UUID, *, status: str,
+                         error: str | None, not_before: datetime | None, now: datetime) -> bool:
+    """Record how a claimed send went and release the claim; False, recording nothing, when the claim is
+    no longer the caller's (it outlived its lease and another replica took the delivery over)."""
+    updated = await conn.execute(
         "UPDATE deliveries SET attempts = attempts + 1, status = $2::text, last_error = $3,"
         " not_before = coalesce($4::timestamptz, not_before),"
-        " finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $5::timestamptz END"
-        " WHERE id = $1", delivery_id, status, error, not_before, now)
+        " finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $5::timestamptz END,"
+        " claim = NULL, claimed_until = NULL"
+        " WHERE id = $1 AND claim = $6 AND status = 'pending'", delivery_id, status, error, not_before, now, claim)
+    if updated != "UPDATE 1":
+        return False
     await _record_delivery(conn, delivery_id, "retry" if status == "pending" else status, error, now)
+    return True
 
 
 async def _record_delivery(conn: asyncpg.Connection, delivery_id: int, outcome: str, error: str | None,
@@ -202,7 +223,8 @@ async def _record_delivery(conn: asyncpg.Connection, delivery_id: int, outcome: 
 
 async def robot_slot(conn: asyncpg.Connection, recipient: str, now: datetime, per_minute: int) -> datetime | None:
     """Take one of a robot's sends in the rolling minute ending now; or, when all are spent, return when
-    the oldest comes back. The transaction lock serialises replicas on one robot."""
+    the oldest comes back. Taken when the message is claimed, so one being sent counts; the transaction
+    lock serialises replicas' claims on one robot."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"duban-notifier-robot:{recipient}")
     await conn.execute("DELETE FROM robot_sends WHERE recipient = $1 AND sent_at <= $2::timestamptz - interval '1 minute'",
                        recipient, now)
@@ -215,8 +237,10 @@ async def robot_slot(conn: asyncpg.Connection, recipient: str, now: datetime, pe
 
 
 async def counts(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """Open escalations per level, and deliveries waiting or dead per channel (for the gauges)."""
-    levels = await conn.fetch("SELECT level, count(*) AS n FROM escalations WHERE resolved_at IS NULL GROUP BY level")
+    """Open escalations per level and whether paused awaiting verification, and deliveries waiting or
+    dead per channel (for the gauges)."""
+    levels = await conn.fetch("SELECT level, awaiting_verification_since IS NOT NULL AS awaiting, count(*) AS n"
+                              " FROM escalations WHERE resolved_at IS NULL GROUP BY 1, 2")
     waiting = await conn.fetch("SELECT channel, status, count(*) AS n FROM deliveries WHERE status IN ('pending', 'dead')"
                                " GROUP BY channel, status")
     return levels, waiting

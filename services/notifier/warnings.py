@@ -1,20 +1,24 @@
 """Case warnings (the tracker's CaseWarning events) → notices: at 50 % and 75 % of a case's allowed time
 to the department handling it, at 100 % to its task's lead departments too. Planned inside the
-consumer's transaction, once per (case, threshold, channel, recipient) however often the event comes."""
+consumer's transaction, once per (case, threshold, channel, recipient) however often the event comes;
+its log lines and counters wait for that transaction's commit (duban.consumer.AfterCommit)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
+from functools import partial
 
 import asyncpg
 import structlog
 
 from duban.catalog import Catalog
-from duban.consumer import InboundEvent, PermanentEventError
+from duban.catalog.models import CaseType, Department, Indicator
+from duban.consumer import AfterCommit, InboundEvent, PermanentEventError
 from duban.workcal import to_shanghai
 from services.notifier import store
 from services.notifier.domain.messages import CaseWarningNotice, names
+from services.notifier.handlers import moment
 from services.notifier.routes import Routes
 from services.notifier.scheduler import UNROUTED
 
@@ -29,14 +33,24 @@ class CaseWarningPlanner:
                  clock: Callable[[], datetime]) -> None:
         self.catalog, self.routes, self.sendable_from, self.clock = catalog, routes, sendable_from, clock
 
-    async def __call__(self, conn: asyncpg.Connection, event: InboundEvent) -> None:
+    def check(self, event: InboundEvent) -> None:
+        """Refuse, before anything is written, a warning naming what the plan does not have or an
+        instant that does not read."""
         data = event.ce["data"]
+        self._named(data)
+        for key in ("opened_at", "as_of"):
+            moment(data[key])
+
+    def _named(self, data: dict) -> tuple[Indicator, Department, CaseType]:
         try:
-            indicator = self.catalog.indicator(data["indicator"])
-            department = self.catalog.department(data["department"])
-            case_type = self.catalog.case_type(data["case_type"])
+            return (self.catalog.indicator(data["indicator"]), self.catalog.department(data["department"]),
+                    self.catalog.case_type(data["case_type"]))
         except KeyError as exc:
             raise PermanentEventError("unknown_in_catalog", str(exc)) from None
+
+    async def __call__(self, conn: asyncpg.Connection, event: InboundEvent, after_commit: list[AfterCommit]) -> None:
+        data = event.ce["data"]
+        indicator, department, case_type = self._named(data)
         lead = self.catalog.task(indicator.task).lead
         threshold = data["threshold"]
         to_lead = [code for code in lead if code != department.code] if threshold == 100 else []
@@ -49,24 +63,25 @@ class CaseWarningPlanner:
             reference=data.get("reference"), case_title=data.get("title"))
         item = f"{department.code}/{event.ce['subject']}"
         # The day the case opened names its one life: a repeated or re-announced warning plans nothing new.
-        window = to_shanghai(datetime.fromisoformat(data["opened_at"])).date()
+        window = to_shanghai(moment(data["opened_at"])).date()
         now = self.clock()
         await store.record_case_warning(conn, department=department.code, case_id=event.ce["subject"],
-                                        threshold=threshold, as_of=datetime.fromisoformat(data["as_of"]),
-                                        notice=notice.as_json())
+                                        threshold=threshold, as_of=moment(data["as_of"]), notice=notice.as_json())
         for codes, level in (([department.code], HANDLER_LEVEL), (to_lead, LEAD_LEVEL)):
-            await self._plan(conn, item, threshold, window, notice, codes, level, now)
+            await self._plan(conn, item, threshold, window, notice, codes, level, now, after_commit)
 
     async def _plan(self, conn: asyncpg.Connection, item: str, threshold: int, window: date,
-                    notice: CaseWarningNotice, codes: list[str], level: int, now: datetime) -> None:
+                    notice: CaseWarningNotice, codes: list[str], level: int, now: datetime,
+                    after_commit: list[AfterCommit]) -> None:
         reached, unrouted = self.routes.plan(codes, level)
         for target, departments in reached.items():
             if await store.plan_delivery(conn, kind=notice.KIND, escalation_id=None, item=item, level=threshold,
                                          window=window, channel=target.channel, recipient=target.recipient,
                                          departments=departments, notice=notice.as_json(),
                                          not_before=self.sendable_from(now), now=now):
-                log.info("case warning planned", item=item, threshold=threshold, recipient=target.recipient)
+                after_commit.append(partial(log.info, "case warning planned", item=item, threshold=threshold,
+                                            recipient=target.recipient))
         for code in unrouted:
-            UNROUTED.labels(code, str(level)).inc()
-            log.warning("no address for a department; case warning not sent", department=code, item=item,
-                        threshold=threshold)
+            after_commit.append(UNROUTED.labels(code, str(level)).inc)
+            after_commit.append(partial(log.warning, "no address for a department; case warning not sent",
+                                        department=code, item=item, threshold=threshold))

@@ -1,8 +1,13 @@
 """The tracker's PostgreSQL state: tasks, reports, milestones, cases and their events.
 
 Writes take whole batches (one statement per table per batch, via unnest); rows of one aggregate
-are locked in key order so that concurrent transactions (two replicas during a rebalance, the
-scheduled evaluation) serialise per aggregate instead of deadlocking."""
+are locked in key order so that concurrent transactions (the batch, the scheduled evaluation and case
+warnings, the API's extensions and verifications, two replicas during a rebalance) serialise per
+aggregate instead of deadlocking. The lock is FOR NO KEY UPDATE, the one an UPDATE of non-key columns
+takes: it excludes every other writer of the row but not the FOR KEY SHARE of a foreign-key check, so a
+batch is not held up by the case-warning job's transaction, which key-shares each case it warns about
+(case_warnings references cases) while it scans a few hundred of them, nor by an uncommitted report
+of a task it is about to evaluate."""
 
 from __future__ import annotations
 
@@ -74,7 +79,7 @@ async def insert_completions(conn: asyncpg.Connection, rows: Sequence[tuple]) ->
 
 
 async def lock_tasks(conn: asyncpg.Connection, task_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
-    rows = await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE",
+    rows = await conn.fetch(f"SELECT {TASK_COLUMNS} FROM tasks WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE",
                             sorted(task_ids))
     return {r["id"]: r for r in rows}
 
@@ -168,7 +173,7 @@ async def lock_cases(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) 
         departments, case_ids)
     rows = await conn.fetch(
         "SELECT department, case_id, announced FROM cases WHERE (department, case_id) IN"
-        " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY department, case_id FOR UPDATE",
+        " (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY department, case_id FOR NO KEY UPDATE",
         departments, case_ids)
     return {(r["department"], r["case_id"]): Announced.from_json(json.loads(r["announced"])) for r in rows}
 

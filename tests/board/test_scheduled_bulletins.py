@@ -1,6 +1,7 @@
 """The automatic 督查通报 and its mail, against the real tracker and metrics APIs, the real notifier API and
 scheduler and a real SMTP server (PostgreSQL throughout): due on Friday 16:00 and not before, one a week
-whatever the number of boards, a holiday Friday, the notifier down, every issued bulletin mailed once."""
+whatever the number of boards, a holiday Friday, the notifier down, slow or losing its answer, a board stopped
+mid-hand-off, every issued bulletin mailed once, and no board transaction open while another service answers."""
 
 from __future__ import annotations
 
@@ -9,22 +10,26 @@ import contextlib
 import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import time
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
+import jwt
 import pytest
+import structlog
 from docx import Document
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
 
 from duban.catalog import load_catalog
 from duban.pg import create_pool
 from duban.workcal import WorkingCalendar
-from services.board import bulletins
+from services.board import bulletins, scheduled
 from services.board.app import create_app
 from services.board.clients import ReadApis, UpstreamRefused
 from services.board.domain.schedule import IssueSchedule
-from services.board.scheduled import BulletinJob, token_from
+from services.board.scheduled import BulletinJob, handoff_lease_for, token_from
 from services.board.settings import BoardSettings
 from services.notifier.api import install, router
 from services.notifier.scheduler import Scheduler
@@ -50,12 +55,16 @@ class Stack:
     tokens: Tokens
 
     @contextlib.asynccontextmanager
-    async def notifier_up(self) -> AsyncIterator[None]:
-        """The notifier's API where the board expects it; stopped again when the block ends."""
+    async def notifier_up(self, gate: Gate | None = None) -> AsyncIterator[None]:
+        """The notifier's API where the board expects it (behind `gate`); stopped again when the block ends."""
         app = install(read_api(router, self.notifier_pool, self.tokens), CATALOG, HOURS, self.notifier.settings,
                       self.notifier_clock, self.notifier.routes)
-        async with serving(app, port=self.notifier_port):
-            yield
+        async with serving(app if gate is None else gate.around(app), port=self.notifier_port):
+            try:
+                yield
+            finally:
+                if gate is not None:
+                    gate.opened.set()  # the server stops once the requests it holds are answered
 
     @contextlib.asynccontextmanager
     async def board(self) -> AsyncIterator[BulletinJob]:
@@ -64,7 +73,8 @@ class Stack:
                                                                      self.settings.schema_name, max_size=2)
         try:
             yield BulletinJob(apis, pool, load_catalog(), WorkingCalendar(), IssueSchedule(5, time(16, 0)),
-                              token_from(self.settings.service_token_file))
+                              token_from(self.settings.service_token_file),
+                              handoff_lease_for(self.settings.upstream_timeout_s))
         finally:
             await apis.close()
             await pool.close()
@@ -75,6 +85,49 @@ class Stack:
 
     async def mails(self) -> None:
         await self.notifier.run_once(self.notifier_pool, self.notifier_clock.now)
+
+    async def board_transactions_waiting(self) -> list[asyncpg.Record]:
+        """The board connections that sit in an open transaction, waiting on their client (pg_stat_activity)."""
+        return await self.pool.fetch(
+            "SELECT pid, query FROM pg_stat_activity WHERE application_name = $1"
+            " AND state IN ('idle in transaction', 'idle in transaction (aborted)')",
+            f"duban-{self.settings.schema_name}")
+
+
+class Gate:
+    """In front of the notifier's real API: requests to `path` wait until the gate opens (each one counted as it
+    arrives), and the first `answers_lost` of them reach the notifier but their answers do not come back, as
+    when a proxy drops the connection: the client sees a 502."""
+
+    def __init__(self, path: str, *, answers_lost: int = 0) -> None:
+        self.path, self.answers_lost = path, answers_lost
+        self.held = 0
+        self.opened = asyncio.Event()
+
+    def around(self, app):
+        async def gated(scope, receive, send):
+            if scope["type"] != "http" or scope["path"] != self.path:
+                return await app(scope, receive, send)
+            self.held += 1
+            await self.opened.wait()
+            if self.answers_lost == 0:
+                return await app(scope, receive, send)
+            self.answers_lost -= 1
+
+            async def nowhere(message) -> None:
+                pass
+
+            await app(scope, receive, nowhere)
+            await send({"type": "http.response.start", "status": 502, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"answer lost"})
+
+        return gated
+
+    async def until_held(self, count: int, *tasks: asyncio.Task) -> None:
+        """Until `count` requests wait at the gate; a task that ends before is a failure (it did not get there)."""
+        while self.held < count:
+            assert not any(task.done() for task in tasks), [task.result() for task in tasks if task.done()]
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -184,3 +237,111 @@ async def test_two_board_servers_on_a_fixed_clock_list_one_automatic_bulletin(st
     [bulletin] = await stack.bulletins()
     assert bulletin["automatic"] and bulletin["handed_over_at"] == FRIDAY_AT_4
     assert f'data-bulletin="{bulletin["id"]}"' in listing and "定时自动签发" in listing and "已交通知服务发送" in listing
+
+
+async def test_no_board_transaction_is_open_while_the_apis_assemble_the_bulletin_and_one_of_two_archives_it(stack):
+    gate = Gate("/v1/escalations")
+    async with stack.notifier_up(gate), stack.board() as one, stack.board() as other:
+        token = stack.settings.service_token_file.read_text()
+        both = [asyncio.create_task(board.issue_due(token, FRIDAY_AT_4)) for board in (one, other)]
+        # Both replicas found the week without its bulletin and are assembling it, the notifier slow to answer.
+        await gate.until_held(2, *both)
+        assert await stack.board_transactions_waiting() == []
+        gate.opened.set()
+        issued = await asyncio.gather(*both)
+    # The second insert met the week's unique index: that replica archived nothing and reported nothing wrong.
+    [winner] = [result for result in issued if result is not None]
+    [bulletin] = await stack.bulletins()
+    assert (bulletin["id"], bulletin["week"], bulletin["automatic"]) == (winner.id, "2021-W38", True)
+
+
+async def hand_off_held_at(gate: Gate, board: BulletinJob, token: str) -> asyncio.Task:
+    """`board` issues the week's bulletin and starts handing it over; returns once the request waits at `gate`."""
+    await board.issue_due(token, FRIDAY_AT_4)
+    handing = asyncio.create_task(board.hand_over(token, at("2021-09-24 16:01")))
+    await gate.until_held(1, handing)
+    return handing
+
+
+async def test_no_board_transaction_is_open_while_the_notifier_takes_a_bulletin_nor_does_another_board_post_it(stack):
+    gate = Gate("/v1/bulletins")
+    async with stack.notifier_up(gate), stack.board() as one, stack.board() as other:
+        token = stack.settings.service_token_file.read_text()
+        handing = await hand_off_held_at(gate, one, token)
+        assert await stack.board_transactions_waiting() == []
+        # The claim keeps the other board off the bulletin while the first one's request waits.
+        assert await other.hand_over(token, at("2021-09-24 16:01")) == 0
+        assert gate.held == 1
+        gate.opened.set()
+        assert await handing == 1
+    [bulletin] = await stack.bulletins()
+    assert bulletin["handed_over_at"] == at("2021-09-24 16:01")
+
+
+async def test_a_board_stopped_mid_hand_off_leaves_the_bulletin_to_another_once_its_claim_runs_out(stack, smtp_server):
+    _, mailbox = smtp_server
+    gate = Gate("/v1/bulletins")
+    async with stack.notifier_up(gate), stack.board() as one, stack.board() as other:
+        token = stack.settings.service_token_file.read_text()
+        stopped = await hand_off_held_at(gate, one, token)
+        stopped.cancel()  # the board stops between its claim and the notifier's answer: nobody gives the claim up
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopped
+        assert await other.hand_over(token, at("2021-09-24 16:02")) == 0
+        # A minute later on the database's clock the claim has run out.
+        await stack.pool.execute("UPDATE bulletins SET handoff_claimed_until = now() - interval '1 second'")
+        gate.opened.set()  # the stopped board's request, still at the gate, reaches the notifier too
+        assert await other.hand_over(token, at("2021-09-24 16:03")) == 1
+        await stack.mails()
+        await stack.mails()
+    [bulletin] = await stack.bulletins()
+    assert bulletin["handed_over_at"] == at("2021-09-24 16:03")
+    assert sorted(rcpt for rcpts, _ in mailbox.messages for rcpt in rcpts) == OFFICE
+
+
+async def test_a_hand_off_whose_answer_was_lost_is_repeated_and_the_bulletin_mailed_once(stack, smtp_server):
+    _, mailbox = smtp_server
+    gate = Gate("/v1/bulletins", answers_lost=1)
+    gate.opened.set()
+    async with stack.notifier_up(gate), stack.board() as board:
+        await board.round(FRIDAY_AT_4)
+        [waiting] = await stack.bulletins()
+        assert waiting["handed_over_at"] is None and waiting["handover_error"].startswith("502")
+        await board.round(at("2021-09-24 16:01"))
+        await stack.mails()
+        await stack.mails()
+    assert gate.held == 2
+    [bulletin] = await stack.bulletins()
+    assert (bulletin["handed_over_at"], bulletin["handover_error"]) == (at("2021-09-24 16:01"), None)
+    assert sorted(rcpt for rcpts, _ in mailbox.messages for rcpt in rcpts) == OFFICE
+
+
+async def test_an_expired_or_missing_service_token_shows_as_a_gauge_and_an_expired_one_as_an_error(stack, monkeypatch):
+    service_token = stack.settings.service_token_file
+    expired = stack.tokens.issue(subject="board:schedule", ttl=timedelta(hours=-1))
+    expires_at = datetime.fromtimestamp(jwt.decode(expired, options={"verify_signature": False})["exp"], UTC)
+    async with stack.notifier_up(), stack.board() as board:
+        await bulletins.issue(apis=board.apis, token=stack.tokens.issue(), issued_by="督查室 李科长",
+                              catalog=board.catalog, pool=board.pool, week="2021-W37", now=at("2021-09-24 15:00"))
+        service_token.write_text(expired, encoding="ascii")
+        with capture_logs() as logs:
+            # A logger bound now, to the capture (the module's own may be bound to an earlier configuration).
+            monkeypatch.setattr(scheduled, "log", structlog.get_logger(scheduled.__name__))
+            await board.round(at("2021-09-24 15:01"))
+        assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") == \
+            expires_at.timestamp()
+        [refused] = [entry for entry in logs if entry["log_level"] == "error"]
+        assert (refused["service"], refused["token_expires_at"]) == ("notifier", expires_at.isoformat())
+        [waiting] = await stack.bulletins()
+        assert waiting["handed_over_at"] is None and waiting["handover_error"].startswith("401")
+        # Renewed: the next round hands it over.
+        service_token.write_text(stack.tokens.issue(subject="board:schedule"), encoding="ascii")
+        await board.round(at("2021-09-24 15:02"))
+        assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") > \
+            expires_at.timestamp()
+        # A file gone since: no token, and the gauge no longer shows the last one read.
+        service_token.unlink()
+        await board.round(at("2021-09-24 15:03"))
+        assert REGISTRY.get_sample_value("duban_board_service_token_expiry_timestamp_seconds") == 0
+    [bulletin] = await stack.bulletins()
+    assert bulletin["handed_over_at"] == at("2021-09-24 15:02")

@@ -282,8 +282,9 @@ class System:
             "DUBAN_NOTIFIER_ROUTES": str(routes), "DUBAN_SMTP_HOST": "127.0.0.1",
             "DUBAN_SMTP_PORT": str(self.smtp.port), "DUBAN_SCHEDULER_INTERVAL_S": "0.5",
             # The clock is fixed, so a retry planned for later never falls due: a send held at the
-            # mail server must not time out into one.
-            "DUBAN_DELIVERY_TIMEOUT_S": "300",
+            # mail server must not time out into one. The claim of a killed notifier's send lasts twice
+            # this, and the tests wait 60 s for the other notifier to send it again.
+            "DUBAN_DELIVERY_TIMEOUT_S": "20",
             # As `duban run` does: the services trust the key pair under the data dir.
             "DUBAN_AUTH_PUBLIC_KEY_FILE": str(ensure_local_keys(self.run_dir)[1]),
         }

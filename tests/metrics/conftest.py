@@ -47,7 +47,7 @@ class Feed:
     async def send_batch(self, ces: list[dict]) -> None:
         events = [InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ())) for ce in ces]
         for event in events:
-            self.handlers.check(event)
+            event.prepared = self.handlers.check(event)
         async with self.pool.acquire() as conn, conn.transaction():
             await self.handlers.apply_batch(conn, events)
 

@@ -25,7 +25,8 @@ from tests.prometheus import alert_states, firing_or_pending, query, running_pro
 pytestmark = pytest.mark.database
 
 # Metrics other services expose: their queries must evaluate here, and get data in the full stack.
-OTHER_SERVICES = ("duban_intake_events_accepted_total", "duban_outbox_backlog")
+OTHER_SERVICES = ("duban_intake_events_accepted_total", "duban_outbox_backlog", "duban_notifier_escalations_open",
+                  "duban_board_bulletins_waiting", "duban_board_service_token_expiry_timestamp_seconds")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 
 

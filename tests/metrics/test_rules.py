@@ -1,4 +1,5 @@
-"""Prometheus rules and Grafana dashboards: promtool unit tests, and every query parses."""
+"""Prometheus rules and Grafana dashboards: promtool unit tests, every query parses and names metrics the code
+exports."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import ROOT
+from tests.docs.test_docs import metric_names
 from tests.prometheus import RULE_FILES
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -75,6 +77,15 @@ def test_every_query_parses(tmp_path):
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump(check))
     assert f"SUCCESS: {len(exprs)} rules found" in promtool("check", "rules", str(path))
+
+
+def test_every_query_names_metrics_the_code_exports():
+    """A renamed or misspelt metric leaves a panel empty and an alert silent without any error."""
+    exported = metric_names()
+    named = {name for expr in [rule["expr"] for rule in rules()] + dashboard_queries()
+             for name in re.findall(r"\b(duban_[a-z0-9_]*[a-z0-9])\b", expr)}
+    assert {"duban_board_service_token_expiry_timestamp_seconds", "duban_notifier_escalations_open"} <= named
+    assert sorted(name for name in named if not any(m.match(name) for m in exported)) == []
 
 
 def test_dashboards_choose_their_data_source():

@@ -3,8 +3,10 @@ handler, and real receivers: HTTP servers standing in for the robots and webhook
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -70,16 +72,26 @@ def milestone_changed(milestone: str, to: str, when: datetime, frm: str | None =
                          {"milestone_id": milestone, "from": frm, "to": to, "as_of": when.isoformat()}, when)
 
 
+async def apply_alone(pool: asyncpg.Pool, handler: NotifierHandler, ce: dict) -> None:
+    """Apply one event the way duban.consumer does: checked, applied in a transaction, its after-commit
+    effects run once that has committed."""
+    event = InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ()))
+    handler.check(event)
+    async with pool.acquire() as conn, conn.transaction():
+        after_commit = await handler.apply_batch(conn, [event])
+    for effect in after_commit:
+        effect()
+
+
 class Feed:
-    """Applies events the way duban.consumer does: each in a transaction, through the service's handler."""
+    """Applies events one by one through the service's handler."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool, self.handler = pool, NotifierHandler(CATALOG)
 
     async def send(self, *events: dict) -> None:
         for ce in events:
-            async with self.pool.acquire() as conn, conn.transaction():
-                await self.handler(conn, InboundEvent(ce, Delivery("duban.tracker-changes", 0, 0, None, None, ())))
+            await apply_alone(self.pool, self.handler, ce)
 
 
 @pytest.fixture
@@ -101,12 +113,25 @@ class Received:
 
 @dataclass
 class HttpReceiver:
-    """A real HTTP server on a free port; answers each POST with the next scripted (status, body)."""
+    """A real HTTP server on a free port; answers each POST with the next scripted (status, body). While
+    `hold()` is on, it takes requests and keeps their senders waiting for the answer until `release()`.
+    With `drip_s` set, it answers a byte at a time, that far apart: slower as a whole than any one read."""
 
     url: str
     received: list[Received] = field(default_factory=list)
     script: list[tuple[int, dict]] = field(default_factory=list)
     default: tuple[int, dict] = (200, {"errcode": 0, "errmsg": "ok"})
+    answering: threading.Event = field(default_factory=threading.Event)
+    drip_s: float | None = None
+
+    def __post_init__(self) -> None:
+        self.answering.set()
+
+    def hold(self) -> None:
+        self.answering.clear()
+
+    def release(self) -> None:
+        self.answering.set()
 
     def bodies(self, path: str | None = None) -> list[dict]:
         return [r.body for r in self.received if path is None or r.path == path]
@@ -125,12 +150,19 @@ def http_receiver():
             with lock:
                 receiver.received.append(Received(url.path, parse_qs(url.query), dict(self.headers), json.loads(raw), raw))
                 status, answer = receiver.script.pop(0) if receiver.script else receiver.default
+            receiver.answering.wait()
             payload = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(payload)
+            if receiver.drip_s is None:
+                self.wfile.write(payload)
+                return
+            with contextlib.suppress(OSError):  # the sender gave up and closed the connection
+                for byte in payload:
+                    self.wfile.write(bytes([byte]))
+                    time.sleep(receiver.drip_s)
 
         def log_message(self, *args) -> None:
             pass
@@ -139,6 +171,7 @@ def http_receiver():
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield receiver
+    receiver.release()
     server.shutdown()
     server.server_close()
 
@@ -187,9 +220,10 @@ async def make_scheduler(tmp_path, smtp_server):
     async def make(departments: dict, **overrides) -> Scheduler:
         # The escalation tests' Mondays would bring the leads their weekly digest too; test_digests.py asks for it.
         overrides.setdefault("weekly_digest", False)
+        overrides.setdefault("delivery_timeout_s", 5.0)
         controller, _ = smtp_server
         settings = NotifierSettings(notifier_routes=write_routes(tmp_path, departments), smtp_host=controller.hostname,
-                                    smtp_port=controller.port, delivery_timeout_s=5.0, **overrides)
+                                    smtp_port=controller.port, **overrides)
         client = httpx.AsyncClient(timeout=settings.delivery_timeout_s)
         clients.append(client)
         return Scheduler(CATALOG, HOURS, Routes.load(settings.notifier_routes, CATALOG), make_channels(settings, client),
