@@ -21,7 +21,7 @@ import structlog
 from prometheus_client import Counter, Gauge
 
 from duban.catalog import Catalog
-from duban.pg import TRANSIENT_ERRORS
+from duban.pg import TRANSIENT_ERRORS, transient
 from duban.workcal import CalendarCoverageError, OfficeHours
 from services.notifier import store
 from services.notifier.channels import RATE_LIMITED, Channel, DeliveryError, make_channels
@@ -178,13 +178,31 @@ class Scheduler:
             await store.finish(conn, row["id"], "dead", now, f"no route for {row['recipient']} any more")
             DELIVERIES.labels(channel, "dead").inc()
             return None
+        if row["attempts"] >= self.settings.delivery_max_attempts:
+            # Every attempt is counted when claimed: these sends started and none came back (the sender
+            # stopped or outlived its lease each time). A notice that stops its sender is not tried forever.
+            await self._give_up(conn, row, now, f"{row['attempts']} sends started and none finished")
+            return None
+        try:
+            async with conn.transaction():  # a savepoint: a notice that cannot be read fails alone
+                notice = await notice_of(conn, row)
+        except Exception as exc:  # noqa: BLE001 - unless the database's, the stored notice is at fault
+            if transient(exc):
+                raise
+            await self._give_up(conn, row, now, f"the stored notice cannot be read: {type(exc).__name__}: {exc}")
+            return None
         if channel in RATE_LIMITED:
             free_at = await store.robot_slot(conn, row["recipient"], now, self.settings.robot_messages_per_minute)
             if free_at is not None:
                 await store.postpone(conn, row["id"], self.sendable_from(free_at))
                 DELIVERIES.labels(channel, "rate_limited").inc()
                 return None
-        return Claimed(row, target, await notice_of(conn, row), await store.claim(conn, row["id"], self.lease))
+        return Claimed(row, target, notice, await store.claim(conn, row["id"], self.lease))
+
+    async def _give_up(self, conn: asyncpg.Connection, row: asyncpg.Record, now: datetime, why: str) -> None:
+        await store.finish(conn, row["id"], "dead", now, why)
+        DELIVERIES.labels(row["channel"], "dead").inc()
+        log.error("notice given up", recipient=row["recipient"], attempts=row["attempts"], error=why)
 
     async def _send(self, pool: asyncpg.Pool, claimed: Claimed, now: datetime) -> None:
         row, timeout = claimed.row, self.settings.delivery_timeout_s

@@ -33,7 +33,8 @@ class NotifierSettings(ServiceSettings):
     scheduler_interval_s: float = Field(15.0, gt=0)
     # Robots accept this many messages per rolling minute (WeCom and DingTalk: 20).
     robot_messages_per_minute: int = Field(20, ge=1)
-    # A delivery is dead after this many failed attempts; the waits between them double up to the maximum.
+    # A delivery is dead after this many failed attempts (a send whose sender never came back counts); the waits
+    # between them double up to the maximum.
     delivery_max_attempts: int = Field(6, ge=1)
     delivery_retry_initial_s: float = Field(30.0, gt=0)
     delivery_retry_max_s: float = Field(1800.0, gt=0)

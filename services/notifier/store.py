@@ -176,10 +176,11 @@ async def due_delivery(conn: asyncpg.Connection, now: datetime) -> asyncpg.Recor
 
 
 async def claim(conn: asyncpg.Connection, delivery_id: int, lease: timedelta) -> uuid.UUID:
-    """Make the delivery the caller's to send for `lease` of real time; returns the claim's token."""
+    """Make the delivery the caller's to send for `lease` of real time; returns the claim's token. The
+    attempt counts from here, so one whose sender never comes back counts too."""
     token = uuid.uuid4()
-    await conn.execute("UPDATE deliveries SET claim = $2, claimed_until = clock_timestamp() + $3::interval WHERE id = $1",
-                       delivery_id, token, lease)
+    await conn.execute("UPDATE deliveries SET claim = $2, claimed_until = clock_timestamp() + $3::interval,"
+                       " attempts = attempts + 1 WHERE id = $1", delivery_id, token, lease)
     return token
 
 
@@ -198,7 +199,7 @@ async def record_attempt(conn: asyncpg.Connection, delivery_id: int, claim: uuid
     """Record how a claimed send went and release the claim; False, recording nothing, when the claim is
     no longer the caller's (it outlived its lease and another replica took the delivery over)."""
     updated = await conn.execute(
-        "UPDATE deliveries SET attempts = attempts + 1, status = $2::text, last_error = $3,"
+        "UPDATE deliveries SET status = $2::text, last_error = $3,"
         " not_before = coalesce($4::timestamptz, not_before),"
         " finished_at = CASE WHEN $2::text = 'pending' THEN NULL ELSE $5::timestamptz END,"
         " claim = NULL, claimed_until = NULL"

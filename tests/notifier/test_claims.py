@@ -58,7 +58,8 @@ async def test_a_held_send_keeps_no_transaction_open_and_another_replica_leaves_
     assert await in_transaction(pool, schema) == []
     assert pool.get_idle_size() == pool.get_size()
     [claimed] = await deliveries(pool)
-    assert claimed["status"] == "pending" and claimed["claim"] is not None and claimed["attempts"] == 0
+    # The attempt counts from its claim, before any answer.
+    assert claimed["status"] == "pending" and claimed["claim"] is not None and claimed["attempts"] == 1
     # Another replica's round passes over the notice being sent.
     assert await second.deliver_due(pool, T0) == 0
     assert len(http_receiver.received) == 1
@@ -100,7 +101,50 @@ async def test_a_claim_whose_holder_died_is_sent_by_another_once_its_lease_runs_
     [notice] = http_receiver.received
     assert notice.headers["webhook-id"] == notice.body["id"] == delivery_id(delivery_key(row))
     [sent] = await deliveries(pool)
-    assert (sent["status"], sent["attempts"], sent["last_error"], sent["claim"]) == ("sent", 1, None, None)
+    # Two attempts: the dead holder's, counted when it claimed, and the one that went out.
+    assert (sent["status"], sent["attempts"], sent["last_error"], sent["claim"]) == ("sent", 2, None, None)
+
+
+async def claim_and_die(pool, scheduler) -> None:
+    """A replica claims the due notice the way the scheduler does and dies; its lease then runs out."""
+    async with pool.acquire() as conn, conn.transaction():
+        row = await store.due_delivery(conn, T0)
+        await store.claim(conn, row["id"], scheduler.lease)
+    async with pool.acquire() as conn:
+        await conn.execute("UPDATE deliveries SET claimed_until = clock_timestamp() - interval '1 second'"
+                           " WHERE id = $1", row["id"])
+
+
+async def test_a_notice_whose_sends_never_finish_is_given_up_after_the_most_attempts(
+        feed, pool, make_scheduler, http_receiver):
+    # Say the notice stops every replica that sends it: each claim counts, and no replica takes it up forever.
+    scheduler = await make_scheduler(units_webhook(http_receiver.url), delivery_max_attempts=2)
+    await one_notice_planned(feed, pool, scheduler)
+    await claim_and_die(pool, scheduler)
+    await claim_and_die(pool, scheduler)
+
+    assert await scheduler.deliver_due(pool, T0) == 1
+    [given_up] = await deliveries(pool)
+    assert (given_up["status"], given_up["attempts"], given_up["last_error"]) == (
+        "dead", 2, "2 sends started and none finished")
+    assert not http_receiver.received
+
+
+async def test_a_notice_that_cannot_be_read_is_given_up_and_the_next_one_still_goes(
+        feed, pool, make_scheduler, http_receiver):
+    hook = [{"channel": "webhook", "url": f"{http_receiver.url}/hooks/all", "name": "all"}]
+    scheduler = await make_scheduler({d.code: hook for d in CATALOG.departments})
+    await feed.send(light_changed("T01", "red", T0), light_changed("T02", "red", T0))
+    await scheduler.evaluate_due(pool, T0)
+    first, _ = await deliveries(pool, status="pending")
+    async with pool.acquire() as conn:  # a notice stored in a shape this notifier no longer reads
+        await conn.execute("UPDATE deliveries SET notice = '{\"headline\": \"T01\"}' WHERE id = $1", first["id"])
+
+    assert await scheduler.deliver_due(pool, T0) == 2
+    unreadable, sent = await deliveries(pool)
+    assert unreadable["status"] == "dead" and unreadable["attempts"] == 0
+    assert unreadable["last_error"].startswith("the stored notice cannot be read: TypeError")
+    assert sent["status"] == "sent" and len(http_receiver.received) == 1
 
 
 async def test_a_robot_message_being_sent_counts_against_the_robots_minute(feed, pool, make_scheduler, http_receiver):
